@@ -1,0 +1,62 @@
+//! `loopspy dump`: attach (or start the program), look once, print.
+
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::cli::DumpArgs;
+use crate::dump::{self, ProcessFacts};
+use crate::error::Failure;
+use crate::procfs;
+use crate::snapshot::Looker;
+use crate::spawn::Spawned;
+use crate::target::{AttachOptions, Target};
+
+pub fn run(args: &DumpArgs) -> Result<(), Failure> {
+    let options = AttachOptions { blocking: args.blocking };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+
+    let mut spawned = None;
+    let mut target = match args.target.pid {
+        Some(pid) => Target::attach(pid, options)?,
+        None => {
+            let mut child = Spawned::start(&args.target.command)?;
+            let target = child.wait_for_loop(args.spawn.timeout(), options, &stop)?;
+            spawned = Some(child);
+            target
+        }
+    };
+
+    let view = Looker::new().look(&mut target)?;
+    if view.loops.is_empty() {
+        return Err(Failure::NoEventLoop { pid: target.pid, threads: view.threads });
+    }
+    let facts = ProcessFacts {
+        pid: target.pid,
+        command: procfs::cmdline(target.pid).unwrap_or_default(),
+        version: target.version_text.clone(),
+        executable: procfs::exe(target.pid).ok().map(|p| p.display().to_string()),
+    };
+    let report = dump::report(facts, &view);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).expect("report serialises") + "\n"
+    } else {
+        dump::render_text(&report)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Failure::OutputFailed { path: "standard output".into(), detail: e.to_string() })?;
+
+    if let Some(child) = spawned.as_mut() {
+        if args.spawn.keep {
+            child.keep_running();
+            eprintln!("loopspy: left {} running (PID {})", args.target.command.join(" "), target.pid);
+        }
+    }
+    Ok(())
+}

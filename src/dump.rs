@@ -1,0 +1,225 @@
+//! `loopspy dump`: one look at a process, as a report (the JSON document) and as text.
+//!
+//! The report is plain data built from a [`ProcessView`]; its schema is documented in
+//! `docs/json-schema.md` and its `schema_version` changes when a field changes meaning.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::callback::CallbackKind;
+use crate::error::ThreadBrief;
+use crate::eventloop::LoopKind;
+use crate::loopstate::LoopState;
+use crate::procfs::{self, Syscall};
+use crate::snapshot::{LoopView, ProcessView};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpReport {
+    pub schema_version: u32,
+    pub pid: i32,
+    pub command: Vec<String>,
+    pub python: PythonReport,
+    pub loop_count: usize,
+    pub loops: Vec<LoopReport>,
+    pub threads: Vec<ThreadBrief>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonReport {
+    pub version: String,
+    pub executable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    pub thread: ThreadReport,
+    pub loop_class: String,
+    pub loop_kind: LoopKind,
+    pub state: StateReport,
+    /// `len(loop._ready)`.
+    pub ready: u64,
+    pub timers: TimersReport,
+    /// Overdue time of the earliest live timer, ≥ 0 (0 when nothing is due yet).
+    pub lag_ms: Option<f64>,
+    pub fds: Option<u64>,
+    pub selector: Option<String>,
+    pub callback: Option<CallbackReport>,
+    pub stack: Vec<FrameReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadReport {
+    pub native_id: Option<i32>,
+    pub ident: u64,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateReport {
+    pub state: LoopState,
+    pub description: &'static str,
+    /// The system call the loop thread is blocked in, if any.
+    pub syscall: Option<String>,
+    /// True when the thread was on a CPU (in user space) at the moment of reading.
+    pub on_cpu: Option<bool>,
+    /// How long the loop has been in this state, when it can be known from one look.
+    pub for_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimersReport {
+    /// `len(loop._scheduled)`, cancelled timers included.
+    pub count: u64,
+    pub earliest: Option<EarliestTimer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EarliestTimer {
+    /// `TimerHandle.when()`, in `loop.time()` seconds.
+    pub when: f64,
+    /// Milliseconds until it is due; negative when overdue.
+    pub due_in_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackReport {
+    pub kind: CallbackKind,
+    pub qualname: String,
+    pub task: Option<TaskReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub name: String,
+    pub coro: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameReport {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+}
+
+/// Facts about the process that are not part of a look.
+pub struct ProcessFacts {
+    pub pid: i32,
+    pub command: Vec<String>,
+    pub version: String,
+    pub executable: Option<String>,
+}
+
+pub fn report(facts: ProcessFacts, view: &ProcessView) -> DumpReport {
+    DumpReport {
+        schema_version: SCHEMA_VERSION,
+        pid: facts.pid,
+        command: facts.command,
+        python: PythonReport { version: facts.version, executable: facts.executable },
+        loop_count: view.loops.len(),
+        loops: view.loops.iter().map(loop_report).collect(),
+        threads: view.threads.clone(),
+    }
+}
+
+fn loop_report(l: &LoopView) -> LoopReport {
+    let lateness = l.timer_lateness();
+    LoopReport {
+        thread: ThreadReport { native_id: l.thread.native_id, ident: l.thread.ident, name: l.thread_name.clone() },
+        loop_class: l.class_name.clone(),
+        loop_kind: l.kind,
+        state: StateReport {
+            state: l.state,
+            description: l.state.describe(),
+            syscall: match l.syscall {
+                Some(Syscall::In(nr)) => Some(procfs::syscall_name(nr).map(str::to_string).unwrap_or_else(|| format!("syscall {nr}"))),
+                _ => None,
+            },
+            on_cpu: l.syscall.map(|s| s == Syscall::Running),
+            for_ms: None,
+        },
+        ready: l.figures.ready,
+        timers: TimersReport {
+            count: l.figures.timers,
+            earliest: l.figures.earliest_timer.zip(lateness).map(|(when, late)| EarliestTimer { when, due_in_ms: -late * 1e3 }),
+        },
+        lag_ms: lateness.map(|late| (late * 1e3).max(0.0)),
+        fds: l.figures.fds,
+        selector: l.figures.selector.clone(),
+        callback: l.callback.as_ref().map(|c| CallbackReport {
+            kind: c.kind,
+            qualname: c.qualname.clone(),
+            task: c.task.as_ref().map(|t| TaskReport { name: t.name.clone(), coro: t.coro.clone() }),
+        }),
+        stack: l.stack.iter().map(|f| FrameReport { function: f.function.clone(), file: f.file.clone(), line: f.line }).collect(),
+    }
+}
+
+fn ms(v: f64) -> String {
+    let a = v.abs();
+    if a >= 10_000.0 {
+        format!("{:.1} s", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+/// The report for a terminal.
+pub fn render_text(rep: &DumpReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "PID {}: {}", rep.pid, rep.command.join(" "));
+    let _ = writeln!(
+        out,
+        "Python {}{}, {} event loop{}",
+        rep.python.version,
+        rep.python.executable.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+        rep.loop_count,
+        if rep.loop_count == 1 { "" } else { "s" }
+    );
+    for l in &rep.loops {
+        out.push('\n');
+        let thread = format!(
+            "Thread {}{}",
+            l.thread.native_id.map(|t| t.to_string()).unwrap_or_else(|| format!("{:#x}", l.thread.ident)),
+            l.thread.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default()
+        );
+        let _ = writeln!(out, "{thread}: {} ({:?})", l.loop_class, l.loop_kind);
+        let mut state = l.state.description.to_uppercase();
+        if l.state.state == LoopState::Callback {
+            state = format!("BUSY, {}", l.state.description);
+        }
+        let how = match (&l.state.syscall, l.state.on_cpu) {
+            (Some(sc), _) => format!(" (thread waiting in {sc})"),
+            (None, Some(true)) => " (thread on CPU)".to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  state      {state}{how}");
+        if let Some(cb) = &l.callback {
+            let task = cb.task.as_ref().map(|t| format!(" in task \"{}\"", t.name)).unwrap_or_default();
+            let _ = writeln!(out, "  callback   {}{task}", cb.qualname);
+        }
+        let _ = writeln!(out, "  ready      {} callback{} waiting", l.ready, if l.ready == 1 { "" } else { "s" });
+        let earliest = match &l.timers.earliest {
+            Some(t) if t.due_in_ms < 0.0 => format!("; earliest overdue by {} (loop lag)", ms(-t.due_in_ms)),
+            Some(t) => format!("; earliest due in {}", ms(t.due_in_ms)),
+            None if l.timers.count > 0 => "; all cancelled".to_string(),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  timers     {} scheduled{earliest}", l.timers.count);
+        if let Some(fds) = l.fds {
+            let sel = l.selector.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+            let _ = writeln!(out, "  fds        {fds} registered{sel}");
+        }
+        if !l.stack.is_empty() {
+            let _ = writeln!(out, "  stack (innermost first):");
+            for f in &l.stack {
+                let _ = writeln!(out, "    {} ({}:{})", f.function, f.file, f.line);
+            }
+        }
+    }
+    out
+}

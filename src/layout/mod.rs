@@ -1,0 +1,282 @@
+//! Where CPython keeps things, per version: plain data, one row per interpreter version.
+//!
+//! Nothing here reads memory. The rows live in [`tables`]; the reader and the loop
+//! discovery look numbers up here instead of branching on the version. Every number is
+//! checked twice: against the compiled headers (`tools/layout-probe/out/`, see
+//! `tests/layout_tables.rs`) and against real interpreters by the ground-truth tests.
+
+mod tables;
+
+use serde::Serialize;
+
+pub use tables::{for_version, SUPPORTED};
+
+/// A CPython version as `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PyVersion {
+    pub major: u8,
+    pub minor: u8,
+}
+
+impl PyVersion {
+    pub const fn new(major: u8, minor: u8) -> Self {
+        PyVersion { major, minor }
+    }
+}
+
+impl std::fmt::Display for PyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// All the layout facts loopspy uses for one CPython version (x86_64, GIL build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub version: PyVersion,
+    pub object: ObjectLayout,
+    pub types: TypeLayout,
+    pub containers: ContainerLayout,
+    pub long: LongLayout,
+    pub str: StrLayout,
+    pub dict: DictLayout,
+    pub attrs: AttrScheme,
+    pub member: MemberLayout,
+    pub callables: CallableLayout,
+    pub code: CodeLayout,
+    pub coro: CoroLayout,
+    pub frame: FrameLayout,
+    pub thread: ThreadLayout,
+    pub interp: InterpLayout,
+    pub asyncio: AsyncioLayout,
+}
+
+/// `PyObject` / `PyVarObject` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLayout {
+    /// `sizeof(PyObject)`: where the first field after the header starts.
+    pub head: u64,
+    pub ob_type: u64,
+    pub ob_size: u64,
+}
+
+/// `PyTypeObject` / `PyHeapTypeObject` fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeLayout {
+    pub tp_name: u64,
+    pub tp_basicsize: u64,
+    pub tp_flags: u64,
+    pub tp_dict: u64,
+    pub tp_dictoffset: u64,
+    pub tp_mro: u64,
+    pub ht_cached_keys: u64,
+}
+
+/// Simple containers and small objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLayout {
+    pub list_items: u64,
+    pub tuple_items: u64,
+    pub float_value: u64,
+    pub set_used: u64,
+    pub set_mask: u64,
+    pub set_table: u64,
+    pub weakref_object: u64,
+    pub module_dict: u64,
+}
+
+/// How an `int` stores its sign and digit count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongEncoding {
+    /// ≤ 3.11: `ob_size` is the signed digit count.
+    SignedSize,
+    /// ≥ 3.12: `lv_tag`: digit count `<< 3`, sign in the low two bits (0 +, 1 zero, 2 −).
+    Tagged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongLayout {
+    pub encoding: LongEncoding,
+    /// `ob_size` or `lv_tag`.
+    pub size_or_tag: u64,
+    pub digits: u64,
+}
+
+/// `PyASCIIObject` / `PyCompactUnicodeObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrLayout {
+    pub length: u64,
+    pub state: u64,
+    pub kind_shift: u32,
+    pub compact_bit: u32,
+    pub ascii_bit: u32,
+    /// `sizeof(PyASCIIObject)`: data of a compact ASCII string.
+    pub ascii_data: u64,
+    /// `sizeof(PyCompactUnicodeObject)`: data of a compact non-ASCII string, and where a
+    /// legacy (non-compact) string keeps its data pointer.
+    pub compact_data: u64,
+}
+
+/// Which `PyDictKeysObject` header a version has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysFormat {
+    /// 3.8–3.10: `dk_size@8, dk_nentries@32, dk_indices@40`, index width from `dk_size`,
+    /// entries always `{hash, key, value}`.
+    Sized,
+    /// 3.11+: `dk_log2_size@8, dk_log2_index_bytes@9, dk_kind@10, dk_nentries@24,
+    /// dk_indices@32`; unicode/split keys have `{key, value}` entries.
+    Log2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictLayout {
+    pub ma_used: u64,
+    pub ma_keys: u64,
+    pub ma_values: u64,
+    pub keys_format: KeysFormat,
+    /// Bytes between what `ma_values` points at and the first value: 0 up to 3.12, 8 from
+    /// 3.13 (`PyDictValues` header).
+    pub values_header: u64,
+}
+
+/// Where an instance keeps its attributes (`__dict__`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrScheme {
+    /// ≤ 3.10: a dict pointer at `tp_dictoffset`.
+    DictOffset,
+    /// 3.11 `Py_TPFLAGS_MANAGED_DICT`: `dict*` at obj−24, values array at obj−32.
+    PreHeader,
+    /// 3.12: a tagged `PyDictOrValues` at obj−24 (odd: values + 1, even: dict).
+    TaggedDictOrValues,
+    /// 3.13+: inline values at `obj + tp_basicsize` (`valid` byte at +3), otherwise a dict
+    /// pointer at `obj + managed_dict`.
+    InlineValues { managed_dict: i64 },
+}
+
+/// Member descriptors (`__slots__`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberLayout {
+    pub descr_member: u64,
+    pub def_offset: u64,
+}
+
+/// Functions, bound methods, builtin methods, `functools.partial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallableLayout {
+    pub func_code: u64,
+    pub func_qualname: u64,
+    pub method_func: u64,
+    pub method_self: u64,
+    pub cfunc_def: u64,
+    pub cfunc_self: u64,
+    pub partial_fn: u64,
+}
+
+/// `PyCodeObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLayout {
+    pub filename: u64,
+    pub name: u64,
+    /// `co_qualname` (3.11+); older versions only have `co_name`.
+    pub qualname: Option<u64>,
+    pub firstlineno: u64,
+}
+
+/// Coroutine (and generator) objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoroLayout {
+    pub name: u64,
+    pub qualname: u64,
+}
+
+/// How a thread's Python frames are linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameChain {
+    /// ≤ 3.10: `PyThreadState.frame` → `PyFrameObject`s.
+    Objects { tstate_frame: u64 },
+    /// 3.11–3.12: `PyThreadState.cframe` → `_PyCFrame.current_frame` → interpreter frames.
+    CFrame { tstate_cframe: u64, current_frame: u64 },
+    /// 3.13+: `PyThreadState.current_frame` → interpreter frames.
+    Direct { tstate_current_frame: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLayout {
+    pub chain: FrameChain,
+    /// `f_back` / `previous`.
+    pub back: u64,
+    /// `f_code` / `f_executable`.
+    pub code: u64,
+    /// Tag bits of a `_PyStackRef` (3.14+), cleared from `f_executable` and from
+    /// `localsplus` entries before they are used as pointers; 0 before 3.14.
+    pub ref_tag_mask: u64,
+    pub localsplus: u64,
+    /// `owner` byte of interpreter frames and the value meaning "owned by the C stack"
+    /// (a shim frame with no real code), when the version has one.
+    pub owner: Option<(u64, u8)>,
+}
+
+/// Where a thread records its running event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunningLoop {
+    /// 3.8–3.11: thread-state dict → `_RunningLoopHolder` → `rl_loop` at `holder_loop`.
+    HolderInDict { holder_loop: u64 },
+    /// 3.12: thread-state dict → the loop itself.
+    InDict,
+    /// 3.13+: `_PyThreadStateImpl.asyncio_running_loop`.
+    Field { offset: u64 },
+}
+
+pub const RUNNING_LOOP_KEY: &str = "__asyncio_running_event_loop__";
+
+/// `PyThreadState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadLayout {
+    pub next: u64,
+    pub interp: u64,
+    pub dict: u64,
+    pub thread_id: u64,
+    pub native_thread_id: Option<u64>,
+    pub running_loop: RunningLoop,
+}
+
+/// `PyInterpreterState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterpLayout {
+    pub threads_head: u64,
+    pub modules: u64,
+}
+
+/// Where the task running on a loop is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentTask {
+    /// ≤ 3.13: the dict `asyncio.tasks._current_tasks`, keyed by loop.
+    ModuleDict,
+    /// 3.14+: `_PyThreadStateImpl.asyncio_running_task` of the loop's thread.
+    ThreadField { offset: u64 },
+}
+
+/// `_asyncio.Task` (private C struct, offsets established empirically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncioLayout {
+    pub current_task: CurrentTask,
+    pub fut_loop: u64,
+    pub fut_state: u64,
+    pub task_coro: u64,
+    pub task_name: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_version_has_exactly_one_row() {
+        for v in SUPPORTED {
+            let row = for_version(*v).unwrap_or_else(|| panic!("no layout row for {v}"));
+            assert_eq!(row.version, *v);
+        }
+        assert!(for_version(PyVersion::new(3, 7)).is_none());
+        assert!(for_version(PyVersion::new(2, 7)).is_none());
+    }
+}

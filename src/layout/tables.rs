@@ -1,0 +1,203 @@
+//! One row per CPython version (x86_64, GIL build).
+//!
+//! Sources: `tools/layout-probe/out/3.X.txt` (offsets compiled from each version's own
+//! headers; `tests/layout_tables.rs` checks these rows against those files) and, for the
+//! private `_asyncio` structs, `tools/layout-probe/out/empirical-3.X.txt` (found by scanning
+//! live objects for known `id()`s). A row is added only when its version can be run here.
+
+use super::*;
+
+const OBJECT: ObjectLayout = ObjectLayout { head: 16, ob_type: 8, ob_size: 16 };
+
+const fn types(ht_cached_keys: u64) -> TypeLayout {
+    TypeLayout {
+        tp_name: 24,
+        tp_basicsize: 32,
+        tp_flags: 168,
+        tp_dict: 264,
+        tp_dictoffset: 288,
+        tp_mro: 344,
+        ht_cached_keys,
+    }
+}
+
+const fn containers(tuple_items: u64) -> ContainerLayout {
+    ContainerLayout {
+        list_items: 24,
+        tuple_items,
+        float_value: 16,
+        set_used: 24,
+        set_mask: 32,
+        set_table: 40,
+        weakref_object: 16,
+        module_dict: 16,
+    }
+}
+
+const LONG_SIGNED_SIZE: LongLayout = LongLayout { encoding: LongEncoding::SignedSize, size_or_tag: 16, digits: 24 };
+const LONG_TAGGED: LongLayout = LongLayout { encoding: LongEncoding::Tagged, size_or_tag: 16, digits: 24 };
+
+const fn strs(ascii_data: u64, compact_data: u64) -> StrLayout {
+    StrLayout { length: 16, state: 32, kind_shift: 2, compact_bit: 5, ascii_bit: 6, ascii_data, compact_data }
+}
+
+const fn dicts(keys_format: KeysFormat, values_header: u64) -> DictLayout {
+    DictLayout { ma_used: 16, ma_keys: 32, ma_values: 40, keys_format, values_header }
+}
+
+const MEMBER: MemberLayout = MemberLayout { descr_member: 40, def_offset: 16 };
+
+const fn callables(func_code: u64, func_qualname: u64) -> CallableLayout {
+    CallableLayout {
+        func_code,
+        func_qualname,
+        method_func: 16,
+        method_self: 24,
+        cfunc_def: 16,
+        cfunc_self: 24,
+        partial_fn: 16,
+    }
+}
+
+const fn thread(dict: u64, thread_id: u64, native_thread_id: Option<u64>, running_loop: RunningLoop) -> ThreadLayout {
+    ThreadLayout { next: 8, interp: 16, dict, thread_id, native_thread_id, running_loop }
+}
+
+const HOLDER: RunningLoop = RunningLoop::HolderInDict { holder_loop: 16 };
+
+const fn asyncio(current_task: CurrentTask, fut_state: u64, task_coro: u64, task_name: u64) -> AsyncioLayout {
+    AsyncioLayout { current_task, fut_loop: 16, fut_state, task_coro, task_name }
+}
+
+pub const PY38: Layout = Layout {
+    version: PyVersion::new(3, 8),
+    object: OBJECT,
+    types: types(872),
+    containers: containers(24),
+    long: LONG_SIGNED_SIZE,
+    str: strs(48, 72),
+    dict: dicts(KeysFormat::Sized, 0),
+    attrs: AttrScheme::DictOffset,
+    member: MEMBER,
+    callables: callables(16, 104),
+    code: CodeLayout { filename: 104, name: 112, qualname: None, firstlineno: 40 },
+    coro: CoroLayout { name: 48, qualname: 56 },
+    frame: FrameLayout {
+        chain: FrameChain::Objects { tstate_frame: 24 },
+        back: 24,
+        code: 32,
+        ref_tag_mask: 0,
+        localsplus: 360,
+        owner: None,
+    },
+    thread: thread(152, 176, None, HOLDER),
+    interp: InterpLayout { threads_head: 8, modules: 56 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 72, 112, 120),
+};
+
+pub const PY39: Layout = Layout {
+    version: PyVersion::new(3, 9),
+    types: types(864),
+    interp: InterpLayout { threads_head: 8, modules: 856 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 80, 152, 160),
+    ..PY38
+};
+
+pub const PY310: Layout = Layout {
+    version: PyVersion::new(3, 10),
+    types: types(872),
+    callables: callables(48, 40),
+    coro: CoroLayout { name: 40, qualname: 48 },
+    frame: FrameLayout { localsplus: 352, ..PY38.frame },
+    interp: InterpLayout { threads_head: 8, modules: 856 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168),
+    ..PY38
+};
+
+pub const PY311: Layout = Layout {
+    version: PyVersion::new(3, 11),
+    dict: dicts(KeysFormat::Log2, 0),
+    attrs: AttrScheme::PreHeader,
+    code: CodeLayout { filename: 112, name: 120, qualname: Some(128), firstlineno: 72 },
+    coro: CoroLayout { name: 32, qualname: 40 },
+    frame: FrameLayout {
+        chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 8 },
+        back: 48,
+        code: 32,
+        ref_tag_mask: 0,
+        localsplus: 72,
+        owner: None,
+    },
+    thread: thread(128, 152, Some(160), HOLDER),
+    interp: InterpLayout { threads_head: 16, modules: 888 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144),
+    ..PY310
+};
+
+pub const PY312: Layout = Layout {
+    version: PyVersion::new(3, 12),
+    types: types(880),
+    long: LONG_TAGGED,
+    str: strs(40, 56),
+    attrs: AttrScheme::TaggedDictOrValues,
+    code: CodeLayout { filename: 112, name: 120, qualname: Some(128), firstlineno: 68 },
+    coro: CoroLayout { name: 24, qualname: 32 },
+    frame: FrameLayout {
+        chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 0 },
+        back: 8,
+        code: 0,
+        ref_tag_mask: 0,
+        localsplus: 72,
+        owner: Some((70, 3)),
+    },
+    thread: thread(112, 136, Some(144), RunningLoop::InDict),
+    interp: InterpLayout { threads_head: 72, modules: 944 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144),
+    ..PY311
+};
+
+pub const PY313: Layout = Layout {
+    version: PyVersion::new(3, 13),
+    dict: dicts(KeysFormat::Log2, 8),
+    attrs: AttrScheme::InlineValues { managed_dict: -24 },
+    frame: FrameLayout { chain: FrameChain::Direct { tstate_current_frame: 72 }, ..PY312.frame },
+    thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 304 }),
+    interp: InterpLayout { threads_head: 7344, modules: 7656 },
+    asyncio: asyncio(CurrentTask::ModuleDict, 96, 120, 128),
+    ..PY312
+};
+
+pub const PY314: Layout = Layout {
+    version: PyVersion::new(3, 14),
+    containers: containers(32),
+    frame: FrameLayout {
+        chain: FrameChain::Direct { tstate_current_frame: 72 },
+        back: 8,
+        code: 0,
+        ref_tag_mask: 1,
+        localsplus: 80,
+        owner: Some((74, 3)),
+    },
+    thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
+    interp: InterpLayout { threads_head: 7344, modules: 7688 },
+    asyncio: asyncio(CurrentTask::ThreadField { offset: 872 }, 104, 128, 136),
+    ..PY313
+};
+
+static ROWS: [Layout; 7] = [PY38, PY39, PY310, PY311, PY312, PY313, PY314];
+
+/// The versions that have a row.
+pub const SUPPORTED: &[PyVersion] = &[
+    PyVersion::new(3, 8),
+    PyVersion::new(3, 9),
+    PyVersion::new(3, 10),
+    PyVersion::new(3, 11),
+    PyVersion::new(3, 12),
+    PyVersion::new(3, 13),
+    PyVersion::new(3, 14),
+];
+
+/// The row for a version, if loopspy knows it.
+pub fn for_version(v: PyVersion) -> Option<&'static Layout> {
+    ROWS.iter().find(|row| row.version == v)
+}

@@ -1,0 +1,23 @@
+//! loopspy: see what a running Python process's asyncio event loop is doing, from outside.
+//!
+//! Layers, bottom up: [`memory`] (bytes from another process) → [`layout`] (per-version
+//! offsets, data only) → [`reader`] (Python objects) → [`interp`], [`frames`], [`eventloop`],
+//! [`callback`] (interpreter and asyncio structures) → [`snapshot`] (one look at every loop)
+//! → [`dump`] (reports) → [`commands`] (the CLI).
+
+pub mod callback;
+pub mod cli;
+pub mod commands;
+pub mod dump;
+pub mod error;
+pub mod eventloop;
+pub mod frames;
+pub mod interp;
+pub mod layout;
+pub mod loopstate;
+pub mod memory;
+pub mod procfs;
+pub mod reader;
+pub mod snapshot;
+pub mod spawn;
+pub mod target;

@@ -1,0 +1,253 @@
+//! Dicts (combined and split tables) and instance attributes (`__dict__`, managed dicts,
+//! inline values).
+
+use super::{flags, limits, Error, ObjectReader, Result};
+use crate::layout::{AttrScheme, KeysFormat};
+use crate::memory::Memory;
+
+/// Where the values of a split table live.
+#[derive(Debug, Clone, Copy)]
+struct SplitValues {
+    /// Address of `values[0]`.
+    first: u64,
+}
+
+/// The shape of a `PyDictKeysObject`, decoded and checked.
+#[derive(Debug, Clone, Copy)]
+struct KeysShape {
+    entries: u64,
+    nentries: u64,
+    entry_size: u64,
+    key_at: u64,
+    value_at: u64,
+}
+
+impl<M: Memory> ObjectReader<M> {
+    /// `len(d)` (`ma_used`) of a dict or dict subclass.
+    pub fn dict_len(&self, dict: u64) -> Result<u64> {
+        self.expect_dict(dict)?;
+        let used = self.i64(dict + self.layout.dict.ma_used)?;
+        if used < 0 || used > 1 << 40 {
+            return Err(Error::invalid(dict, format!("dict ma_used {used}")));
+        }
+        Ok(used as u64)
+    }
+
+    /// The live `(key, value)` pointers of a dict, in insertion order, at most `max`.
+    pub fn dict_entries(&self, dict: u64, max: usize) -> Result<Vec<(u64, u64)>> {
+        self.expect_dict(dict)?;
+        let (keys, values) = self.dict_tables(dict)?;
+        self.keys_entries(keys, values, max)
+    }
+
+    /// `d[name]` for a dict whose keys are strings: the value pointer, or `None`.
+    pub fn dict_get_str(&self, dict: u64, name: &str) -> Result<Option<u64>> {
+        self.expect_dict(dict)?;
+        let (keys, values) = self.dict_tables(dict)?;
+        self.keys_lookup_str(keys, values, name)
+    }
+
+    /// `d[key]` where the key is compared by identity (objects hashed by `id`, like loops).
+    pub fn dict_get_identity(&self, dict: u64, key: u64) -> Result<Option<u64>> {
+        Ok(self
+            .dict_entries(dict, limits::ITEMS)?
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v))
+    }
+
+    fn expect_dict(&self, dict: u64) -> Result<()> {
+        let info = self.type_info_of(dict)?;
+        if !info.has(flags::DICT_SUBCLASS) {
+            return Err(Error::invalid(dict, format!("expected dict, found {}", info.name)));
+        }
+        Ok(())
+    }
+
+    fn dict_tables(&self, dict: u64) -> Result<(u64, Option<SplitValues>)> {
+        let d = &self.layout.dict;
+        let keys = self.obj_ptr(dict + d.ma_keys)?;
+        let values = self.ptr(dict + d.ma_values)?;
+        let split = (values != 0).then_some(SplitValues { first: values + d.values_header });
+        Ok((keys, split))
+    }
+
+    fn keys_shape(&self, keys: u64) -> Result<KeysShape> {
+        match self.layout.dict.keys_format {
+            KeysFormat::Sized => {
+                let size = self.i64(keys + 8)?;
+                let nentries = self.i64(keys + 32)?;
+                if size < 8 || size > 1 << limits::DICT_LOG2_SIZE || size & (size - 1) != 0 {
+                    return Err(Error::invalid(keys, format!("dict keys size {size}")));
+                }
+                if nentries < 0 || nentries > size {
+                    return Err(Error::invalid(keys, format!("dict nentries {nentries} of {size}")));
+                }
+                let width = match size {
+                    s if s <= 0xff => 1,
+                    s if s <= 0xffff => 2,
+                    s if s <= 0xffff_ffff => 4,
+                    _ => 8,
+                };
+                Ok(KeysShape {
+                    entries: keys + 40 + (size as u64) * width,
+                    nentries: nentries as u64,
+                    entry_size: 24,
+                    key_at: 8,
+                    value_at: 16,
+                })
+            }
+            KeysFormat::Log2 => {
+                let head = self.bytes(keys + 8, 3)?;
+                let (log2_size, log2_index_bytes, kind) = (head[0], head[1], head[2]);
+                if !(3..=limits::DICT_LOG2_SIZE).contains(&log2_size)
+                    || log2_index_bytes < log2_size
+                    || log2_index_bytes > log2_size + 3
+                    || kind > 2
+                {
+                    return Err(Error::invalid(
+                        keys,
+                        format!("dict keys log2_size {log2_size} index_bytes {log2_index_bytes} kind {kind}"),
+                    ));
+                }
+                let nentries = self.i64(keys + 24)?;
+                if nentries < 0 || nentries > 1 << log2_size {
+                    return Err(Error::invalid(keys, format!("dict nentries {nentries}")));
+                }
+                let general = kind == 0;
+                Ok(KeysShape {
+                    entries: keys + 32 + (1u64 << log2_index_bytes),
+                    nentries: nentries as u64,
+                    entry_size: if general { 24 } else { 16 },
+                    key_at: if general { 8 } else { 0 },
+                    value_at: if general { 16 } else { 8 },
+                })
+            }
+        }
+    }
+
+    /// Walk a keys table (with split values when given), yielding live entries.
+    fn keys_entries(&self, keys: u64, values: Option<SplitValues>, max: usize) -> Result<Vec<(u64, u64)>> {
+        let shape = self.keys_shape(keys)?;
+        let mut out = Vec::new();
+        let chunk = 2048u64;
+        let mut i = 0u64;
+        let max = max.min(limits::ITEMS);
+        while i < shape.nentries && out.len() < max {
+            let n = chunk.min(shape.nentries - i);
+            let raw = self.bytes(shape.entries + i * shape.entry_size, (n * shape.entry_size) as usize)?;
+            let vals = match values {
+                Some(v) => Some(self.pointer_array(v.first + i * 8, n as usize)?),
+                None => None,
+            };
+            for j in 0..n as usize {
+                let e = &raw[j * shape.entry_size as usize..];
+                let key = u64::from_le_bytes(e[shape.key_at as usize..][..8].try_into().unwrap());
+                let value = match &vals {
+                    Some(v) => v[j],
+                    None => u64::from_le_bytes(e[shape.value_at as usize..][..8].try_into().unwrap()),
+                };
+                if key == 0 || value == 0 {
+                    continue;
+                }
+                if !super::plausible_pointer(key) || !super::plausible_pointer(value) {
+                    return Err(Error::invalid(shape.entries, "dict entry is not a pointer"));
+                }
+                out.push((key, value));
+                if out.len() >= max {
+                    break;
+                }
+            }
+            i += n;
+        }
+        Ok(out)
+    }
+
+    fn keys_lookup_str(&self, keys: u64, values: Option<SplitValues>, name: &str) -> Result<Option<u64>> {
+        for (k, v) in self.keys_entries(keys, values, limits::ITEMS)? {
+            // Keys that are not strings cannot match; skip them rather than fail.
+            match self.str_limited(k, name.len() + 1) {
+                Ok(s) if s.text == name && !s.truncated => return Ok(Some(v)),
+                Ok(_) => {}
+                Err(Error::Invalid { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The value of instance attribute `name` (from the instance `__dict__`, however this
+    /// version stores it), or `None` when the instance has no such attribute.
+    pub fn getattr(&self, obj: u64, name: &str) -> Result<Option<u64>> {
+        let tp = self.type_info_of(obj)?;
+        let managed = tp.has(flags::MANAGED_DICT);
+        match self.layout.attrs {
+            AttrScheme::DictOffset => {}
+            AttrScheme::PreHeader if managed => {
+                let dict = self.ptr(Self::offset(obj, -24)?)?;
+                if dict != 0 {
+                    return self.dict_get_str(dict, name);
+                }
+                let values = self.ptr(Self::offset(obj, -32)?)?;
+                if values == 0 {
+                    return Ok(None);
+                }
+                let keys = self.obj_ptr(tp.addr + self.layout.types.ht_cached_keys)?;
+                return self.keys_lookup_str(keys, Some(SplitValues { first: values }), name);
+            }
+            AttrScheme::TaggedDictOrValues if managed => {
+                let tagged = self.u64(Self::offset(obj, -24)?)?;
+                if tagged == 0 {
+                    return Ok(None);
+                }
+                if tagged & 1 == 1 {
+                    let first = tagged.wrapping_add(1);
+                    if !super::plausible_pointer(first) {
+                        return Err(Error::invalid(obj, "bad tagged values pointer"));
+                    }
+                    let keys = self.obj_ptr(tp.addr + self.layout.types.ht_cached_keys)?;
+                    return self.keys_lookup_str(keys, Some(SplitValues { first }), name);
+                }
+                if !super::plausible_pointer(tagged) {
+                    return Err(Error::invalid(obj, "bad managed dict pointer"));
+                }
+                return self.dict_get_str(tagged, name);
+            }
+            AttrScheme::InlineValues { managed_dict } if managed => {
+                if tp.has(flags::INLINE_VALUES) {
+                    let values = obj + tp.basicsize as u64;
+                    let valid = self.u8(values + 3)?;
+                    if valid != 0 {
+                        let keys = self.obj_ptr(tp.addr + self.layout.types.ht_cached_keys)?;
+                        let first = values + self.layout.dict.values_header;
+                        return self.keys_lookup_str(keys, Some(SplitValues { first }), name);
+                    }
+                }
+                let dict = self.ptr(Self::offset(obj, managed_dict)?)?;
+                if dict == 0 {
+                    return Ok(None);
+                }
+                return self.dict_get_str(dict, name);
+            }
+            _ => {}
+        }
+        // A plain tp_dictoffset (every version, for types without a managed dict).
+        if tp.dictoffset == 0 {
+            return Ok(None);
+        }
+        if tp.dictoffset < 0 {
+            return Err(Error::invalid(obj, "negative tp_dictoffset (variable-size object) is not supported"));
+        }
+        let dict = self.ptr(obj + tp.dictoffset as u64)?;
+        if dict == 0 {
+            return Ok(None);
+        }
+        self.dict_get_str(dict, name)
+    }
+
+    /// Like [`getattr`](Self::getattr), but a missing attribute is an error naming it.
+    pub fn attr(&self, obj: u64, name: &str) -> Result<u64> {
+        self.getattr(obj, name)?
+            .ok_or_else(|| Error::invalid(obj, format!("object has no attribute {name}")))
+    }
+}

@@ -1,0 +1,211 @@
+//! The remote object reader: decodes Python objects from another process's memory.
+//!
+//! It knows object layouts (through a [`Layout`] row) and nothing about event loops, the
+//! CLI or rendering. Every byte it reads is untrusted: pointers are checked before they are
+//! followed, every length is bounded, every loop has a cap, and a value that does not make
+//! sense is an [`Error::Invalid`], never a panic or a guess.
+
+mod dict;
+mod object;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::layout::Layout;
+use crate::memory::{Memory, ReadError};
+
+pub use object::TypeInfo;
+
+/// Type-flag bits (stable across 3.8–3.15).
+pub mod flags {
+    pub const INLINE_VALUES: u64 = 1 << 2;
+    pub const MANAGED_DICT: u64 = 1 << 4;
+    pub const HEAPTYPE: u64 = 1 << 9;
+    pub const LONG_SUBCLASS: u64 = 1 << 24;
+    pub const LIST_SUBCLASS: u64 = 1 << 25;
+    pub const TUPLE_SUBCLASS: u64 = 1 << 26;
+    pub const UNICODE_SUBCLASS: u64 = 1 << 28;
+    pub const DICT_SUBCLASS: u64 = 1 << 29;
+    pub const TYPE_SUBCLASS: u64 = 1 << 31;
+}
+
+/// Bounds on what one decode may read. They keep a garbage length from turning into a huge
+/// allocation or a long walk.
+pub mod limits {
+    /// Longest string decoded, in code points; longer strings are cut (and say so).
+    pub const STR_CHARS: usize = 4096;
+    /// Longest type name (`tp_name` is a C string).
+    pub const TYPE_NAME: usize = 256;
+    /// Most items read from one list, tuple, set or dict.
+    pub const ITEMS: usize = 1 << 20;
+    /// Largest dict keys table accepted (log2 of slot count).
+    pub const DICT_LOG2_SIZE: u8 = 30;
+    /// Longest MRO walked.
+    pub const MRO: usize = 64;
+}
+
+/// Why a value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The memory read itself failed.
+    Read(ReadError),
+    /// The bytes were read but do not describe what we expected (wrong type, impossible
+    /// length, bad pointer). Usually a torn read of a changing object, or a stale pointer.
+    Invalid { addr: u64, what: String },
+}
+
+impl Error {
+    pub fn invalid(addr: u64, what: impl Into<String>) -> Self {
+        Error::Invalid { addr, what: what.into() }
+    }
+
+    /// The read failed because the process is gone.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Error::Read(e) if e.kind == crate::memory::ReadErrorKind::Gone)
+    }
+
+    /// The read failed because we may not read this process.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Error::Read(e) if e.kind == crate::memory::ReadErrorKind::Denied)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read(e) => write!(f, "{e}"),
+            Error::Invalid { addr, what } => write!(f, "unexpected data at {addr:#x}: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Self {
+        Error::Read(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A decoded string, with a note when it was cut at [`limits::STR_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyStr {
+    pub text: String,
+    pub truncated: bool,
+}
+
+/// Reads Python objects through a [`Memory`] using one version's [`Layout`].
+pub struct ObjectReader<M: Memory> {
+    mem: M,
+    layout: &'static Layout,
+    types: RefCell<HashMap<u64, Rc<TypeInfo>>>,
+}
+
+impl<M: Memory> ObjectReader<M> {
+    pub fn new(mem: M, layout: &'static Layout) -> Self {
+        ObjectReader { mem, layout, types: RefCell::new(HashMap::new()) }
+    }
+
+    pub fn layout(&self) -> &'static Layout {
+        self.layout
+    }
+
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Forget cached type facts (after the target may have changed a lot, e.g. a long pause).
+    pub fn clear_caches(&self) {
+        self.types.borrow_mut().clear();
+    }
+
+    // ---- raw reads -------------------------------------------------------------------
+
+    pub fn bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.mem.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn array<const N: usize>(&self, addr: u64) -> Result<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.mem.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn u8(&self, addr: u64) -> Result<u8> {
+        Ok(self.array::<1>(addr)?[0])
+    }
+
+    pub fn u32(&self, addr: u64) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(addr)?))
+    }
+
+    pub fn i32(&self, addr: u64) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.array(addr)?))
+    }
+
+    pub fn u64(&self, addr: u64) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(addr)?))
+    }
+
+    pub fn i64(&self, addr: u64) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array(addr)?))
+    }
+
+    pub fn f64(&self, addr: u64) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.array(addr)?))
+    }
+
+    /// Read a pointer field; 0 is allowed (NULL), anything else must look like a pointer.
+    pub fn ptr(&self, addr: u64) -> Result<u64> {
+        let p = self.u64(addr)?;
+        if p != 0 && !plausible_pointer(p) {
+            return Err(Error::invalid(addr, format!("{p:#x} is not a pointer")));
+        }
+        Ok(p)
+    }
+
+    /// Read a pointer field that must point at an object (not NULL).
+    pub fn obj_ptr(&self, addr: u64) -> Result<u64> {
+        let p = self.ptr(addr)?;
+        if p == 0 {
+            return Err(Error::invalid(addr, "NULL object pointer"));
+        }
+        Ok(p)
+    }
+
+    /// Read a non-NULL pointer to plain data (a C string, a struct), which need not be
+    /// 8-byte aligned.
+    pub fn data_ptr(&self, addr: u64) -> Result<u64> {
+        let p = self.u64(addr)?;
+        if !(0x1000..0x0000_8000_0000_0000).contains(&p) {
+            return Err(Error::invalid(addr, format!("{p:#x} is not a data pointer")));
+        }
+        Ok(p)
+    }
+
+    /// Address plus a signed offset, refusing wrap-around.
+    pub fn offset(addr: u64, off: i64) -> Result<u64> {
+        addr.checked_add_signed(off)
+            .filter(|a| *a != 0)
+            .ok_or_else(|| Error::invalid(addr, format!("offset {off} leaves the address space")))
+    }
+}
+
+/// A user-space x86_64 pointer to something at least 8-byte aligned.
+pub fn plausible_pointer(p: u64) -> bool {
+    p >= 0x1000 && p < 0x0000_8000_0000_0000 && p % 8 == 0
+}
+
+impl fmt::Debug for ObjectReader<crate::memory::FakeMemory> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectReader").field("version", &self.layout.version).finish()
+    }
+}

@@ -1,0 +1,404 @@
+//! Object headers, types and the simple value types (str, int, float, sequences).
+
+use std::rc::Rc;
+
+use super::{flags, limits, Error, ObjectReader, PyStr, Result};
+use crate::layout::LongEncoding;
+use crate::memory::Memory;
+
+/// What we cache about a type object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    pub addr: u64,
+    pub name: String,
+    pub flags: u64,
+    pub basicsize: i64,
+    pub dictoffset: i64,
+}
+
+impl TypeInfo {
+    pub fn has(&self, flag: u64) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+impl<M: Memory> ObjectReader<M> {
+    /// The type pointer of an object.
+    pub fn type_of(&self, obj: u64) -> Result<u64> {
+        self.obj_ptr(obj + self.layout.object.ob_type)
+    }
+
+    /// Facts about a type object, validated: its own type must be a type subclass.
+    pub fn type_info(&self, tp: u64) -> Result<Rc<TypeInfo>> {
+        if let Some(info) = self.types.borrow().get(&tp) {
+            return Ok(info.clone());
+        }
+        let t = &self.layout.types;
+        let meta = self.type_of(tp)?;
+        let meta_flags = self.u64(meta + t.tp_flags)?;
+        if meta_flags & flags::TYPE_SUBCLASS == 0 {
+            return Err(Error::invalid(tp, "not a type object"));
+        }
+        let name_ptr = self.data_ptr(tp + t.tp_name)?;
+        let name = self.c_string(name_ptr, limits::TYPE_NAME)?;
+        let info = Rc::new(TypeInfo {
+            addr: tp,
+            name,
+            flags: self.u64(tp + t.tp_flags)?,
+            basicsize: self.i64(tp + t.tp_basicsize)?,
+            dictoffset: self.i64(tp + t.tp_dictoffset)?,
+        });
+        if info.basicsize < 0 || info.basicsize > 1 << 24 {
+            return Err(Error::invalid(tp, format!("tp_basicsize {} is impossible", info.basicsize)));
+        }
+        self.types.borrow_mut().insert(tp, info.clone());
+        Ok(info)
+    }
+
+    /// The type of `obj`, with its facts.
+    pub fn type_info_of(&self, obj: u64) -> Result<Rc<TypeInfo>> {
+        self.type_info(self.type_of(obj)?)
+    }
+
+    /// `type(obj).__name__` as C sees it (`tp_name`, e.g. `"collections.deque"`).
+    pub fn type_name(&self, obj: u64) -> Result<String> {
+        Ok(self.type_info_of(obj)?.name.clone())
+    }
+
+    /// Fail unless the object's type has the given fast-subclass flag.
+    fn expect_flag(&self, obj: u64, flag: u64, what: &str) -> Result<Rc<TypeInfo>> {
+        let info = self.type_info_of(obj)?;
+        if !info.has(flag) {
+            return Err(Error::invalid(obj, format!("expected {what}, found {}", info.name)));
+        }
+        Ok(info)
+    }
+
+    /// Fail unless `type(obj).tp_name == name`.
+    pub fn expect_type(&self, obj: u64, name: &str) -> Result<Rc<TypeInfo>> {
+        let info = self.type_info_of(obj)?;
+        if info.name != name {
+            return Err(Error::invalid(obj, format!("expected {name}, found {}", info.name)));
+        }
+        Ok(info)
+    }
+
+    /// A NUL-terminated byte string of at most `max` bytes, printable ASCII only.
+    pub fn c_string(&self, addr: u64, max: usize) -> Result<String> {
+        // Read in small chunks so a short string near the end of a mapping still reads.
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            let chunk = 32.min(max - out.len());
+            let bytes = match self.bytes(at, chunk) {
+                Ok(b) => b,
+                Err(e) if chunk > 1 => {
+                    // Retry byte by byte up to the end of the mapping.
+                    let mut got = Vec::new();
+                    for i in 0..chunk as u64 {
+                        match self.u8(at + i) {
+                            Ok(b) => got.push(b),
+                            Err(_) if !got.is_empty() || !out.is_empty() => break,
+                            Err(_) => return Err(e),
+                        }
+                    }
+                    got
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(nul) = bytes.iter().position(|b| *b == 0) {
+                out.extend_from_slice(&bytes[..nul]);
+                return ascii(addr, out);
+            }
+            if bytes.len() < chunk {
+                break;
+            }
+            out.extend_from_slice(&bytes);
+            at += chunk as u64;
+        }
+        Err(Error::invalid(addr, "C string is not terminated"))
+    }
+
+    /// Decode a `str` (or subclass), at most [`limits::STR_CHARS`] code points.
+    pub fn str(&self, obj: u64) -> Result<PyStr> {
+        self.str_limited(obj, limits::STR_CHARS)
+    }
+
+    pub fn str_limited(&self, obj: u64, max_chars: usize) -> Result<PyStr> {
+        self.expect_flag(obj, flags::UNICODE_SUBCLASS, "str")?;
+        let s = &self.layout.str;
+        let length = self.i64(obj + s.length)?;
+        if !(0..=(1 << 40)).contains(&length) {
+            return Err(Error::invalid(obj, format!("str length {length}")));
+        }
+        let state = self.u32(obj + s.state)?;
+        let kind = (state >> s.kind_shift) & 0b111;
+        let compact = state >> s.compact_bit & 1 == 1;
+        let is_ascii = state >> s.ascii_bit & 1 == 1;
+        let width = match kind {
+            1 | 2 | 4 => kind as usize,
+            _ => return Err(Error::invalid(obj, format!("str kind {kind}"))),
+        };
+        if is_ascii && width != 1 {
+            return Err(Error::invalid(obj, "ascii str with wide kind"));
+        }
+        let data = match (compact, is_ascii) {
+            (true, true) => obj + s.ascii_data,
+            (true, false) => obj + s.compact_data,
+            (false, _) => self.obj_ptr(obj + s.compact_data)?,
+        };
+        let n = (length as usize).min(max_chars);
+        let raw = self.bytes(data, n * width)?;
+        let text = decode_str(&raw, width, is_ascii).ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
+        Ok(PyStr { text, truncated: n < length as usize })
+    }
+
+    /// A `str` that must be short enough to be whole (names, identifiers).
+    pub fn name(&self, obj: u64) -> Result<String> {
+        let s = self.str(obj)?;
+        if s.truncated {
+            return Err(Error::invalid(obj, "name longer than the string limit"));
+        }
+        Ok(s.text)
+    }
+
+    /// Decode an `int` (or `bool`) that fits in an i64.
+    pub fn int(&self, obj: u64) -> Result<i64> {
+        self.expect_flag(obj, flags::LONG_SUBCLASS, "int")?;
+        let l = &self.layout.long;
+        let raw = self.i64(obj + l.size_or_tag)?;
+        let (ndigits, negative) = match l.encoding {
+            LongEncoding::SignedSize => (raw.unsigned_abs(), raw < 0),
+            LongEncoding::Tagged => {
+                let tag = raw as u64;
+                match tag & 3 {
+                    0 => (tag >> 3, false),
+                    1 => (0, false),
+                    2 => (tag >> 3, true),
+                    _ => return Err(Error::invalid(obj, "int sign bits 3")),
+                }
+            }
+        };
+        if ndigits > 3 {
+            return Err(Error::invalid(obj, format!("int with {ndigits} digits does not fit in i64")));
+        }
+        let mut value: i128 = 0;
+        for i in (0..ndigits).rev() {
+            let digit = self.u32(obj + l.digits + 4 * i)?;
+            if digit >= 1 << 30 {
+                return Err(Error::invalid(obj, "int digit over 30 bits"));
+            }
+            value = (value << 30) | digit as i128;
+        }
+        if negative {
+            value = -value;
+        }
+        i64::try_from(value).map_err(|_| Error::invalid(obj, "int does not fit in i64"))
+    }
+
+    /// Decode a `float` (exact type or subclass: checked by name because there is no
+    /// fast-subclass flag for float).
+    pub fn float(&self, obj: u64) -> Result<f64> {
+        let info = self.type_info_of(obj)?;
+        if info.name != "float" && !self.is_subclass_by_name(info.addr, "float")? {
+            return Err(Error::invalid(obj, format!("expected float, found {}", info.name)));
+        }
+        self.f64(obj + self.layout.containers.float_value)
+    }
+
+    /// `ob_size` of a variable-size object (list, tuple, deque), checked non-negative.
+    pub fn var_len(&self, obj: u64) -> Result<u64> {
+        let n = self.i64(obj + self.layout.object.ob_size)?;
+        if n < 0 || n > 1 << 40 {
+            return Err(Error::invalid(obj, format!("length {n}")));
+        }
+        Ok(n as u64)
+    }
+
+    /// Length of a `list` (or subclass).
+    pub fn list_len(&self, obj: u64) -> Result<u64> {
+        self.expect_flag(obj, flags::LIST_SUBCLASS, "list")?;
+        self.var_len(obj)
+    }
+
+    /// The item pointers of a list: at most `max`, plus the list's real length.
+    pub fn list_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        let len = self.list_len(obj)?;
+        let n = (len as usize).min(max).min(limits::ITEMS);
+        if n == 0 {
+            return Ok((Vec::new(), len));
+        }
+        let items = self.obj_ptr(obj + self.layout.containers.list_items)?;
+        Ok((self.pointer_array(items, n)?, len))
+    }
+
+    /// The item pointers of a tuple: at most `max`, plus its real length.
+    pub fn tuple_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        self.expect_flag(obj, flags::TUPLE_SUBCLASS, "tuple")?;
+        let len = self.var_len(obj)?;
+        let n = (len as usize).min(max).min(limits::ITEMS);
+        Ok((self.pointer_array(obj + self.layout.containers.tuple_items, n)?, len))
+    }
+
+    /// `n` consecutive pointers starting at `addr` (one read).
+    pub fn pointer_array(&self, addr: u64, n: usize) -> Result<Vec<u64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let raw = self.bytes(addr, n * 8)?;
+        Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+
+    /// `len(deque)`: `ob_size` of a `collections.deque` (or subclass).
+    pub fn deque_len(&self, obj: u64) -> Result<u64> {
+        let info = self.type_info_of(obj)?;
+        if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
+            return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
+        }
+        self.var_len(obj)
+    }
+
+    /// Live keys of a `set`/`frozenset` (dummy entries skipped), at most `max`; and `len()`.
+    pub fn set_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        let info = self.type_info_of(obj)?;
+        let is_set = matches!(info.name.as_str(), "set" | "frozenset")
+            || self.is_subclass_by_name(info.addr, "set")?
+            || self.is_subclass_by_name(info.addr, "frozenset")?;
+        if !is_set {
+            return Err(Error::invalid(obj, format!("expected set, found {}", info.name)));
+        }
+        let c = &self.layout.containers;
+        let used = self.i64(obj + c.set_used)?;
+        let mask = self.i64(obj + c.set_mask)?;
+        if used < 0 || mask < 0 || mask > (1 << 30) || (mask + 1) & mask != 0 || used > mask + 1 {
+            return Err(Error::invalid(obj, format!("set used {used} mask {mask}")));
+        }
+        let table = self.obj_ptr(obj + c.set_table)?;
+        let slots = (mask + 1) as usize;
+        let mut out = Vec::new();
+        // Read the table in chunks: a big set should not need one huge read.
+        let chunk = 4096usize;
+        let mut dummy_type: Option<u64> = None;
+        let mut i = 0;
+        while i < slots && out.len() < max.min(limits::ITEMS) {
+            let n = chunk.min(slots - i);
+            let raw = self.bytes(table + (i as u64) * 16, n * 16)?;
+            for e in raw.chunks_exact(16) {
+                let key = u64::from_le_bytes(e[..8].try_into().unwrap());
+                if key == 0 {
+                    continue;
+                }
+                if !super::plausible_pointer(key) {
+                    return Err(Error::invalid(table, "set entry is not a pointer"));
+                }
+                // The dummy key is a static object of its own type; skip it.
+                let tp = self.type_of(key)?;
+                if dummy_type == Some(tp) {
+                    continue;
+                }
+                if dummy_type.is_none() && self.type_info(tp)?.name == "<dummy key> type" {
+                    dummy_type = Some(tp);
+                    continue;
+                }
+                out.push(key);
+                if out.len() >= max {
+                    break;
+                }
+            }
+            i += n;
+        }
+        Ok((out, used as u64))
+    }
+
+    /// The object a weak reference points to, or `None` when it is dead.
+    pub fn weakref_target(&self, wr: u64) -> Result<Option<u64>> {
+        let target = self.ptr(wr + self.layout.containers.weakref_object)?;
+        if target == 0 || self.type_name(target)? == "NoneType" {
+            return Ok(None);
+        }
+        Ok(Some(target))
+    }
+
+    /// Is the type at `tp` a subclass of a type named `name`? Walks `tp_mro`.
+    pub fn is_subclass_by_name(&self, tp: u64, name: &str) -> Result<bool> {
+        for t in self.mro(tp)? {
+            if self.type_info(t)?.name == name {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The types of `tp.__mro__`, or just `[tp]` when the type has no MRO yet.
+    pub fn mro(&self, tp: u64) -> Result<Vec<u64>> {
+        let mro = self.ptr(tp + self.layout.types.tp_mro)?;
+        if mro == 0 {
+            return Ok(vec![tp]);
+        }
+        let (items, len) = self.tuple_items(mro, limits::MRO)?;
+        if len as usize > limits::MRO {
+            return Err(Error::invalid(mro, format!("MRO of {len} types")));
+        }
+        Ok(items)
+    }
+
+    /// The byte offset of a `__slots__` member (`member_descriptor`) named `name`, looked up
+    /// through the MRO of `tp`.
+    pub fn slot_offset(&self, tp: u64, name: &str) -> Result<Option<u64>> {
+        for t in self.mro(tp)? {
+            let dict = self.ptr(t + self.layout.types.tp_dict)?;
+            if dict == 0 {
+                continue;
+            }
+            let Some(descr) = self.dict_get_str(dict, name)? else { continue };
+            if self.type_name(descr)? != "member_descriptor" {
+                return Ok(None);
+            }
+            let m = &self.layout.member;
+            let def = self.data_ptr(descr + m.descr_member)?;
+            let offset = self.i64(def + m.def_offset)?;
+            let basic = self.type_info(tp)?.basicsize;
+            if offset < self.layout.object.head as i64 || offset + 8 > basic {
+                return Err(Error::invalid(descr, format!("slot offset {offset} outside basicsize {basic}")));
+            }
+            return Ok(Some(offset as u64));
+        }
+        Ok(None)
+    }
+
+    /// Is `obj` the `None` singleton?
+    pub fn is_none(&self, obj: u64) -> Result<bool> {
+        Ok(self.type_name(obj)? == "NoneType")
+    }
+}
+
+fn ascii(addr: u64, bytes: Vec<u8>) -> Result<String> {
+    if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        Ok(String::from_utf8(bytes).expect("checked ascii"))
+    } else {
+        Err(Error::invalid(addr, "C string is not printable ASCII"))
+    }
+}
+
+/// Decode `width`-byte code units; `None` when an ASCII string holds a byte ≥ 0x80.
+fn decode_str(raw: &[u8], width: usize, is_ascii: bool) -> Option<String> {
+    match width {
+        1 if is_ascii => {
+            if raw.iter().any(|b| *b >= 0x80) {
+                return None;
+            }
+            Some(raw.iter().map(|b| *b as char).collect())
+        }
+        1 => Some(raw.iter().map(|b| *b as char).collect()),
+        2 => Some(
+            raw.chunks_exact(2)
+                .map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32).unwrap_or('\u{fffd}'))
+                .collect(),
+        ),
+        _ => Some(
+            raw.chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}'))
+                .collect(),
+        ),
+    }
+}

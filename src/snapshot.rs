@@ -1,0 +1,237 @@
+//! One look at every event loop of an attached process: for each Python thread, its running
+//! loop (if any), the loop's figures, state, current callback and Python stack.
+//!
+//! This is the glue between the target (py-spy + object reader), `/proc`, the loop readers
+//! and the state classifier. `dump` prints one of these; the sampler will take many.
+
+use std::collections::HashMap;
+
+use py_spy::config::LockingStrategy;
+
+use crate::callback::{self, CallbackKind, CodeNames};
+use crate::error::{Failure, ThreadBrief};
+use crate::eventloop::{self, LoopFigures, LoopKind, SelectorLoop};
+use crate::frames;
+use crate::interp::{self, PyThread};
+use crate::loopstate::{self, FrameName, LoopState};
+use crate::memory::Memory;
+use crate::procfs::{self, Syscall};
+use crate::reader::{self, ObjectReader};
+use crate::target::Target;
+
+/// How many times a torn read of a changing target is retried before giving up.
+pub const READ_ATTEMPTS: usize = 5;
+
+/// A Python frame, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFrame {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+}
+
+/// What a loop's thread is running, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackView {
+    pub kind: CallbackKind,
+    pub qualname: String,
+    pub task: Option<TaskView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskView {
+    pub name: String,
+    pub coro: String,
+}
+
+/// One event loop, as seen at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopView {
+    pub thread: PyThread,
+    pub thread_name: Option<String>,
+    pub addr: u64,
+    pub kind: LoopKind,
+    pub class_name: String,
+    pub figures: LoopFigures,
+    pub state: LoopState,
+    pub syscall: Option<Syscall>,
+    /// Our `CLOCK_MONOTONIC` when the figures were read, in the target's clock (time
+    /// namespace offset applied): comparable with `loop.time()`.
+    pub read_at: f64,
+    pub callback: Option<CallbackView>,
+    pub stack: Vec<StackFrame>,
+}
+
+impl LoopView {
+    /// Seconds the earliest live timer is overdue (positive) or still due in (negative).
+    pub fn timer_lateness(&self) -> Option<f64> {
+        self.figures.earliest_timer.map(|when| self.read_at - when)
+    }
+}
+
+/// Everything one look found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessView {
+    pub threads: Vec<ThreadBrief>,
+    pub loops: Vec<LoopView>,
+}
+
+/// Caches that make repeated looks cheaper (slot offsets, code names).
+#[derive(Debug, Default)]
+pub struct Looker {
+    selector: SelectorLoop,
+    names: CodeNames,
+}
+
+impl Looker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Look at every loop. Torn reads are retried; a target that dies is reported as such.
+    pub fn look(&mut self, target: &mut Target) -> Result<ProcessView, Failure> {
+        let mut last = None;
+        for _ in 0..READ_ATTEMPTS {
+            match self.look_once(target) {
+                Ok(view) => return Ok(view),
+                Err(LookError::Failure(f)) => return Err(f),
+                Err(LookError::Read(e)) => {
+                    let failure = target.explain(&e);
+                    if !matches!(failure, Failure::Unreadable { .. }) {
+                        return Err(failure);
+                    }
+                    last = Some(failure);
+                    target.reader.clear_caches();
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn look_once(&mut self, target: &mut Target) -> Result<ProcessView, LookError> {
+        let pid = target.pid;
+        let tids = procfs::tids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
+        // The kernel's view of each thread first: a ptrace stop (--blocking) would hide it.
+        let syscalls: HashMap<i32, Syscall> =
+            tids.iter().filter_map(|t| Some((*t, procfs::thread_syscall(pid, *t).ok()?))).collect();
+
+        let _lock = if target.options.blocking {
+            let lock = target.spy.process.lock().map_err(|e| {
+                LookError::Failure(if procfs::is_dead(pid) {
+                    Failure::TargetExited { pid }
+                } else {
+                    Failure::PermissionDenied { pid, detail: format!("could not pause the target: {e}") }
+                })
+            })?;
+            target.spy.config.blocking = LockingStrategy::AlreadyLocked;
+            Some(lock)
+        } else {
+            None
+        };
+        let traces = target.spy.get_stack_traces();
+        if target.options.blocking {
+            target.spy.config.blocking = LockingStrategy::Lock;
+        }
+        let traces = traces.map_err(|e| {
+            if procfs::is_dead(pid) {
+                LookError::Failure(Failure::TargetExited { pid })
+            } else {
+                LookError::Read(reader::Error::invalid(0, format!("py-spy: {e:#}")))
+            }
+        })?;
+        let stacks: HashMap<u64, Vec<StackFrame>> = traces
+            .into_iter()
+            .map(|t| {
+                let frames = t
+                    .frames
+                    .into_iter()
+                    .map(|f| StackFrame { function: f.name, file: f.filename, line: f.line })
+                    .collect();
+                (t.thread_id, frames)
+            })
+            .collect();
+
+        let r = &target.reader;
+        let threads = interp::threads(r, target.interp, &tids)?;
+        let names: HashMap<u64, String> = interp::thread_names(r, target.interp).unwrap_or_default().into_iter().collect();
+
+        let mut briefs = Vec::new();
+        let mut loops = Vec::new();
+        for thread in threads {
+            let name = names.get(&thread.ident).cloned();
+            let stack = stacks.get(&thread.ident).cloned().unwrap_or_default();
+            briefs.push(ThreadBrief {
+                native_id: thread.native_id,
+                name: name.clone(),
+                top_frame: stack.first().map(|f| format!("{} ({}:{})", f.function, f.file, f.line)),
+            });
+            let Some(addr) = thread.running_loop else { continue };
+            let syscall = thread.native_id.and_then(|t| syscalls.get(&t).copied());
+            loops.push(self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, pid)?);
+        }
+        Ok(ProcessView { threads: briefs, loops })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn look_at_loop<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        interp: u64,
+        thread: PyThread,
+        thread_name: Option<String>,
+        addr: u64,
+        syscall: Option<Syscall>,
+        stack: Vec<StackFrame>,
+        pid: i32,
+    ) -> Result<LoopView, LookError> {
+        let (kind, class_name) = eventloop::kind_of(r, addr)?;
+        let figures = match kind {
+            LoopKind::Selector => self.selector.figures(r, addr)?,
+            LoopKind::Uvloop => {
+                return Err(LookError::Failure(Failure::UnsupportedPython {
+                    pid,
+                    version: "uvloop".into(),
+                    detail: format!("thread {:?} runs {class_name}; uvloop support is not implemented yet", thread.native_id),
+                }))
+            }
+        };
+        let read_at = procfs::monotonic_now() + procfs::monotonic_offset(pid);
+        let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
+        let state = loopstate::classify(kind, &names, syscall, figures.selector.as_deref());
+        let callback = if state == LoopState::Callback { self.callback(r, interp, &thread, addr)? } else { None };
+        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, callback, stack })
+    }
+
+    fn callback<M: Memory>(&mut self, r: &ObjectReader<M>, interp: u64, thread: &PyThread, event_loop: u64) -> Result<Option<CallbackView>, LookError> {
+        let frames = frames::walk(r, thread.tstate)?;
+        let described = match callback::running_handle(r, &mut self.names, &frames)? {
+            Some(handle) => Some(callback::describe_handle(r, handle)?),
+            None => None,
+        };
+        // The loop's current task confirms (and, where no handle is visible, supplies) the task.
+        let current = interp::current_task(r, interp, thread, event_loop).unwrap_or(None);
+        let (kind, qualname, task) = match described {
+            Some(cb) => (cb.kind, cb.qualname, cb.task.or(if cb.kind == CallbackKind::TaskStep { current } else { None })),
+            None => match current {
+                Some(task) => (CallbackKind::TaskStep, callback::task_coro_qualname(r, task)?, Some(task)),
+                None => return Ok(None),
+            },
+        };
+        let task = match task {
+            Some(t) => Some(TaskView { name: callback::task_name(r, t)?, coro: callback::task_coro_qualname(r, t)? }),
+            None => None,
+        };
+        Ok(Some(CallbackView { kind, qualname, task }))
+    }
+}
+
+enum LookError {
+    Read(reader::Error),
+    Failure(Failure),
+}
+
+impl From<reader::Error> for LookError {
+    fn from(e: reader::Error) -> Self {
+        LookError::Read(e)
+    }
+}

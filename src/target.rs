@@ -1,0 +1,171 @@
+//! Attaching to a target process: checks that say precisely why we cannot (no such PID,
+//! permission, not Python, unsupported version, exited), then py-spy for the interpreter's
+//! address and stacks, and our object reader for everything else.
+
+use std::fs;
+use std::io;
+
+use py_spy::config::LockingStrategy;
+use py_spy::{Config, PythonSpy};
+
+use crate::error::Failure;
+use crate::layout::{self, Layout, PyVersion};
+use crate::memory::{Memory, ProcessMemory, ReadErrorKind};
+use crate::procfs;
+use crate::reader::ObjectReader;
+
+/// How to attach.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    /// Pause the target (ptrace) while reading. Off by default: loopspy never stops a
+    /// production process unless asked.
+    pub blocking: bool,
+}
+
+/// An attached Python process.
+pub struct Target {
+    pub pid: i32,
+    pub spy: PythonSpy,
+    pub version: PyVersion,
+    /// The full version, e.g. `3.12.1`.
+    pub version_text: String,
+    pub layout: &'static Layout,
+    /// Address of the main `PyInterpreterState`.
+    pub interp: u64,
+    pub reader: ObjectReader<ProcessMemory>,
+    pub options: AttachOptions,
+}
+
+impl Target {
+    /// Attach to `pid`, or say exactly why not.
+    pub fn attach(pid: i32, options: AttachOptions) -> Result<Target, Failure> {
+        preflight(pid)?;
+        let config = Config {
+            blocking: if options.blocking { LockingStrategy::Lock } else { LockingStrategy::NonBlocking },
+            collect_thread_names: false,
+            ..Config::default()
+        };
+        let spy = PythonSpy::new(pid, &config).map_err(|e| classify_spy_error(pid, &e))?;
+        let version = PyVersion::new(spy.version.major as u8, spy.version.minor as u8);
+        let version_text = format!("{}.{}.{}", spy.version.major, spy.version.minor, spy.version.patch);
+        let layout = layout::for_version(version).ok_or_else(|| Failure::UnsupportedPython {
+            pid,
+            version: version_text.clone(),
+            detail: "no layout table for this version".into(),
+        })?;
+        let interp = spy.addresses.interpreter_address as u64;
+        let reader = ObjectReader::new(ProcessMemory::new(pid), layout);
+        Ok(Target { pid, spy, version, version_text, layout, interp, reader, options })
+    }
+
+    /// Turn a read failure into the failure the user should see: the process died, we lost
+    /// permission, or the data did not hold still.
+    pub fn explain(&self, err: &crate::reader::Error) -> Failure {
+        if err.is_gone() || procfs::is_dead(self.pid) {
+            Failure::TargetExited { pid: self.pid }
+        } else if err.is_denied() {
+            Failure::PermissionDenied { pid: self.pid, detail: err.to_string() }
+        } else {
+            Failure::Unreadable { pid: self.pid, detail: err.to_string() }
+        }
+    }
+}
+
+/// Checks in the order a user needs the answer: does it exist, is it alive, may we read it.
+fn preflight(pid: i32) -> Result<(), Failure> {
+    if !procfs::exists(pid) {
+        return Err(Failure::NoSuchProcess { pid });
+    }
+    if procfs::is_dead(pid) {
+        return Err(Failure::TargetExited { pid });
+    }
+    let maps = match fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}") })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Failure::TargetExited { pid }),
+        Err(e) => return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}") }),
+    };
+    if maps.trim().is_empty() {
+        // Kernel threads and exiting processes have no memory map.
+        return if procfs::is_dead(pid) {
+            Err(Failure::TargetExited { pid })
+        } else {
+            Err(Failure::NotPython { pid, exe: None, detail: "it has no user-space memory".into() })
+        };
+    }
+    // Try one real read: yama's ptrace_scope and missing CAP_SYS_PTRACE show up only here.
+    if let Some(addr) = first_readable_address(&maps) {
+        let mut byte = [0u8; 1];
+        if let Err(e) = ProcessMemory::new(pid).read(addr, &mut byte) {
+            match e.kind {
+                ReadErrorKind::Denied => {
+                    return Err(Failure::PermissionDenied { pid, detail: "process_vm_readv: operation not permitted".into() })
+                }
+                ReadErrorKind::Gone => return Err(Failure::TargetExited { pid }),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn first_readable_address(maps: &str) -> Option<u64> {
+    maps.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let range = parts.next()?;
+        let perms = parts.next()?;
+        if !perms.starts_with('r') {
+            return None;
+        }
+        u64::from_str_radix(range.split('-').next()?, 16).ok()
+    })
+}
+
+fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
+    let detail = format!("{err:#}");
+    if procfs::is_dead(pid) {
+        return Failure::TargetExited { pid };
+    }
+    let permission = err.chain().any(|c| {
+        c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+    }) || detail.contains("Permission denied")
+        || detail.contains("Operation not permitted");
+    if permission {
+        return Failure::PermissionDenied { pid, detail };
+    }
+    if let Some(version) = detail.strip_prefix("Unsupported version of Python: ") {
+        return Failure::UnsupportedPython { pid, version: version.to_string(), detail: "py-spy cannot read it".into() };
+    }
+    let exe = procfs::exe(pid).ok().map(|p| p.display().to_string());
+    Failure::NotPython { pid, exe, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_readable_mapping_is_found() {
+        let maps = "5555-6666 ---p 0 0:0 0\n7000-8000 r-xp 0 0:0 0 /usr/bin/python3\n";
+        assert_eq!(first_readable_address(maps), Some(0x7000));
+        assert_eq!(first_readable_address(""), None);
+    }
+
+    #[test]
+    fn preflight_names_missing_and_dead_processes() {
+        assert_eq!(preflight(i32::MAX), Err(Failure::NoSuchProcess { pid: i32::MAX }));
+        // A zombie: a child that exited and that we have not reaped yet.
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        for _ in 0..200 {
+            if matches!(procfs::state(pid), Ok('Z')) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(preflight(pid), Err(Failure::TargetExited { pid }));
+        drop(child);
+    }
+}
