@@ -36,6 +36,8 @@ pub struct PythonReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoopReport {
     pub thread: ThreadReport,
+    /// `id(loop)` in hex.
+    pub loop_address: String,
     pub loop_class: String,
     pub loop_kind: LoopKind,
     pub state: StateReport,
@@ -128,6 +130,7 @@ fn loop_report(l: &LoopView) -> LoopReport {
     let lateness = l.timer_lateness();
     LoopReport {
         thread: ThreadReport { native_id: l.thread.native_id, ident: l.thread.ident, name: l.thread_name.clone() },
+        loop_address: format!("{:#x}", l.addr),
         loop_class: l.class_name.clone(),
         loop_kind: l.kind,
         state: StateReport {

@@ -211,8 +211,9 @@ pub struct FrameLayout {
     /// `localsplus` entries before they are used as pointers; 0 before 3.14.
     pub ref_tag_mask: u64,
     pub localsplus: u64,
-    /// `owner` byte of interpreter frames and the value meaning "owned by the C stack"
-    /// (a shim frame with no real code), when the version has one.
+    /// `owner` byte of interpreter frames, and the first owner value that marks a frame
+    /// which is not a Python function's (`FRAME_OWNED_BY_CSTACK` / `_INTERPRETER`: shim
+    /// and entry frames), when the version has such frames.
     pub owner: Option<(u64, u8)>,
 }
 

@@ -174,7 +174,7 @@ pub const PY314: Layout = Layout {
         chain: FrameChain::Direct { tstate_current_frame: 72 },
         back: 8,
         code: 0,
-        ref_tag_mask: 1,
+        ref_tag_mask: 3,
         localsplus: 80,
         owner: Some((74, 3)),
     },
@@ -184,7 +184,16 @@ pub const PY314: Layout = Layout {
     ..PY313
 };
 
-static ROWS: [Layout; 7] = [PY38, PY39, PY310, PY311, PY312, PY313, PY314];
+pub const PY315: Layout = Layout {
+    version: PyVersion::new(3, 15),
+    types: types(888),
+    thread: thread(152, 176, Some(184), RunningLoop::Field { offset: 1024 }),
+    interp: InterpLayout { threads_head: 7336, modules: 7592 },
+    asyncio: asyncio(CurrentTask::ThreadField { offset: 1032 }, 104, 128, 136),
+    ..PY314
+};
+
+static ROWS: [Layout; 8] = [PY38, PY39, PY310, PY311, PY312, PY313, PY314, PY315];
 
 /// The versions that have a row.
 pub const SUPPORTED: &[PyVersion] = &[
@@ -195,6 +204,7 @@ pub const SUPPORTED: &[PyVersion] = &[
     PyVersion::new(3, 12),
     PyVersion::new(3, 13),
     PyVersion::new(3, 14),
+    PyVersion::new(3, 15),
 ];
 
 /// The row for a version, if loopspy knows it.

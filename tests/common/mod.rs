@@ -1,0 +1,221 @@
+//! Shared harness for the integration tests: finding the interpreters to test against,
+//! starting ground-truth scenario targets, running the loopspy binary.
+//!
+//! Interpreters come from the manifest written by `scripts/test-pythons.sh`
+//! (`$LOOPSPY_PYTHONS`, default `~/.cache/loopspy/pythons.tsv`), or else from pyenv. Under
+//! `CI=true` a supported version that is missing fails its tests; otherwise the test passes
+//! and records the skip, which `scripts/test.sh` prints loudly at the end.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A Python interpreter the tests can run targets with.
+#[derive(Debug, Clone)]
+pub struct Interp {
+    pub version: String,
+    pub path: PathBuf,
+    /// A directory to put on PYTHONPATH to import uvloop, when it is installed for this one.
+    pub uvloop: Option<PathBuf>,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+fn manifest_path() -> PathBuf {
+    std::env::var_os("LOOPSPY_PYTHONS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/loopspy/pythons.tsv"))
+}
+
+fn from_manifest(path: &Path) -> Option<BTreeMap<String, Interp>> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 2 {
+            continue;
+        }
+        let path = PathBuf::from(cols[1]);
+        if !path.exists() {
+            continue;
+        }
+        let uvloop = cols.get(2).filter(|c| **c != "-" && !c.is_empty()).map(PathBuf::from);
+        out.insert(cols[0].to_string(), Interp { version: cols[0].to_string(), path, uvloop });
+    }
+    Some(out)
+}
+
+fn from_pyenv() -> BTreeMap<String, Interp> {
+    let root = std::env::var_os("PYENV_ROOT").map(PathBuf::from).unwrap_or_else(|| home().join(".pyenv"));
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(root.join("versions")) else { return out };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let mut parts = name.split('.');
+        let (Some(major), Some(minor)) = (parts.next(), parts.next()) else { continue };
+        let version = format!("{major}.{minor}");
+        let bin = e.path().join(format!("bin/python{version}"));
+        if bin.exists() {
+            out.insert(version.clone(), Interp { version, path: bin, uvloop: None });
+        }
+    }
+    out
+}
+
+/// All interpreters found, by `major.minor`.
+pub fn interpreters() -> &'static BTreeMap<String, Interp> {
+    static ALL: OnceLock<BTreeMap<String, Interp>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = from_pyenv();
+        if let Some(listed) = from_manifest(&manifest_path()) {
+            all.extend(listed);
+        }
+        all
+    })
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Where tests record what they ran and skipped, for the summary matrix.
+fn results_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("matrix");
+    let _ = fs::create_dir_all(&dir);
+    dir
+}
+
+/// Record one cell of the test matrix: `(test, version, variant) → outcome`.
+pub fn record(test: &str, version: &str, variant: &str, outcome: &str) {
+    let file = results_dir().join(format!("{test}--{version}--{variant}.txt").replace('/', "_"));
+    let _ = fs::write(file, outcome);
+}
+
+/// The interpreter for `version`, or `None` after recording a skip. Under CI a supported
+/// version must be present: its absence fails the test.
+pub fn require(version: &str, test: &str) -> Option<&'static Interp> {
+    match interpreters().get(version) {
+        Some(i) => Some(i),
+        None if in_ci() => panic!(
+            "CI=true but Python {version} is not available (looked in {} and pyenv); \
+             run scripts/test-pythons.sh",
+            manifest_path().display()
+        ),
+        None => {
+            eprintln!("SKIPPED {test}: Python {version} is not installed here");
+            record(test, version, "stock", "skipped (interpreter missing)");
+            None
+        }
+    }
+}
+
+pub fn targets_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/targets")
+}
+
+pub fn loopspy_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loopspy"))
+}
+
+/// A running scenario target that has written its truth file. Killed on drop.
+pub struct Scenario {
+    pub child: Child,
+    pub truth: Value,
+    pub dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Start `tests/targets/<script>` with `interp` and wait for its truth file.
+    pub fn start(interp: &Interp, script: &str, extra: &[&str]) -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let truth_path = dir.path().join("truth.json");
+        let mut cmd = Command::new(&interp.path);
+        cmd.arg(targets_dir().join(script)).arg(&truth_path).args(extra);
+        if let Some(uv) = &interp.uvloop {
+            cmd.env("PYTHONPATH", uv);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+        let mut s = Scenario { child, truth: Value::Null, dir };
+        s.truth = wait_for_json(&truth_path, &mut s.child, Duration::from_secs(30));
+        s
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_for_json(path: &Path, child: &mut Child, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = fs::read_to_string(path) {
+            return serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad truth file {}: {e}", path.display()));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("target exited ({status}) before writing {}", path.display());
+        }
+        assert!(Instant::now() < deadline, "target did not write {} in {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Our CLOCK_MONOTONIC in seconds: the clock `loop.time()` uses.
+pub fn monotonic() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid, exclusive pointer to a timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Run loopspy with `args`; returns its output and the monotonic time just before and after.
+pub fn loopspy(args: &[&str]) -> (Output, f64, f64) {
+    let before = monotonic();
+    let out = Command::new(loopspy_bin()).args(args).stdin(Stdio::null()).output().unwrap();
+    let after = monotonic();
+    (out, before, after)
+}
+
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Append a line to a log under the target dir (for debugging flaky environments).
+pub fn log(line: &str) {
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(results_dir().join("log.txt")) {
+        let _ = writeln!(f, "{line}");
+    }
+}

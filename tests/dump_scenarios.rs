@@ -1,0 +1,192 @@
+//! `loopspy dump --json` against ground-truth scenario targets, on every interpreter present.
+//!
+//! Each target measures its own loop in-process (len(), loop.time(), thread ids) and writes
+//! that truth before it stops moving; every figure is compared: counts exactly, timer
+//! lateness within 20 ms of the truth computed from the recorded `when`.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// Allowed error of a due/overdue time, beyond the span of the loopspy run itself.
+const LATENESS_TOLERANCE_MS: f64 = 20.0;
+
+fn supported(version: &str) -> bool {
+    loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version)
+}
+
+/// Run dump on a scenario; for a version loopspy does not support, check that it says so by
+/// name instead of printing zeros, and return None.
+fn dump(version: &str, test: &str, script: &str, extra: &[&str]) -> Option<(Scenario, Value, f64, f64)> {
+    let interp = require(version, test)?;
+    let scenario = Scenario::start(interp, script, extra);
+    // Let the target settle into the state it recorded (e.g. into select for idle loops).
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let pid = scenario.pid().to_string();
+    let (out, before, after) = loopspy(&["dump", "--json", "--pid", &pid]);
+    if !supported(version) {
+        assert_eq!(out.status.code(), Some(6), "unsupported {version} must exit 6\n{}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(version), "{}", describe(&out));
+        record(test, version, "stock", "unsupported (reported by name)");
+        return None;
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_of(&out);
+    Some((scenario, report, before, after))
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Compare one loop of the report with the truth the target recorded about it.
+fn check_loop(l: &Value, t: &Value, before: f64, after: f64, ctx: &str) {
+    let ctx = format!("{ctx}\nreport: {l:#}\ntruth: {t:#}");
+    if !t["thread_native_id"].is_null() {
+        assert_eq!(l["thread"]["native_id"], t["thread_native_id"], "thread id; {ctx}");
+    }
+    assert_eq!(l["thread"]["name"], t["thread_name"], "thread name; {ctx}");
+    assert_eq!(l["loop_class"], t["loop_class"], "loop class; {ctx}");
+    assert_eq!(l["state"]["state"], t["state"], "state; {ctx}");
+    assert_eq!(l["ready"], t["ready"], "ready depth; {ctx}");
+    assert_eq!(l["timers"]["count"], t["timers"], "timer count; {ctx}");
+    assert_eq!(l["fds"], t["fds"], "fd count; {ctx}");
+    assert_eq!(l["selector"], t["selector"], "selector; {ctx}");
+    match t["earliest_live_when"].as_f64() {
+        None => assert!(l["timers"]["earliest"].is_null(), "no live timer expected; {ctx}"),
+        Some(when) => {
+            let due_in = num(&l["timers"]["earliest"]["due_in_ms"]);
+            // loopspy read the clock somewhere between `before` and `after`.
+            let lo = (when - after) * 1e3 - LATENESS_TOLERANCE_MS;
+            let hi = (when - before) * 1e3 + LATENESS_TOLERANCE_MS;
+            assert!(lo <= due_in && due_in <= hi, "due_in_ms {due_in} outside [{lo}, {hi}]; {ctx}");
+            let lag = num(&l["lag_ms"]);
+            assert!((lag - (-due_in).max(0.0)).abs() < 1e-6, "lag_ms must be the overdue part; {ctx}");
+        }
+    }
+    match &t["callback"] {
+        Value::Null => assert!(l["callback"].is_null(), "no callback expected; {ctx}"),
+        qualname => {
+            let cb = &l["callback"];
+            assert_eq!(&cb["qualname"], qualname, "callback; {ctx}");
+            assert_eq!(cb["kind"], t["callback_kind"], "callback kind; {ctx}");
+            match &t["task"] {
+                Value::Null => assert!(cb["task"].is_null(), "no task expected; {ctx}"),
+                name => {
+                    assert_eq!(&cb["task"]["name"], name, "task name; {ctx}");
+                    assert_eq!(cb["task"]["coro"], t["task_coro"], "task coroutine; {ctx}");
+                }
+            }
+        }
+    }
+    if let Some(f) = t["blocking_function"].as_str() {
+        let top = l["stack"][0]["function"].as_str().unwrap_or_default();
+        assert!(top == f || top.ends_with(&format!(".{f}")), "top frame {top:?}, expected {f}; {ctx}");
+    }
+}
+
+fn single_loop_scenario(version: &str, test: &str, script: &str, extra: &[&str]) {
+    let Some((scenario, report, before, after)) = dump(version, test, script, extra) else { return };
+    let ctx = format!("Python {version}, {script} {extra:?}");
+    assert_eq!(report["pid"], scenario.pid(), "{ctx}");
+    assert_eq!(report["loop_count"], 1, "{ctx}\n{report:#}");
+    assert!(report["python"]["version"].as_str().unwrap().starts_with(&format!("{version}.")), "{ctx}");
+    check_loop(&report["loops"][0], &scenario.truth, before, after, &ctx);
+    record(test, version, "stock", "pass");
+}
+
+fn blocked_callback(version: &str) {
+    single_loop_scenario(version, "dump/blocked_callback", "blocked_callback.py", &[]);
+}
+
+fn blocked_task(version: &str) {
+    single_loop_scenario(version, "dump/blocked_task", "blocked_task.py", &[]);
+}
+
+fn blocked_unnamed_task(version: &str) {
+    single_loop_scenario(version, "dump/blocked_unnamed_task", "blocked_task.py", &["--unnamed"]);
+}
+
+fn idle(version: &str) {
+    single_loop_scenario(version, "dump/idle", "idle.py", &[]);
+}
+
+fn two_loops(version: &str) {
+    let test = "dump/two_loops";
+    let Some((scenario, report, before, after)) = dump(version, test, "two_loops.py", &[]) else { return };
+    let ctx = format!("Python {version}, two_loops.py");
+    assert_eq!(report["loop_count"], 2, "{ctx}\n{report:#}");
+    for name in ["loop-a", "loop-b"] {
+        let l = report["loops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["thread"]["name"] == name)
+            .unwrap_or_else(|| panic!("no loop in thread {name}; {ctx}\n{report:#}"));
+        check_loop(l, &scenario.truth["loops"][name], before, after, &ctx);
+    }
+    record(test, version, "stock", "pass");
+}
+
+fn no_loop(version: &str) {
+    let test = "dump/no_loop";
+    let Some(interp) = require(version, test) else { return };
+    let scenario = Scenario::start(interp, "no_loop.py", &[]);
+    let pid = scenario.pid().to_string();
+    let (out, _, _) = loopspy(&["dump", "--pid", &pid]);
+    if !supported(version) {
+        assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
+        return;
+    }
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no running asyncio event loop"), "{err}");
+    for name in ["MainThread", "worker"] {
+        assert!(err.contains(&format!("\"{name}\"")), "thread {name} not listed: {err}");
+    }
+    // With --json the same failure is a JSON document on stdout.
+    let (out, _, _) = loopspy(&["dump", "--json", "--pid", &pid]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(json_of(&out)["error"]["kind"], "no_event_loop");
+    record(test, version, "stock", "pass");
+}
+
+/// Cross-check loop discovery against py-spy's `self` local of `_run_once`, the way an
+/// in-frame reader would find the loop.
+fn pyspy_cross_check(version: &str) {
+    let test = "dump/pyspy_cross_check";
+    let Some((scenario, report, _, _)) = dump(version, test, "blocked_callback.py", &[]) else { return };
+    let config = py_spy::Config {
+        blocking: py_spy::config::LockingStrategy::NonBlocking,
+        dump_locals: 1,
+        ..py_spy::Config::default()
+    };
+    let mut spy = py_spy::PythonSpy::new(scenario.pid(), &config).unwrap();
+    let traces = spy.get_stack_traces().unwrap();
+    let self_of_run_once = traces
+        .iter()
+        .flat_map(|t| t.frames.iter())
+        .find(|f| f.name.ends_with("_run_once"))
+        .and_then(|f| f.locals.as_ref()?.iter().find(|l| l.name == "self").map(|l| l.addr))
+        .expect("py-spy sees _run_once's self");
+    assert_eq!(report["loops"][0]["loop_address"], format!("{self_of_run_once:#x}"), "Python {version}");
+    record(test, version, "stock", "pass");
+}
+
+macro_rules! for_each_version {
+    ($($check:ident),* $(,)?) => {$(
+        mod $check {
+            #[test] fn py3_8() { super::$check("3.8") }
+            #[test] fn py3_9() { super::$check("3.9") }
+            #[test] fn py3_10() { super::$check("3.10") }
+            #[test] fn py3_11() { super::$check("3.11") }
+            #[test] fn py3_12() { super::$check("3.12") }
+            #[test] fn py3_13() { super::$check("3.13") }
+            #[test] fn py3_14() { super::$check("3.14") }
+            #[test] fn py3_15() { super::$check("3.15") }
+        }
+    )*};
+}
+
+for_each_version!(blocked_callback, blocked_task, blocked_unnamed_task, idle, two_loops, no_loop, pyspy_cross_check);

@@ -1,0 +1,221 @@
+//! The per-version layout rows must match what the compiler says about each version's own
+//! headers (`tools/layout-probe/out/3.X.txt`) and what was measured on live objects for the
+//! private `_asyncio` structs (`out/empirical-3.X.txt`). Regenerate with
+//! `tools/layout-probe/run.sh`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use loopspy::layout::{for_version, AttrScheme, CurrentTask, FrameChain, KeysFormat, LongEncoding, RunningLoop, SUPPORTED};
+
+fn probe(file: &str) -> HashMap<String, i64> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/layout-probe/out").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut parts = line.split_whitespace();
+        let (Some(first), Some(second)) = (parts.next(), parts.next()) else { continue };
+        // Header lines: `name value`; empirical lines: `EMP name value` / `PASS name value`.
+        let (name, value) = match first {
+            "EMP" | "PASS" => match parts.next() {
+                Some(v) => (second, v),
+                None => continue,
+            },
+            "FAIL" | "NOTE" | "AD" => continue,
+            _ => (first, second),
+        };
+        if let Ok(v) = value.parse::<i64>() {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+struct Checker {
+    version: String,
+    values: HashMap<String, i64>,
+    errors: Vec<String>,
+}
+
+impl Checker {
+    fn get(&self, name: &str) -> Option<i64> {
+        self.values.get(name).copied()
+    }
+
+    fn eq(&mut self, what: &str, row: u64, name: &str) {
+        match self.get(name) {
+            Some(v) if v == row as i64 => {}
+            Some(v) => self.errors.push(format!("{}: {what} is {row} in the table, {name} = {v}", self.version)),
+            None => self.errors.push(format!("{}: {what}: the probe has no {name}", self.version)),
+        }
+    }
+
+    fn first(&mut self, what: &str, row: u64, names: &[&str]) {
+        match names.iter().find(|n| self.values.contains_key(**n)) {
+            Some(n) => self.eq(what, row, n),
+            None => self.errors.push(format!("{}: {what}: the probe has none of {names:?}", self.version)),
+        }
+    }
+}
+
+#[test]
+fn rows_match_the_headers_and_the_empirical_probe() {
+    let mut errors = Vec::new();
+    for v in SUPPORTED {
+        let row = for_version(*v).unwrap();
+        let mut values = probe(&format!("{v}.txt"));
+        values.extend(probe(&format!("empirical-{v}.txt")));
+        let mut c = Checker { version: v.to_string(), values, errors: Vec::new() };
+
+        c.eq("object.head", row.object.head, "sizeof(PyObject)");
+        c.eq("object.ob_type", row.object.ob_type, "PyObject.ob_type");
+        c.eq("object.ob_size", row.object.ob_size, "PyVarObject.ob_size");
+        let t = row.types;
+        c.eq("tp_name", t.tp_name, "PyTypeObject.tp_name");
+        c.eq("tp_basicsize", t.tp_basicsize, "PyTypeObject.tp_basicsize");
+        c.eq("tp_flags", t.tp_flags, "PyTypeObject.tp_flags");
+        c.eq("tp_dict", t.tp_dict, "PyTypeObject.tp_dict");
+        c.eq("tp_dictoffset", t.tp_dictoffset, "PyTypeObject.tp_dictoffset");
+        c.eq("tp_mro", t.tp_mro, "PyTypeObject.tp_mro");
+        c.eq("ht_cached_keys", t.ht_cached_keys, "PyHeapTypeObject.ht_cached_keys");
+        let k = row.containers;
+        c.eq("list_items", k.list_items, "PyListObject.ob_item");
+        c.eq("tuple_items", k.tuple_items, "PyTupleObject.ob_item");
+        c.eq("float_value", k.float_value, "PyFloatObject.ob_fval");
+        c.eq("set_used", k.set_used, "PySetObject.used");
+        c.eq("set_mask", k.set_mask, "PySetObject.mask");
+        c.eq("set_table", k.set_table, "PySetObject.table");
+        c.eq("weakref_object", k.weakref_object, "PyWeakReference.wr_object");
+        c.eq("module_dict", k.module_dict, "PyModuleObject.md_dict");
+        match row.long.encoding {
+            LongEncoding::SignedSize => {
+                c.eq("long size", row.long.size_or_tag, "PyVarObject.ob_size");
+                c.eq("long digits", row.long.digits, "PyLongObject.ob_digit");
+            }
+            LongEncoding::Tagged => {
+                c.eq("long tag", row.long.size_or_tag, "PyLongObject.long_value.lv_tag");
+                c.eq("long digits", row.long.digits, "PyLongObject.long_value.ob_digit");
+            }
+        }
+        let s = row.str;
+        c.eq("str length", s.length, "PyASCIIObject.length");
+        c.eq("str state", s.state, "PyASCIIObject.state");
+        c.eq("str kind bit", s.kind_shift as u64, "PyASCIIObject.state.kind.bit");
+        c.eq("str compact bit", s.compact_bit as u64, "PyASCIIObject.state.compact.bit");
+        c.eq("str ascii bit", s.ascii_bit as u64, "PyASCIIObject.state.ascii.bit");
+        c.eq("str ascii data", s.ascii_data, "sizeof(PyASCIIObject)");
+        c.eq("str compact data", s.compact_data, "sizeof(PyCompactUnicodeObject)");
+        let d = row.dict;
+        c.eq("ma_used", d.ma_used, "PyDictObject.ma_used");
+        c.eq("ma_keys", d.ma_keys, "PyDictObject.ma_keys");
+        c.eq("ma_values", d.ma_values, "PyDictObject.ma_values");
+        match d.keys_format {
+            KeysFormat::Sized => {
+                c.eq("dk_size", 8, "PyDictKeysObject.dk_size");
+                c.eq("dk_nentries", 32, "PyDictKeysObject.dk_nentries");
+                c.eq("dk_indices", 40, "PyDictKeysObject.dk_indices");
+            }
+            KeysFormat::Log2 => {
+                c.eq("dk_log2_size", 8, "PyDictKeysObject.dk_log2_size");
+                c.eq("dk_log2_index_bytes", 9, "PyDictKeysObject.dk_log2_index_bytes");
+                c.eq("dk_kind", 10, "PyDictKeysObject.dk_kind");
+                c.eq("dk_nentries", 24, "PyDictKeysObject.dk_nentries");
+                c.eq("dk_indices", 32, "PyDictKeysObject.dk_indices");
+            }
+        }
+        if d.values_header > 0 || c.get("PyDictValues.values").is_some() {
+            c.eq("values header", d.values_header, "PyDictValues.values");
+        }
+        if let AttrScheme::InlineValues { managed_dict } = row.attrs {
+            c.eq("managed dict", managed_dict as u64, "const.MANAGED_DICT_OFFSET");
+            c.eq("inline valid byte", 3, "PyDictValues.valid");
+        }
+        c.eq("d_member", row.member.descr_member, "PyMemberDescrObject.d_member");
+        c.eq("PyMemberDef.offset", row.member.def_offset, "PyMemberDef.offset");
+        let f = row.callables;
+        c.eq("func_code", f.func_code, "PyFunctionObject.func_code");
+        c.eq("func_qualname", f.func_qualname, "PyFunctionObject.func_qualname");
+        c.eq("im_func", f.method_func, "PyMethodObject.im_func");
+        c.eq("im_self", f.method_self, "PyMethodObject.im_self");
+        c.eq("m_ml", f.cfunc_def, "PyCFunctionObject.m_ml");
+        c.eq("m_self", f.cfunc_self, "PyCFunctionObject.m_self");
+        c.eq("partial fn", f.partial_fn, "partial.fn");
+        c.eq("sw_task", row.object.head, "TaskStepMethWrapper.sw_task");
+        let code = row.code;
+        c.eq("co_filename", code.filename, "PyCodeObject.co_filename");
+        c.eq("co_name", code.name, "PyCodeObject.co_name");
+        c.eq("co_firstlineno", code.firstlineno, "PyCodeObject.co_firstlineno");
+        match code.qualname {
+            Some(q) => c.eq("co_qualname", q, "PyCodeObject.co_qualname"),
+            None => assert!(c.get("PyCodeObject.co_qualname").is_none(), "{v}: co_qualname exists"),
+        }
+        c.eq("cr_name", row.coro.name, "PyCoroObject.cr_name");
+        c.eq("cr_qualname", row.coro.qualname, "PyCoroObject.cr_qualname");
+        let fr = row.frame;
+        match fr.chain {
+            FrameChain::Objects { tstate_frame } => {
+                c.eq("tstate frame", tstate_frame, "PyThreadState.frame");
+                c.eq("f_back", fr.back, "PyFrameObject.f_back");
+                c.eq("f_code", fr.code, "PyFrameObject.f_code");
+                c.eq("f_localsplus", fr.localsplus, "PyFrameObject.f_localsplus");
+            }
+            FrameChain::CFrame { tstate_cframe, current_frame } => {
+                c.eq("tstate cframe", tstate_cframe, "PyThreadState.cframe");
+                c.eq("cframe current_frame", current_frame, "_PyCFrame.current_frame");
+            }
+            FrameChain::Direct { tstate_current_frame } => {
+                c.eq("tstate current_frame", tstate_current_frame, "PyThreadState.current_frame");
+            }
+        }
+        if !matches!(fr.chain, FrameChain::Objects { .. }) {
+            c.eq("previous", fr.back, "_PyInterpreterFrame.previous");
+            c.first("frame code", fr.code, &["_PyInterpreterFrame.f_code", "_PyInterpreterFrame.f_executable"]);
+            c.eq("localsplus", fr.localsplus, "_PyInterpreterFrame.localsplus");
+        }
+        match fr.owner {
+            Some((at, first_non_python)) => {
+                c.eq("owner", at, "_PyInterpreterFrame.owner");
+                let owners: Vec<i64> = ["const.FRAME_OWNED_BY_CSTACK", "const.FRAME_OWNED_BY_INTERPRETER"]
+                    .iter()
+                    .filter_map(|n| c.get(n))
+                    .collect();
+                let min = owners.iter().min().copied();
+                if min != Some(first_non_python as i64) {
+                    c.errors.push(format!("{v}: first non-Python owner {first_non_python}, headers {owners:?}"));
+                }
+            }
+            None => assert!(c.get("const.FRAME_OWNED_BY_CSTACK").is_none(), "{v}: has C-stack frames"),
+        }
+        let tag = c.get("const.Py_TAG_BITS").unwrap_or(0);
+        if tag != fr.ref_tag_mask as i64 {
+            c.errors.push(format!("{v}: ref_tag_mask {} but Py_TAG_BITS {tag}", fr.ref_tag_mask));
+        }
+        let th = row.thread;
+        c.eq("tstate next", th.next, "PyThreadState.next");
+        c.eq("tstate interp", th.interp, "PyThreadState.interp");
+        c.eq("tstate dict", th.dict, "PyThreadState.dict");
+        c.eq("tstate thread_id", th.thread_id, "PyThreadState.thread_id");
+        match th.native_thread_id {
+            Some(off) => c.eq("native_thread_id", off, "PyThreadState.native_thread_id"),
+            None => assert!(c.get("PyThreadState.native_thread_id").is_none(), "{v}"),
+        }
+        if let RunningLoop::Field { offset } = th.running_loop {
+            c.eq("asyncio_running_loop", offset, "_PyThreadStateImpl.asyncio_running_loop");
+        } else {
+            assert!(c.get("_PyThreadStateImpl.asyncio_running_loop").is_none(), "{v}: has a running-loop field");
+        }
+        c.first("threads head", row.interp.threads_head, &["PyInterpreterState.tstate_head", "PyInterpreterState.threads.head"]);
+        c.first("modules", row.interp.modules, &["PyInterpreterState.modules", "PyInterpreterState.imports.modules"]);
+        let a = row.asyncio;
+        match a.current_task {
+            CurrentTask::ThreadField { offset } => c.eq("asyncio_running_task", offset, "_PyThreadStateImpl.asyncio_running_task"),
+            CurrentTask::ModuleDict => assert!(c.get("_PyThreadStateImpl.asyncio_running_task").is_none(), "{v}"),
+        }
+        c.eq("fut_loop", a.fut_loop, "Task.fut_loop");
+        c.eq("fut_state", a.fut_state, "Future.fut_state");
+        c.eq("task_coro", a.task_coro, "Task.task_coro");
+        c.eq("task_name", a.task_name, "Task.task_name");
+        errors.extend(c.errors);
+    }
+    assert!(errors.is_empty(), "layout rows disagree with the probe:\n{}", errors.join("\n"));
+}
