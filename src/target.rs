@@ -95,6 +95,13 @@ fn preflight(pid: i32) -> Result<(), Failure> {
             Err(Failure::NotPython { pid, exe: None, detail: "it has no user-space memory".into() })
         };
     }
+    if let Some(build) = free_threaded_build(&maps, procfs::exe(pid).ok().as_deref()) {
+        return Err(Failure::UnsupportedPython {
+            pid,
+            version: build,
+            detail: "free-threaded (no-GIL) builds have a different object layout, not supported yet".into(),
+        });
+    }
     // Try one real read: yama's ptrace_scope and missing CAP_SYS_PTRACE show up only here.
     if let Some(addr) = first_readable_address(&maps) {
         let mut byte = [0u8; 1];
@@ -109,6 +116,24 @@ fn preflight(pid: i32) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `3.13t` when the process runs a free-threaded interpreter (`python3.13t`, or
+/// `libpython3.13t.so` mapped).
+fn free_threaded_build(maps: &str, exe: Option<&std::path::Path>) -> Option<String> {
+    let from_name = |name: &str| -> Option<String> {
+        let rest = name.strip_prefix("libpython").or_else(|| name.strip_prefix("python"))?;
+        let version: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let after = &rest[version.len()..];
+        (version.contains('.') && after.starts_with('t') && (after.len() == 1 || after[1..].starts_with(".so")))
+            .then(|| format!("{version}t"))
+    };
+    exe.and_then(|e| e.file_name()?.to_str().and_then(from_name)).or_else(|| {
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter_map(|path| path.rsplit('/').next())
+            .find_map(from_name)
+    })
 }
 
 fn first_readable_address(maps: &str) -> Option<u64> {
@@ -145,6 +170,17 @@ fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_threaded_builds_are_recognised() {
+        let ft = "7f00-7f10 r-xp 0 0:0 0 /usr/lib/libpython3.13t.so.1.0\n";
+        assert_eq!(free_threaded_build(ft, None), Some("3.13t".into()));
+        let gil = "7f00-7f10 r-xp 0 0:0 0 /usr/lib/libpython3.13.so.1.0\n";
+        assert_eq!(free_threaded_build(gil, None), None);
+        assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14t"))), Some("3.14t".into()));
+        assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14"))), None);
+        assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/pythonista"))), None);
+    }
 
     #[test]
     fn first_readable_mapping_is_found() {

@@ -75,8 +75,9 @@ impl<M: Memory> ObjectReader<M> {
     fn keys_shape(&self, keys: u64) -> Result<KeysShape> {
         match self.layout.dict.keys_format {
             KeysFormat::Sized => {
-                let size = self.i64(keys + 8)?;
-                let nentries = self.i64(keys + 32)?;
+                let head = self.bytes(keys, 40)?;
+                let size = i64::from_le_bytes(head[8..16].try_into().unwrap());
+                let nentries = i64::from_le_bytes(head[32..40].try_into().unwrap());
                 if size < 8 || size > 1 << limits::DICT_LOG2_SIZE || size & (size - 1) != 0 {
                     return Err(Error::invalid(keys, format!("dict keys size {size}")));
                 }
@@ -98,8 +99,8 @@ impl<M: Memory> ObjectReader<M> {
                 })
             }
             KeysFormat::Log2 => {
-                let head = self.bytes(keys + 8, 3)?;
-                let (log2_size, log2_index_bytes, kind) = (head[0], head[1], head[2]);
+                let head = self.bytes(keys, 32)?;
+                let (log2_size, log2_index_bytes, kind) = (head[8], head[9], head[10]);
                 if !(3..=limits::DICT_LOG2_SIZE).contains(&log2_size)
                     || log2_index_bytes < log2_size
                     || log2_index_bytes > log2_size + 3
@@ -110,7 +111,7 @@ impl<M: Memory> ObjectReader<M> {
                         format!("dict keys log2_size {log2_size} index_bytes {log2_index_bytes} kind {kind}"),
                     ));
                 }
-                let nentries = self.i64(keys + 24)?;
+                let nentries = i64::from_le_bytes(head[24..32].try_into().unwrap());
                 if nentries < 0 || nentries > 1 << log2_size {
                     return Err(Error::invalid(keys, format!("dict nentries {nentries}")));
                 }
@@ -129,6 +130,11 @@ impl<M: Memory> ObjectReader<M> {
     /// Walk a keys table (with split values when given), yielding live entries.
     fn keys_entries(&self, keys: u64, values: Option<SplitValues>, max: usize) -> Result<Vec<(u64, u64)>> {
         let shape = self.keys_shape(keys)?;
+        Ok(self.keys_entries_indexed(shape, values, max)?.into_iter().map(|(_, k, v)| (k, v)).collect())
+    }
+
+    /// Live entries with their index in the entries table.
+    fn keys_entries_indexed(&self, shape: KeysShape, values: Option<SplitValues>, max: usize) -> Result<Vec<(u64, u64, u64)>> {
         let mut out = Vec::new();
         let chunk = 2048u64;
         let mut i = 0u64;
@@ -153,7 +159,7 @@ impl<M: Memory> ObjectReader<M> {
                 if !super::plausible_pointer(key) || !super::plausible_pointer(value) {
                     return Err(Error::invalid(shape.entries, "dict entry is not a pointer"));
                 }
-                out.push((key, value));
+                out.push((i + j as u64, key, value));
                 if out.len() >= max {
                     break;
                 }
@@ -164,13 +170,37 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     fn keys_lookup_str(&self, keys: u64, values: Option<SplitValues>, name: &str) -> Result<Option<u64>> {
-        for (k, v) in self.keys_entries(keys, values, limits::ITEMS)? {
-            // Keys that are not strings cannot match; skip them rather than fail.
-            match self.str_limited(k, name.len() + 1) {
-                Ok(s) if s.text == name && !s.truncated => return Ok(Some(v)),
-                Ok(_) => {}
-                Err(Error::Invalid { .. }) => {}
-                Err(e) => return Err(e),
+        let shape = self.keys_shape(keys)?;
+        // Fast path: the entry where this name was found last time, if it still holds the
+        // same (interned) key object.
+        let cache_key = (keys, name.to_string());
+        if let Some(&(index, key)) = self.lookups.borrow().get(&cache_key) {
+            if index < shape.nentries {
+                let entry = self.bytes(shape.entries + index * shape.entry_size, shape.entry_size as usize)?;
+                let at = |o: u64| u64::from_le_bytes(entry[o as usize..o as usize + 8].try_into().unwrap());
+                if at(shape.key_at) == key {
+                    let value = match values {
+                        Some(v) => self.u64(v.first + index * 8)?,
+                        None => at(shape.value_at),
+                    };
+                    if value == 0 {
+                        return Ok(None);
+                    }
+                    if !super::plausible_pointer(value) {
+                        return Err(Error::invalid(keys, "dict value is not a pointer"));
+                    }
+                    return Ok(Some(value));
+                }
+            }
+        }
+        for (index, k, v) in self.keys_entries_indexed(shape, values, limits::ITEMS)? {
+            if self.str_equals(k, name)? {
+                let mut cache = self.lookups.borrow_mut();
+                if cache.len() > 4096 {
+                    cache.clear();
+                }
+                cache.insert(cache_key, (index, k));
+                return Ok(Some(v));
             }
         }
         Ok(None)

@@ -105,11 +105,21 @@ pub struct ObjectReader<M: Memory> {
     mem: M,
     layout: &'static Layout,
     types: RefCell<HashMap<u64, Rc<TypeInfo>>>,
+    /// `(keys table, name) → (entry index, key object)` of past string-key lookups.
+    lookups: RefCell<HashMap<(u64, String), (u64, u64)>>,
+    /// `(type, base name) → is a subclass`.
+    subclasses: RefCell<HashMap<(u64, String), bool>>,
 }
 
 impl<M: Memory> ObjectReader<M> {
     pub fn new(mem: M, layout: &'static Layout) -> Self {
-        ObjectReader { mem, layout, types: RefCell::new(HashMap::new()) }
+        ObjectReader {
+            mem,
+            layout,
+            types: RefCell::new(HashMap::new()),
+            lookups: RefCell::new(HashMap::new()),
+            subclasses: RefCell::new(HashMap::new()),
+        }
     }
 
     pub fn layout(&self) -> &'static Layout {
@@ -123,6 +133,8 @@ impl<M: Memory> ObjectReader<M> {
     /// Forget cached type facts (after the target may have changed a lot, e.g. a long pause).
     pub fn clear_caches(&self) {
         self.types.borrow_mut().clear();
+        self.lookups.borrow_mut().clear();
+        self.subclasses.borrow_mut().clear();
     }
 
     // ---- raw reads -------------------------------------------------------------------

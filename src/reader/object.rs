@@ -6,6 +6,18 @@ use super::{flags, limits, Error, ObjectReader, PyStr, Result};
 use crate::layout::LongEncoding;
 use crate::memory::Memory;
 
+/// Text bytes read together with a string's header (covers most identifiers).
+const STR_PREFETCH: usize = 48;
+
+/// A decoded string header.
+struct StrHead {
+    obj: u64,
+    length: usize,
+    width: usize,
+    is_ascii: bool,
+    data: u64,
+}
+
 /// What we cache about a type object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeInfo {
@@ -125,13 +137,51 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     pub fn str_limited(&self, obj: u64, max_chars: usize) -> Result<PyStr> {
-        self.expect_flag(obj, flags::UNICODE_SUBCLASS, "str")?;
+        let (head, block) = self.str_head(obj)?;
+        let n = head.length.min(max_chars);
+        let raw = self.str_data(&head, &block, n)?;
+        let text = decode_str(&raw, head.width, head.is_ascii)
+            .ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
+        Ok(PyStr { text, truncated: n < head.length })
+    }
+
+    /// Is `obj` a `str` equal to `expected`? Compares lengths before reading any text, so
+    /// scanning a dict for a key costs one read per non-matching key. Objects that are not
+    /// strings are simply not equal.
+    pub fn str_equals(&self, obj: u64, expected: &str) -> Result<bool> {
+        let (head, block) = match self.str_head(obj) {
+            Ok(h) => h,
+            Err(Error::Invalid { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // A str's length is in code points; for ASCII (the usual key) that is bytes.
+        let want = expected.chars().count();
+        if head.length != want {
+            return Ok(false);
+        }
+        let raw = self.str_data(&head, &block, want)?;
+        Ok(decode_str(&raw, head.width, head.is_ascii).is_some_and(|t| t == expected))
+    }
+
+    /// One read for the header of a str (and, usually, its text).
+    fn str_head(&self, obj: u64) -> Result<(StrHead, Vec<u8>)> {
         let s = &self.layout.str;
-        let length = self.i64(obj + s.length)?;
+        // Read the header plus a little text in one go; near the end of a mapping that can
+        // fault, so fall back to the smallest header (a compact ASCII string's).
+        let block = match self.bytes(obj, s.compact_data as usize + 8 + STR_PREFETCH) {
+            Ok(b) => b,
+            Err(_) => self.bytes(obj, s.ascii_data as usize)?,
+        };
+        let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
+        let tp = word(self.layout.object.ob_type);
+        if !super::plausible_pointer(tp) || !self.type_info(tp)?.has(flags::UNICODE_SUBCLASS) {
+            return Err(Error::invalid(obj, "expected str"));
+        }
+        let length = word(s.length) as i64;
         if !(0..=(1 << 40)).contains(&length) {
             return Err(Error::invalid(obj, format!("str length {length}")));
         }
-        let state = self.u32(obj + s.state)?;
+        let state = u32::from_le_bytes(block[s.state as usize..s.state as usize + 4].try_into().unwrap());
         let kind = (state >> s.kind_shift) & 0b111;
         let compact = state >> s.compact_bit & 1 == 1;
         let is_ascii = state >> s.ascii_bit & 1 == 1;
@@ -145,12 +195,25 @@ impl<M: Memory> ObjectReader<M> {
         let data = match (compact, is_ascii) {
             (true, true) => obj + s.ascii_data,
             (true, false) => obj + s.compact_data,
-            (false, _) => self.obj_ptr(obj + s.compact_data)?,
+            (false, _) => {
+                let p = self.u64(obj + s.compact_data)?;
+                if !super::plausible_pointer(p) {
+                    return Err(Error::invalid(obj, "legacy str data pointer"));
+                }
+                p
+            }
         };
-        let n = (length as usize).min(max_chars);
-        let raw = self.bytes(data, n * width)?;
-        let text = decode_str(&raw, width, is_ascii).ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
-        Ok(PyStr { text, truncated: n < length as usize })
+        Ok((StrHead { obj, length: length as usize, width, is_ascii, data }, block))
+    }
+
+    /// The first `n` code units of a string's text, from the prefetched block when it holds them.
+    fn str_data(&self, head: &StrHead, block: &[u8], n: usize) -> Result<Vec<u8>> {
+        let len = n * head.width;
+        let start = head.data.wrapping_sub(head.obj) as usize;
+        if head.data >= head.obj && start + len <= block.len() {
+            return Ok(block[start..start + len].to_vec());
+        }
+        self.bytes(head.data, len)
     }
 
     /// A `str` that must be short enough to be whole (names, identifiers).
@@ -319,14 +382,22 @@ impl<M: Memory> ObjectReader<M> {
         Ok(Some(target))
     }
 
-    /// Is the type at `tp` a subclass of a type named `name`? Walks `tp_mro`.
+    /// Is the type at `tp` a subclass of a type named `name`? Walks `tp_mro` (once per
+    /// type and name; the answer is cached).
     pub fn is_subclass_by_name(&self, tp: u64, name: &str) -> Result<bool> {
+        let key = (tp, name.to_string());
+        if let Some(answer) = self.subclasses.borrow().get(&key) {
+            return Ok(*answer);
+        }
+        let mut answer = false;
         for t in self.mro(tp)? {
             if self.type_info(t)?.name == name {
-                return Ok(true);
+                answer = true;
+                break;
             }
         }
-        Ok(false)
+        self.subclasses.borrow_mut().insert(key, answer);
+        Ok(answer)
     }
 
     /// The types of `tp.__mro__`, or just `[tp]` when the type has no MRO yet.

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Run loopspy's whole test suite against every Python interpreter present, and print the
+# matrix of what ran, passed and was skipped.
+#
+#   scripts/test.sh [extra cargo nextest/test arguments]
+#
+# 1. scripts/test-pythons.sh provisions CPython 3.8-3.15 and uvloop (cached after the first
+#    run; 3.8-3.13 must come from pyenv). Outside CI a failure there is reported and the
+#    tests run with what is present; under CI=true it is fatal.
+# 2. cargo nextest (or cargo test when nextest is missing) runs unit, property and
+#    integration tests. Integration tests start real Python targets that record their own
+#    ground truth.
+# 3. The matrix (test x Python version x loop flavour) is printed; skipped cells are loud.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+ci=false
+case "${CI:-}" in true | 1) ci=true ;; esac
+
+if ! scripts/test-pythons.sh --quiet; then
+    if $ci; then
+        echo "test.sh: provisioning interpreters failed (CI=true: fatal)" >&2
+        exit 1
+    fi
+    echo "test.sh: WARNING: scripts/test-pythons.sh failed; testing with the interpreters present" >&2
+fi
+
+matrix=target/tmp/matrix
+rm -rf "$matrix"
+mkdir -p "$matrix"
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
+status=$?
+
+echo
+echo "== Test matrix (test x Python x loop) =="
+python3 - "$matrix" <<'PY'
+import os, sys
+d = sys.argv[1]
+cells = {}
+for f in sorted(os.listdir(d)):
+    if not f.endswith(".txt") or "--" not in f:
+        continue
+    test, version, variant = f[:-4].split("--")
+    cells[(test.replace("_", "/", 1), version, variant)] = open(os.path.join(d, f)).read().strip()
+versions = sorted({v for _, v, _ in cells}, key=lambda v: tuple(int(x) for x in v.split(".")))
+rows = sorted({(t, var) for t, _, var in cells})
+if not rows:
+    print("(no integration results recorded)")
+    sys.exit(0)
+w = max(len("%s [%s]" % r) for r in rows)
+print("%-*s  %s" % (w, "test [loop]", "  ".join("%-6s" % v for v in versions)))
+short = {"pass": "pass", "unsupported (reported by name)": "unsup"}
+skipped = []
+for t, var in rows:
+    line = []
+    for v in versions:
+        c = cells.get((t, v, var), "-")
+        if c.startswith("skipped"):
+            skipped.append("%s [%s] on %s: %s" % (t, var, v, c))
+            c = "SKIP"
+        line.append("%-6s" % short.get(c, c[:6]))
+    print("%-*s  %s" % (w, "%s [%s]" % (t, var), "  ".join(line)))
+if skipped:
+    print()
+    print("!! %d cell(s) SKIPPED -- these were NOT tested:" % len(skipped))
+    for s in skipped:
+        print("!!   " + s)
+PY
+exit $status
