@@ -135,13 +135,13 @@ fn loop_report(l: &LoopView) -> LoopReport {
         loop_kind: l.kind,
         state: StateReport {
             state: l.state,
-            description: l.state.describe(),
+            description: l.state.describe(l.kind),
             syscall: match l.syscall {
                 Some(Syscall::In(nr)) => Some(procfs::syscall_name(nr).map(str::to_string).unwrap_or_else(|| format!("syscall {nr}"))),
                 _ => None,
             },
             on_cpu: l.syscall.map(|s| s == Syscall::Running),
-            for_ms: None,
+            for_ms: l.busy_for.map(|s| s * 1e3),
         },
         ready: l.figures.ready,
         timers: TimersReport {
@@ -194,6 +194,9 @@ pub fn render_text(rep: &DumpReport) -> String {
         let mut state = l.state.description.to_uppercase();
         if l.state.state == LoopState::Callback {
             state = format!("BUSY, {}", l.state.description);
+        }
+        if let Some(ms_busy) = l.state.for_ms {
+            state = format!("{state} for {}", ms(ms_busy));
         }
         let how = match (&l.state.syscall, l.state.on_cpu) {
             (Some(sc), _) => format!(" (thread waiting in {sc})"),

@@ -21,6 +21,7 @@ pub mod exit {
     pub const SPAWN_FAILED: i32 = 9;
     pub const OUTPUT_FAILED: i32 = 10;
     pub const UNREADABLE: i32 = 11;
+    pub const UNSUPPORTED_LOOP: i32 = 12;
     /// Stopped by Ctrl-C / SIGINT (128 + 2, the shell convention).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -46,6 +47,7 @@ pub enum Failure {
     SpawnFailed { program: String, detail: String },
     OutputFailed { path: String, detail: String },
     Unreadable { pid: i32, detail: String },
+    UnsupportedLoop { pid: i32, class: String },
     Interrupted,
 }
 
@@ -61,6 +63,7 @@ impl Failure {
             Failure::SpawnFailed { .. } => exit::SPAWN_FAILED,
             Failure::OutputFailed { .. } => exit::OUTPUT_FAILED,
             Failure::Unreadable { .. } => exit::UNREADABLE,
+            Failure::UnsupportedLoop { .. } => exit::UNSUPPORTED_LOOP,
             Failure::Interrupted => exit::INTERRUPTED,
         }
     }
@@ -77,6 +80,7 @@ impl Failure {
             Failure::SpawnFailed { .. } => "spawn_failed",
             Failure::OutputFailed { .. } => "output_failed",
             Failure::Unreadable { .. } => "unreadable",
+            Failure::UnsupportedLoop { .. } => "unsupported_loop",
             Failure::Interrupted => "interrupted",
         }
     }
@@ -140,6 +144,11 @@ impl fmt::Display for Failure {
                 "could not get a consistent read of process {pid}: {detail}.\n  The target changed faster than it \
                  could be read; try again, or use --blocking to pause it briefly while reading."
             ),
+            Failure::UnsupportedLoop { pid, class } => write!(
+                f,
+                "process {pid} runs an event loop of class {class}, which loopspy cannot read.\n  Supported: \
+                 asyncio's own loops (BaseEventLoop and subclasses) and uvloop.Loop."
+            ),
             Failure::Interrupted => write!(f, "interrupted"),
         }
     }
@@ -163,6 +172,7 @@ mod tests {
             Failure::SpawnFailed { program: "x".into(), detail: String::new() },
             Failure::OutputFailed { path: "x".into(), detail: String::new() },
             Failure::Unreadable { pid: 1, detail: String::new() },
+            Failure::UnsupportedLoop { pid: 1, class: "QEventLoop".into() },
             Failure::Interrupted,
         ];
         let mut codes: Vec<i32> = all.iter().map(|f| f.exit_code()).collect();

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::layout::FrameChain;
+use crate::layout::{EntryMarker, FrameChain};
 use crate::memory::Memory;
 use crate::reader::{Error, ObjectReader, Result};
 
@@ -16,6 +16,9 @@ pub const MAX_FRAMES: usize = 1024;
 pub struct FrameRef {
     pub addr: u64,
     pub code: u64,
+    /// Whether C code called this frame (rather than another Python frame); `None` on
+    /// versions whose frames do not say.
+    pub entered_from_c: Option<bool>,
 }
 
 /// Names of a code object.
@@ -42,20 +45,32 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
         }
         FrameChain::Direct { tstate_current_frame } => r.ptr(tstate + tstate_current_frame)?,
     };
-    let mut out = Vec::new();
+    let mut out: Vec<FrameRef> = Vec::new();
     let mut seen = HashSet::new();
     while frame != 0 {
         if !seen.insert(frame) || seen.len() > MAX_FRAMES {
             return Err(Error::invalid(frame, "frame chain loops or is too deep"));
         }
         let shim = match f.owner {
-            Some((at, cstack)) => r.u8(frame + at)? >= cstack,
+            Some((at, first_non_python)) => r.u8(frame + at)? >= first_non_python,
             None => false,
         };
-        if !shim {
+        if shim {
+            // The Python frame just inside a shim was called from C.
+            if f.entry == EntryMarker::ShimBelow {
+                if let Some(last) = out.last_mut() {
+                    last.entered_from_c = Some(true);
+                }
+            }
+        } else {
             let code = r.u64(frame + f.code)? & !f.ref_tag_mask;
             if code != 0 && r.type_name(code)? == "code" {
-                out.push(FrameRef { addr: frame, code });
+                let entered_from_c = match f.entry {
+                    EntryMarker::Unknown => None,
+                    EntryMarker::Flag { offset } => Some(r.u8(frame + offset)? != 0),
+                    EntryMarker::ShimBelow => Some(false),
+                };
+                out.push(FrameRef { addr: frame, code, entered_from_c });
             }
         }
         frame = r.ptr(frame + f.back)?;

@@ -24,8 +24,9 @@ pub enum LoopState {
 }
 
 impl LoopState {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self, kind: LoopKind) -> &'static str {
         match self {
+            LoopState::Idle if kind == LoopKind::Uvloop => "idle in epoll (libuv)",
             LoopState::Idle => "idle in selector.select",
             LoopState::Callback => "running a callback",
             LoopState::Loop => "in event-loop bookkeeping",
@@ -95,25 +96,16 @@ pub fn classify(kind: LoopKind, frames: &[FrameName], syscall: Option<Syscall>, 
             LoopState::Unknown
         }
         LoopKind::Uvloop => {
-            // uvloop runs callbacks from C: Python frames above the frame that entered the
-            // loop belong to a callback. With none, the thread is in libuv: idle when it waits
-            // in epoll, otherwise uvloop's own work.
-            let entry = frames.iter().position(|f| is_loop_entry(f));
-            match entry {
-                Some(0) | None if in_selector_syscall(syscall, selector) => LoopState::Idle,
-                Some(0) => LoopState::Loop,
-                Some(_) => LoopState::Callback,
+            // uvloop runs in C: no Python frame marks its select. The thread waiting in
+            // epoll is idle; anything else is the loop running callbacks (uvloop's own work
+            // between callbacks is too short to tell apart and is counted with them).
+            match syscall {
+                _ if in_selector_syscall(syscall, selector) => LoopState::Idle,
                 None if frames.is_empty() => LoopState::Unknown,
-                None => LoopState::Callback,
+                _ => LoopState::Callback,
             }
         }
     }
-}
-
-/// The frame that called into a C loop (`loop.run_forever()` and friends).
-fn is_loop_entry(f: &FrameName) -> bool {
-    matches!(base_name(f.function), "run_forever" | "run_until_complete" | "run")
-        && (in_asyncio(f.file, "runners.py") || in_asyncio(f.file, "base_events.py") || f.file.contains("uvloop"))
 }
 
 #[cfg(test)]
@@ -154,13 +146,13 @@ mod tests {
 
     #[test]
     fn uvloop_states() {
-        let entry = f("BaseEventLoop.run_until_complete", "/usr/lib/python3.12/asyncio/base_events.py");
         let runner = f("Runner.run", "/usr/lib/python3.12/asyncio/runners.py");
         let idle = [runner, f("main", "/app/main.py")];
         assert_eq!(classify(LoopKind::Uvloop, &idle, Some(Syscall::In(281)), None), LoopState::Idle);
-        let busy = [f("handler", "/app/main.py"), entry];
+        let busy = [f("handler", "/app/main.py"), runner];
         assert_eq!(classify(LoopKind::Uvloop, &busy, SLEEP, None), LoopState::Callback);
-        assert_eq!(classify(LoopKind::Uvloop, &[entry], Some(Syscall::Running), None), LoopState::Loop);
+        assert_eq!(classify(LoopKind::Uvloop, &busy, Some(Syscall::Running), None), LoopState::Callback);
+        assert_eq!(classify(LoopKind::Uvloop, &[], None, None), LoopState::Unknown);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use py_spy::config::LockingStrategy;
 
 use crate::callback::{self, CallbackKind, CodeNames};
 use crate::error::{Failure, ThreadBrief};
-use crate::eventloop::{self, LoopFigures, LoopKind, SelectorLoop};
+use crate::eventloop::{self, LoopFigures, LoopKind, SelectorLoop, UvLoop};
 use crate::frames;
 use crate::interp::{self, PyThread};
 use crate::loopstate::{self, FrameName, LoopState};
@@ -58,6 +58,9 @@ pub struct LoopView {
     /// Our `CLOCK_MONOTONIC` when the figures were read, in the target's clock (time
     /// namespace offset applied): comparable with `loop.time()`.
     pub read_at: f64,
+    /// How long the loop has been busy in the current iteration, when the loop records when
+    /// the iteration started (uvloop).
+    pub busy_for: Option<f64>,
     pub callback: Option<CallbackView>,
     pub stack: Vec<StackFrame>,
 }
@@ -79,7 +82,9 @@ pub struct ProcessView {
 /// Caches that make repeated looks cheaper (slot offsets, code names).
 #[derive(Debug, Default)]
 pub struct Looker {
+    pid: i32,
     selector: SelectorLoop,
+    uv: UvLoop,
     names: CodeNames,
 }
 
@@ -110,6 +115,7 @@ impl Looker {
 
     fn look_once(&mut self, target: &mut Target) -> Result<ProcessView, LookError> {
         let pid = target.pid;
+        self.pid = pid;
         let tids = procfs::tids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
         // The kernel's view of each thread first: a ptrace stop (--blocking) would hide it.
         let syscalls: HashMap<i32, Syscall> =
@@ -155,6 +161,7 @@ impl Looker {
         let threads = interp::threads(r, target.interp, &tids)?;
         let names: HashMap<u64, String> = interp::thread_names(r, target.interp).unwrap_or_default().into_iter().collect();
 
+        let clock_offset = procfs::monotonic_offset(pid);
         let mut briefs = Vec::new();
         let mut loops = Vec::new();
         for thread in threads {
@@ -167,7 +174,7 @@ impl Looker {
             });
             let Some(addr) = thread.running_loop else { continue };
             let syscall = thread.native_id.and_then(|t| syscalls.get(&t).copied());
-            loops.push(self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, pid)?);
+            loops.push(self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, clock_offset)?);
         }
         Ok(ProcessView { threads: briefs, loops })
     }
@@ -182,35 +189,59 @@ impl Looker {
         addr: u64,
         syscall: Option<Syscall>,
         stack: Vec<StackFrame>,
-        pid: i32,
+        clock_offset: f64,
     ) -> Result<LoopView, LookError> {
         let (kind, class_name) = eventloop::kind_of(r, addr)?;
+        let Some(kind) = kind else {
+            return Err(LookError::Failure(Failure::UnsupportedLoop { pid: self.pid, class: class_name }));
+        };
         let figures = match kind {
             LoopKind::Selector => self.selector.figures(r, addr)?,
-            LoopKind::Uvloop => {
-                return Err(LookError::Failure(Failure::UnsupportedPython {
-                    pid,
-                    version: "uvloop".into(),
-                    detail: format!("thread {:?} runs {class_name}; uvloop support is not implemented yet", thread.native_id),
-                }))
-            }
+            LoopKind::Uvloop => self.uv.figures(r, addr)?,
         };
-        let read_at = procfs::monotonic_now() + procfs::monotonic_offset(pid);
+        let read_at = procfs::monotonic_now() + clock_offset;
         let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
         let state = loopstate::classify(kind, &names, syscall, figures.selector.as_deref());
-        let callback = if state == LoopState::Callback { self.callback(r, interp, &thread, addr)? } else { None };
-        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, callback, stack })
+        let busy = matches!(state, LoopState::Callback | LoopState::Loop);
+        let busy_for = figures.loop_time.filter(|_| busy).map(|t| (read_at - t).max(0.0));
+        let callback = if state == LoopState::Callback { self.callback(r, interp, &thread, addr, kind)? } else { None };
+        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, busy_for, callback, stack })
     }
 
-    fn callback<M: Memory>(&mut self, r: &ObjectReader<M>, interp: u64, thread: &PyThread, event_loop: u64) -> Result<Option<CallbackView>, LookError> {
+    fn callback<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        interp: u64,
+        thread: &PyThread,
+        event_loop: u64,
+        kind: LoopKind,
+    ) -> Result<Option<CallbackView>, LookError> {
         let frames = frames::walk(r, thread.tstate)?;
-        let described = match callback::running_handle(r, &mut self.names, &frames)? {
-            Some(handle) => Some(callback::describe_handle(r, handle)?),
-            None => None,
+        let described = match kind {
+            LoopKind::Selector => match callback::running_handle(r, &mut self.names, &frames)? {
+                Some(handle) => Some(callback::describe_handle(r, handle)?),
+                None => None,
+            },
+            // uvloop runs handles from C: no Handle._run frame. The function it called is the
+            // innermost frame entered from C (not the outermost, which is the program's own
+            // entry); versions without entry marks leave it unknown unless a task runs.
+            LoopKind::Uvloop => match frames.iter().rev().skip(1).rev().find(|f| f.entered_from_c == Some(true)) {
+                Some(f) => Some(callback::Callback {
+                    kind: CallbackKind::Function,
+                    qualname: self.names.get(r, f.code)?.qualname.clone(),
+                    task: None,
+                }),
+                None => None,
+            },
         };
         // The loop's current task confirms (and, where no handle is visible, supplies) the task.
         let current = interp::current_task(r, interp, thread, event_loop).unwrap_or(None);
         let (kind, qualname, task) = match described {
+            // Under uvloop a running task means the callback is its step.
+            _ if kind == LoopKind::Uvloop && current.is_some() => {
+                let task = current.expect("checked");
+                (CallbackKind::TaskStep, callback::task_coro_qualname(r, task)?, Some(task))
+            }
             Some(cb) => (cb.kind, cb.qualname, cb.task.or(if cb.kind == CallbackKind::TaskStep { current } else { None })),
             None => match current {
                 Some(task) => (CallbackKind::TaskStep, callback::task_coro_qualname(r, task)?, Some(task)),

@@ -5,6 +5,7 @@
 //! about threads, the CLI or output.
 
 mod selector;
+mod uvloop;
 
 use serde::Serialize;
 
@@ -12,6 +13,7 @@ use crate::memory::Memory;
 use crate::reader::{ObjectReader, Result};
 
 pub use selector::SelectorLoop;
+pub use uvloop::UvLoop;
 
 /// The families of event loop loopspy can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,17 +40,35 @@ pub struct LoopFigures {
     pub fds: Option<u64>,
     /// Class of the selector (`EpollSelector`, ...).
     pub selector: Option<String>,
+    /// The loop's own cached "now" (`loop.time()` seconds) when it keeps one: libuv updates
+    /// it once per loop iteration, so `now - loop_time` is how long the current iteration
+    /// has been running.
+    pub loop_time: Option<f64>,
 }
 
-/// Classify the object a thread names as its running loop.
-pub fn kind_of<M: Memory>(r: &ObjectReader<M>, event_loop: u64) -> Result<(LoopKind, String)> {
+/// The loop's class, named as users know it: uvloop's public `uvloop.Loop` (a Python
+/// subclass whose `tp_name` is just `Loop`) is shown with its module.
+fn display_name(name: &str, kind: LoopKind) -> String {
+    match (kind, name) {
+        (LoopKind::Uvloop, "Loop") => "uvloop.Loop".to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// Classify the object a thread names as its running loop: its kind and class name, or
+/// `None` (with the class name) for a loop class loopspy cannot read.
+pub fn kind_of<M: Memory>(r: &ObjectReader<M>, event_loop: u64) -> Result<(Option<LoopKind>, String)> {
     let info = r.type_info_of(event_loop)?;
-    let name = info.name.clone();
-    if name == "uvloop.Loop" || r.is_subclass_by_name(info.addr, "uvloop.Loop")? {
-        return Ok((LoopKind::Uvloop, name));
-    }
-    if r.is_subclass_by_name(info.addr, "BaseEventLoop")? {
-        return Ok((LoopKind::Selector, name));
-    }
-    Err(crate::reader::Error::invalid(event_loop, format!("event loop class {name} is not one loopspy can read")))
+    let kind = if r.is_subclass_by_name(info.addr, "uvloop.loop.Loop")? {
+        Some(LoopKind::Uvloop)
+    } else if r.is_subclass_by_name(info.addr, "BaseEventLoop")? {
+        Some(LoopKind::Selector)
+    } else {
+        None
+    };
+    let name = match kind {
+        Some(k) => display_name(&info.name, k),
+        None => info.name.clone(),
+    };
+    Ok((kind, name))
 }

@@ -43,7 +43,7 @@ impl SelectorLoop {
             }
             _ => (None, None),
         };
-        Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds, selector })
+        Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds, selector, loop_time: None })
     }
 
     /// `(len(heap), earliest live when, cancelled seen)`. The heap's head is the minimum of

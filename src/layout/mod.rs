@@ -200,6 +200,18 @@ pub enum FrameChain {
     Direct { tstate_current_frame: u64 },
 }
 
+/// How to tell that a Python frame was called from C (the first frame of a callback that
+/// uvloop's C code runs, for instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryMarker {
+    /// ≤ 3.10: frames carry no such mark.
+    Unknown,
+    /// 3.11: the frame's own `is_entry` byte.
+    Flag { offset: u64 },
+    /// 3.12+: the frame's `previous` is a C-stack/interpreter-owned shim frame.
+    ShimBelow,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
     pub chain: FrameChain,
@@ -215,6 +227,7 @@ pub struct FrameLayout {
     /// which is not a Python function's (`FRAME_OWNED_BY_CSTACK` / `_INTERPRETER`: shim
     /// and entry frames), when the version has such frames.
     pub owner: Option<(u64, u8)>,
+    pub entry: EntryMarker,
 }
 
 /// Where a thread records its running event loop.
@@ -266,6 +279,40 @@ pub struct AsyncioLayout {
     pub task_coro: u64,
     pub task_name: u64,
 }
+
+/// uvloop's `Loop` object and the libuv structures behind it (libuv 1.46–1.52, as vendored by
+/// uvloop 0.19–0.23; the offsets did not change across them). Not tied to a Python version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UvLayout {
+    /// `uvloop.Loop.uvloop`: the `uv_loop_t*`.
+    pub loop_uv: u64,
+    /// Where to look for the `_ready` deque pointer inside the `Loop` object.
+    pub ready_scan: (u64, u64),
+    /// `uv_loop_t.data`: uvloop stores the `Loop` object there (a consistency check).
+    pub uv_data: u64,
+    /// `uv_loop_t.nfds`: file descriptors being watched.
+    pub uv_nfds: u64,
+    /// `uv_loop_t.timer_heap.min` / `.nelts`.
+    pub uv_timer_min: u64,
+    pub uv_timer_count: u64,
+    /// `uv_loop_t.time`: the loop's cached now, in ms, updated once per iteration.
+    pub uv_time: u64,
+    /// `uv_timer_t.node.heap` (what the heap links point at) and `uv_timer_t.timeout` (ms).
+    pub timer_node: u64,
+    pub timer_timeout: u64,
+}
+
+pub const LIBUV: UvLayout = UvLayout {
+    loop_uv: 24,
+    ready_scan: (32, 256),
+    uv_data: 0,
+    uv_nfds: 116,
+    uv_timer_min: 520,
+    uv_timer_count: 528,
+    uv_time: 544,
+    timer_node: 104,
+    timer_timeout: 128,
+};
 
 #[cfg(test)]
 mod tests {

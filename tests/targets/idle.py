@@ -21,7 +21,7 @@ def main():
         facts.update(state="idle", callback=None, task=None)
         truth.write_truth(facts)
 
-    loop.call_soon(record)
+    truth.call_soon_after_poll(loop, record, delay=0.2)
     loop.run_forever()
 
 

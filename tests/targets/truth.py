@@ -9,6 +9,8 @@ it) runs the same scenario on uvloop.
 """
 
 import asyncio
+import collections
+import gc
 import json
 import os
 import sys
@@ -45,21 +47,57 @@ def write_truth(data):
     os.replace(tmp, path)
 
 
+def is_uvloop(loop):
+    return type(loop).__module__.split(".")[0] == "uvloop"
+
+
+def epoll_watched_fds():
+    """File descriptors in this process's (single) epoll set, as the kernel lists them."""
+    counts = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + fd) != "anon_inode:[eventpoll]":
+                continue
+            with open("/proc/self/fdinfo/" + fd) as f:
+                counts.append(sum(1 for line in f if line.startswith("tfd:")))
+        except OSError:
+            pass
+    return counts[0] if len(counts) == 1 else None
+
+
 def loop_facts(loop):
-    """What the test compares exactly: measured here, by the loop's own API."""
+    """What the test compares exactly: measured here, by the loop's own API (for uvloop,
+    whose fields are not visible from Python, through gc.get_referents and the kernel)."""
     facts = {
         "thread_native_id": threading.get_native_id() if hasattr(threading, "get_native_id") else None,
         "thread_name": threading.current_thread().name,
-        "loop_class": type(loop).__module__.split(".")[0] == "uvloop" and "uvloop.Loop" or type(loop).__name__,
-        "ready": len(loop._ready),
+        "loop_class": "uvloop.Loop" if is_uvloop(loop) else type(loop).__name__,
     }
-    if hasattr(loop, "_scheduled"):
+    if is_uvloop(loop):
+        refs = gc.get_referents(loop)
+        ready = [r for r in refs if type(r) is collections.deque]
+        assert len(ready) == 1, "expected one deque (_ready) in uvloop.Loop"
+        timer_sets = [r for r in refs if type(r) is set and r and all(type(t).__name__ == "TimerHandle" for t in r)]
+        timers = timer_sets[0] if timer_sets else set()
+        live = [t.when() for t in timers if not t.cancelled()]
+        facts.update(ready=len(ready[0]), timers=len(timers), earliest_live_when=min(live) if live else None,
+                     fds=epoll_watched_fds(), selector=None)
+    else:
         live = [t.when() for t in loop._scheduled if not t.cancelled()]
-        facts["timers"] = len(loop._scheduled)
-        facts["earliest_live_when"] = min(live) if live else None
-        facts["fds"] = len(loop._selector.get_map())
-        facts["selector"] = type(loop._selector).__name__
+        facts.update(ready=len(loop._ready), timers=len(loop._scheduled),
+                     earliest_live_when=min(live) if live else None,
+                     fds=len(loop._selector.get_map()), selector=type(loop._selector).__name__)
     return facts
+
+
+def call_soon_after_poll(loop, fn, delay=0.05):
+    """Run `fn` as a plain callback once the loop has been polling for `delay` seconds.
+
+    Scenarios record their truth from a callback like this rather than from a timer: a timer
+    callback is itself a timer while it runs (uvloop still lists it), which would blur the
+    timer figures. And by then the loop has polled, so uvloop has registered its file
+    descriptors with epoll, as in a running service."""
+    loop.call_later(delay, loop.call_soon, fn)
 
 
 def hold_forever():

@@ -5,6 +5,8 @@ usage: gen_dbgoff.py <include/python3.X dir> <output dir>
 
 Writes into <output dir>:
   dbgoff_print.h  one PRINT("_Py_DebugOffsets.<path>", dbg.<path>); per integer
+                  member, and PRINT("_Py_DebugOffsets@<path>", offsetof(...)) for
+                  the member's own position in the struct, per integer
                   member of `typedef struct _Py_DebugOffsets {...}` (nested
                   structs flattened; preprocessor lines inside the struct are
                   copied so gcc resolves #ifdef Py_GIL_DISABLED etc.)
@@ -110,6 +112,8 @@ def main():
                 f.write(v + "\n")
             elif v not in skip:
                 f.write('PRINT("_Py_DebugOffsets.%s", dbg.%s);\n' % (v, v))
+                # Where the field itself sits, for readers of a live _PyRuntime.
+                f.write('PRINT("_Py_DebugOffsets@%s", offsetof(_Py_DebugOffsets, %s));\n' % (v, v))
     flags = ["-DLOOPSPY_HAVE_DBGOFF_PRINT"]
     _, has_macro = find_header(inc, "#define _Py_DebugOffsets_INIT")
     if not has_macro:
