@@ -12,6 +12,7 @@ use crate::error::ThreadBrief;
 use crate::eventloop::LoopKind;
 use crate::loopstate::LoopState;
 use crate::procfs::{self, Syscall};
+use crate::published::LayoutCheck;
 use crate::snapshot::{LoopView, ProcessView};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -22,6 +23,8 @@ pub struct DumpReport {
     pub pid: i32,
     pub command: Vec<String>,
     pub python: PythonReport,
+    /// Where the object layout came from (table, or the interpreter's own debug offsets).
+    pub layout: LayoutCheck,
     pub loop_count: usize,
     pub loops: Vec<LoopReport>,
     pub threads: Vec<ThreadBrief>,
@@ -112,6 +115,7 @@ pub struct ProcessFacts {
     pub command: Vec<String>,
     pub version: String,
     pub executable: Option<String>,
+    pub layout: LayoutCheck,
 }
 
 pub fn report(facts: ProcessFacts, view: &ProcessView) -> DumpReport {
@@ -120,6 +124,7 @@ pub fn report(facts: ProcessFacts, view: &ProcessView) -> DumpReport {
         pid: facts.pid,
         command: facts.command,
         python: PythonReport { version: facts.version, executable: facts.executable },
+        layout: facts.layout,
         loop_count: view.loops.len(),
         loops: view.loops.iter().map(loop_report).collect(),
         threads: view.threads.clone(),

@@ -12,6 +12,7 @@ use crate::error::Failure;
 use crate::layout::{self, Layout, PyVersion};
 use crate::memory::{Memory, ProcessMemory, ReadErrorKind};
 use crate::procfs;
+use crate::published::{self, LayoutCheck};
 use crate::reader::ObjectReader;
 
 /// How to attach.
@@ -30,6 +31,8 @@ pub struct Target {
     /// The full version, e.g. `3.12.1`.
     pub version_text: String,
     pub layout: &'static Layout,
+    /// Where the layout came from and what the interpreter's own debug offsets said of it.
+    pub layout_check: LayoutCheck,
     /// Address of the main `PyInterpreterState`.
     pub interp: u64,
     pub reader: ObjectReader<ProcessMemory>,
@@ -54,8 +57,10 @@ impl Target {
             detail: "no layout table for this version".into(),
         })?;
         let interp = spy.addresses.interpreter_address as u64;
-        let reader = ObjectReader::new(ProcessMemory::new(pid), layout);
-        Ok(Target { pid, spy, version, version_text, layout, interp, reader, options })
+        let memory = ProcessMemory::new(pid);
+        let (layout, layout_check) = published::resolve(pid, &memory, layout);
+        let reader = ObjectReader::new(memory, layout);
+        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options })
     }
 
     /// Turn a read failure into the failure the user should see: the process died, we lost

@@ -69,6 +69,23 @@ fn dump(version: &str, test: &str, flavor: Flavor, script: &str, extra: &[&str])
     Some((scenario, report, before, after))
 }
 
+/// 3.13+ publish their layout; loopspy must have read it and found our table in agreement.
+fn check_layout_source(version: &str, report: &Value, ctx: &str) {
+    let layout = &report["layout"];
+    let source = layout["source"].as_str().unwrap_or_default();
+    if minor(version) >= 13 {
+        assert!(source.starts_with("_Py_DebugOffsets"), "layout source {source:?}; {ctx}");
+        assert!(layout["checked"].as_u64().unwrap() >= 30, "{layout}; {ctx}");
+        assert_eq!(layout["differences"], serde_json::json!([]), "table disagrees with the interpreter; {ctx}");
+    }
+    if minor(version) >= 14 {
+        assert!(source.ends_with("AsyncioDebug"), "layout source {source:?}; {ctx}");
+    }
+    if minor(version) <= 12 {
+        assert!(source.starts_with("table"), "layout source {source:?}; {ctx}");
+    }
+}
+
 fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -139,6 +156,7 @@ fn single_loop_scenario(version: &str, test: &str, flavor: Flavor, script: &str,
     assert_eq!(report["loop_count"], 1, "{ctx}\n{report:#}");
     assert!(report["python"]["version"].as_str().unwrap().starts_with(&format!("{version}.")), "{ctx}");
     assert_eq!(report["loops"][0]["loop_kind"], flavor.name().replace("stock", "selector"), "{ctx}");
+    check_layout_source(version, &report, &ctx);
     check_loop(&report["loops"][0], &scenario.truth, before, after, version, &ctx);
     record(test, version, flavor.name(), "pass");
 }

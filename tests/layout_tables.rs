@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use loopspy::layout::{for_version, AttrScheme, CurrentTask, FrameChain, KeysFormat, LongEncoding, RunningLoop, SUPPORTED};
+use loopspy::layout::{debug_offsets, for_version, AttrScheme, CurrentTask, FrameChain, KeysFormat, LongEncoding, RunningLoop, SUPPORTED};
 
 fn probe(file: &str) -> HashMap<String, i64> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/layout-probe/out").join(file);
@@ -218,4 +218,46 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         errors.extend(c.errors);
     }
     assert!(errors.is_empty(), "layout rows disagree with the probe:\n{}", errors.join("\n"));
+}
+
+/// Where each field sits inside `_Py_DebugOffsets` (3.13+), as the compiler says.
+#[test]
+fn debug_offsets_positions_match_the_headers() {
+    let mut errors = Vec::new();
+    for v in SUPPORTED {
+        let Some(fields) = debug_offsets::fields(*v) else { continue };
+        let values = probe(&format!("{v}.txt"));
+        for (name, at) in fields {
+            match values.get(&format!("_Py_DebugOffsets@{name}")) {
+                Some(real) if *real == *at as i64 => {}
+                other => errors.push(format!("{v}: {name} at {at}, headers say {other:?}")),
+            }
+        }
+        if debug_offsets::has_asyncio_section(*v) {
+            // Our positions follow the section's fixed shape: 13 u64s in declaration order.
+            let order = [
+                "asyncio_task_object.size",
+                "asyncio_task_object.task_name",
+                "asyncio_task_object.task_awaited_by",
+                "asyncio_task_object.task_is_task",
+                "asyncio_task_object.task_awaited_by_is_set",
+                "asyncio_task_object.task_coro",
+                "asyncio_task_object.task_node",
+                "asyncio_interpreter_state.size",
+                "asyncio_interpreter_state.asyncio_tasks_head",
+                "asyncio_thread_state.size",
+                "asyncio_thread_state.asyncio_running_loop",
+                "asyncio_thread_state.asyncio_running_task",
+                "asyncio_thread_state.asyncio_tasks_head",
+            ];
+            assert_eq!(order.len() as u64 * 8, debug_offsets::ASYNCIO_SIZE);
+            for (name, at) in debug_offsets::ASYNCIO_FIELDS {
+                let index = order.iter().position(|n| n == name).unwrap() as u64;
+                if index * 8 != *at {
+                    errors.push(format!("{v}: {name} at {at}, declaration order says {}", index * 8));
+                }
+            }
+        }
+    }
+    assert!(errors.is_empty(), "debug offset positions disagree with the probe:\n{}", errors.join("\n"));
 }

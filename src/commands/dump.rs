@@ -39,6 +39,7 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
         command: procfs::cmdline(target.pid).unwrap_or_default(),
         version: target.version_text.clone(),
         executable: procfs::exe(target.pid).ok().map(|p| p.display().to_string()),
+        layout: target.layout_check.clone(),
     };
     let report = dump::report(facts, &view);
     let text = if args.json {

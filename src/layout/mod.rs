@@ -5,6 +5,7 @@
 //! checked twice: against the compiled headers (`tools/layout-probe/out/`, see
 //! `tests/layout_tables.rs`) and against real interpreters by the ground-truth tests.
 
+pub mod debug_offsets;
 mod tables;
 
 use serde::Serialize;

@@ -1,0 +1,151 @@
+//! Where CPython 3.13+ publishes its own layout for debuggers: the positions of the fields
+//! loopspy uses inside `_Py_DebugOffsets` (at the start of `_PyRuntime`, section
+//! `.PyRuntime`) and inside 3.14+'s `_Py_AsyncioModuleDebugOffsets` (section
+//! `.AsyncioDebug`). The struct grows with every version, so each version has its own row.
+//! Names are CPython's own member paths; `tests/layout_tables.rs` checks every position
+//! against `tools/layout-probe/out/3.X.txt`.
+
+use super::PyVersion;
+
+/// `_Py_DebugOffsets` starts with this cookie.
+pub const COOKIE: &[u8; 8] = b"xdebugpy";
+pub const VERSION_AT: u64 = 8;
+pub const FREE_THREADED_AT: u64 = 16;
+
+const PY313: &[(&str, u64)] = &[
+    ("interpreter_state.threads_head", 72),
+    ("interpreter_state.imports_modules", 88),
+    ("thread_state.next", 168),
+    ("thread_state.interp", 176),
+    ("thread_state.current_frame", 184),
+    ("thread_state.thread_id", 192),
+    ("thread_state.native_thread_id", 200),
+    ("interpreter_frame.previous", 232),
+    ("interpreter_frame.executable", 240),
+    ("interpreter_frame.localsplus", 256),
+    ("interpreter_frame.owner", 264),
+    ("code_object.filename", 280),
+    ("code_object.name", 288),
+    ("code_object.qualname", 296),
+    ("code_object.firstlineno", 312),
+    ("pyobject.size", 352),
+    ("pyobject.ob_type", 360),
+    ("type_object.tp_name", 376),
+    ("type_object.tp_flags", 392),
+    ("tuple_object.ob_item", 408),
+    ("tuple_object.ob_size", 416),
+    ("list_object.ob_item", 432),
+    ("list_object.ob_size", 440),
+    ("dict_object.ma_keys", 456),
+    ("dict_object.ma_values", 464),
+    ("float_object.ob_fval", 480),
+    ("long_object.lv_tag", 496),
+    ("long_object.ob_digit", 504),
+    ("unicode_object.state", 544),
+    ("unicode_object.length", 552),
+    ("unicode_object.asciiobject_size", 560),
+];
+
+const PY314: &[(&str, u64)] = &[
+    ("interpreter_state.threads_head", 72),
+    ("interpreter_state.imports_modules", 96),
+    ("thread_state.next", 192),
+    ("thread_state.interp", 200),
+    ("thread_state.current_frame", 208),
+    ("thread_state.thread_id", 216),
+    ("thread_state.native_thread_id", 224),
+    ("interpreter_frame.previous", 256),
+    ("interpreter_frame.executable", 264),
+    ("interpreter_frame.localsplus", 280),
+    ("interpreter_frame.owner", 288),
+    ("code_object.filename", 320),
+    ("code_object.name", 328),
+    ("code_object.qualname", 336),
+    ("code_object.firstlineno", 352),
+    ("pyobject.size", 400),
+    ("pyobject.ob_type", 408),
+    ("type_object.tp_name", 424),
+    ("type_object.tp_flags", 440),
+    ("tuple_object.ob_item", 456),
+    ("tuple_object.ob_size", 464),
+    ("list_object.ob_item", 480),
+    ("list_object.ob_size", 488),
+    ("set_object.used", 504),
+    ("set_object.table", 512),
+    ("set_object.mask", 520),
+    ("dict_object.ma_keys", 536),
+    ("dict_object.ma_values", 544),
+    ("float_object.ob_fval", 560),
+    ("long_object.lv_tag", 576),
+    ("long_object.ob_digit", 584),
+    ("unicode_object.state", 624),
+    ("unicode_object.length", 632),
+    ("unicode_object.asciiobject_size", 640),
+    ("gen_object.gi_name", 672),
+];
+
+const PY315: &[(&str, u64)] = &[
+    ("interpreter_state.threads_head", 72),
+    ("interpreter_state.imports_modules", 96),
+    ("thread_state.next", 192),
+    ("thread_state.interp", 200),
+    ("thread_state.current_frame", 208),
+    ("thread_state.thread_id", 240),
+    ("thread_state.native_thread_id", 248),
+    ("interpreter_frame.previous", 320),
+    ("interpreter_frame.executable", 328),
+    ("interpreter_frame.localsplus", 344),
+    ("interpreter_frame.owner", 352),
+    ("code_object.filename", 384),
+    ("code_object.name", 392),
+    ("code_object.qualname", 400),
+    ("code_object.firstlineno", 416),
+    ("pyobject.size", 464),
+    ("pyobject.ob_type", 472),
+    ("type_object.tp_name", 488),
+    ("type_object.tp_flags", 504),
+    ("type_object.tp_basicsize", 512),
+    ("type_object.tp_dictoffset", 520),
+    ("heap_type_object.ht_cached_keys", 536),
+    ("tuple_object.ob_item", 552),
+    ("tuple_object.ob_size", 560),
+    ("list_object.ob_item", 576),
+    ("list_object.ob_size", 584),
+    ("set_object.used", 600),
+    ("set_object.table", 608),
+    ("set_object.mask", 616),
+    ("dict_object.ma_keys", 632),
+    ("dict_object.ma_values", 640),
+    ("float_object.ob_fval", 656),
+    ("long_object.lv_tag", 672),
+    ("long_object.ob_digit", 680),
+    ("unicode_object.state", 720),
+    ("unicode_object.length", 728),
+    ("unicode_object.asciiobject_size", 736),
+    ("unicode_object.compactunicodeobject_size", 744),
+    ("gen_object.gi_name", 800),
+];
+
+/// Field positions inside `_Py_DebugOffsets` for a version, if it publishes one.
+pub fn fields(v: PyVersion) -> Option<&'static [(&'static str, u64)]> {
+    match (v.major, v.minor) {
+        (3, 13) => Some(PY313),
+        (3, 14) => Some(PY314),
+        (3, 15) => Some(PY315),
+        _ => None,
+    }
+}
+
+/// `_Py_AsyncioModuleDebugOffsets` (3.14+, the same shape in 3.14 and 3.15): 13 u64s.
+pub const ASYNCIO_SIZE: u64 = 104;
+pub const ASYNCIO_FIELDS: &[(&str, u64)] = &[
+    ("asyncio_task_object.task_name", 8),
+    ("asyncio_task_object.task_coro", 40),
+    ("asyncio_thread_state.asyncio_running_loop", 80),
+    ("asyncio_thread_state.asyncio_running_task", 88),
+];
+
+/// Does this version have the `.AsyncioDebug` section?
+pub fn has_asyncio_section(v: PyVersion) -> bool {
+    v >= PyVersion::new(3, 14)
+}
