@@ -2,11 +2,9 @@
 //! function it calls (through bound methods, `functools.partial` and task-step wrappers),
 //! and the task when the callback is a task step.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
-use crate::frames::{self, CodeInfo, FrameRef};
+use crate::frames::{self, FrameRef, StackReader};
 use crate::memory::Memory;
 use crate::reader::{Error, ObjectReader, Result};
 
@@ -34,29 +32,10 @@ pub struct Callback {
     pub task: Option<u64>,
 }
 
-/// Caches code-object names across calls.
-#[derive(Debug, Default)]
-pub struct CodeNames {
-    cache: HashMap<u64, CodeInfo>,
-}
-
-impl CodeNames {
-    pub fn get<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<&CodeInfo> {
-        if !self.cache.contains_key(&code) {
-            let info = frames::code_info(r, code)?;
-            if self.cache.len() > 65_536 {
-                self.cache.clear();
-            }
-            self.cache.insert(code, info);
-        }
-        Ok(&self.cache[&code])
-    }
-}
-
 /// The `Handle` being run by the loop whose thread has these frames (innermost first).
-pub fn running_handle<M: Memory>(r: &ObjectReader<M>, names: &mut CodeNames, frames: &[FrameRef]) -> Result<Option<u64>> {
+pub fn running_handle<M: Memory>(r: &ObjectReader<M>, names: &mut StackReader, frames: &[FrameRef]) -> Result<Option<u64>> {
     for f in frames {
-        let info = names.get(r, f.code)?;
+        let info = names.code_info(r, f.code)?;
         if info.name == "_run" && is_asyncio_file(&info.filename, "events.py") {
             let handle = frames::local(r, f, 0)?;
             let tp = r.type_of(handle)?;

@@ -161,7 +161,7 @@ fn loop_report(l: &LoopView) -> LoopReport {
             qualname: c.qualname.clone(),
             task: c.task.as_ref().map(|t| TaskReport { name: t.name.clone(), coro: t.coro.clone() }),
         }),
-        stack: l.stack.iter().map(|f| FrameReport { function: f.function.clone(), file: f.file.clone(), line: f.line }).collect(),
+        stack: l.stack.iter().map(|f| FrameReport { function: f.function.to_string(), file: f.file.to_string(), line: f.line }).collect(),
     }
 }
 

@@ -1,21 +1,31 @@
-//! A minimal walker over a thread's Python frames: which code runs in each frame, and the
-//! object in a frame's first local slot. py-spy gives us the printable stack; this module
-//! exists to reach objects (`self` of `Handle._run`) that a printable stack cannot give.
+//! A thread's Python frames, read directly: which code runs in each frame and at which line,
+//! whether C code called it, and the object in a frame's first local slot.
+//!
+//! py-spy prints stacks for `dump`; this walker serves the sampler (one thread, cheaply:
+//! one read per frame plus one per code object, with names and line tables cached) and reaches
+//! what a printable stack cannot (`self` of `Handle._run`). The two are cross-checked by a
+//! test on every interpreter.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
-use crate::layout::{EntryMarker, FrameChain};
+use crate::layout::{EntryMarker, FrameChain, InstrPointer};
+use crate::lines;
 use crate::memory::Memory;
 use crate::reader::{Error, ObjectReader, Result};
 
 /// Deepest stack walked.
 pub const MAX_FRAMES: usize = 1024;
+/// Largest line table read.
+const MAX_LINETABLE: u64 = 1 << 20;
 
-/// One frame: its address and its code object.
+/// One frame: its address, its code object, where it is in that code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRef {
     pub addr: u64,
     pub code: u64,
+    /// Byte offset of the current instruction in the code's bytecode, when readable.
+    pub instr: Option<i64>,
     /// Whether C code called this frame (rather than another Python frame); `None` on
     /// versions whose frames do not say.
     pub entered_from_c: Option<bool>,
@@ -28,6 +38,15 @@ pub struct CodeInfo {
     /// `co_qualname` on 3.11+; the plain name before.
     pub qualname: String,
     pub filename: String,
+}
+
+/// A Python frame for display: function (qualified name where the version has one), file,
+/// line (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StackFrame {
+    pub function: Rc<str>,
+    pub file: Rc<str>,
+    pub line: i32,
 }
 
 /// The thread's frames, innermost first. Frames that are not running Python code (C-stack
@@ -45,14 +64,29 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
         }
         FrameChain::Direct { tstate_current_frame } => r.ptr(tstate + tstate_current_frame)?,
     };
+    // Everything we need from a frame, in one read.
+    let instr_at = match f.instr {
+        InstrPointer::Lasti { offset, .. } | InstrPointer::Pointer { offset } => offset,
+    };
+    let mut span = f.back.max(f.code).max(instr_at);
+    if let Some((at, _)) = f.owner {
+        span = span.max(at);
+    }
+    if let EntryMarker::Flag { offset } = f.entry {
+        span = span.max(offset);
+    }
+    let span = span as usize + 8;
+
     let mut out: Vec<FrameRef> = Vec::new();
     let mut seen = HashSet::new();
     while frame != 0 {
         if !seen.insert(frame) || seen.len() > MAX_FRAMES {
             return Err(Error::invalid(frame, "frame chain loops or is too deep"));
         }
+        let block = r.bytes(frame, span)?;
+        let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
         let shim = match f.owner {
-            Some((at, first_non_python)) => r.u8(frame + at)? >= first_non_python,
+            Some((at, first_non_python)) => block[at as usize] >= first_non_python,
             None => false,
         };
         if shim {
@@ -63,17 +97,32 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
                 }
             }
         } else {
-            let code = r.u64(frame + f.code)? & !f.ref_tag_mask;
-            if code != 0 && r.type_name(code)? == "code" {
+            let code = word(f.code) & !f.ref_tag_mask;
+            if code != 0 && crate::reader::plausible_pointer(code) && r.type_name(code)? == "code" {
                 let entered_from_c = match f.entry {
                     EntryMarker::Unknown => None,
-                    EntryMarker::Flag { offset } => Some(r.u8(frame + offset)? != 0),
+                    EntryMarker::Flag { offset } => Some(block[offset as usize] != 0),
                     EntryMarker::ShimBelow => Some(false),
                 };
-                out.push(FrameRef { addr: frame, code, entered_from_c });
+                let instr = match f.instr {
+                    InstrPointer::Lasti { offset, unit } => {
+                        let lasti = i32::from_le_bytes(block[offset as usize..offset as usize + 4].try_into().unwrap());
+                        (lasti >= 0).then(|| lasti as i64 * unit as i64)
+                    }
+                    InstrPointer::Pointer { offset } => r
+                        .layout()
+                        .code
+                        .code_adaptive
+                        .map(|start| word(offset) as i64 - (code + start) as i64)
+                        .filter(|o| *o >= 0 && *o < 1 << 24),
+                };
+                out.push(FrameRef { addr: frame, code, instr, entered_from_c });
             }
         }
-        frame = r.ptr(frame + f.back)?;
+        frame = word(f.back);
+        if frame != 0 && !crate::reader::plausible_pointer(frame) {
+            return Err(Error::invalid(frame, "frame back pointer is not a pointer"));
+        }
     }
     Ok(out)
 }
@@ -98,4 +147,92 @@ pub fn local<M: Memory>(r: &ObjectReader<M>, frame: &FrameRef, index: u64) -> Re
         return Err(Error::invalid(frame.addr, "frame local is not an object"));
     }
     Ok(raw)
+}
+
+/// What we keep about a code object between samples.
+#[derive(Debug, Clone)]
+struct CodeEntry {
+    /// The code object's own name pointers: if they change, the address was reused.
+    identity: [u64; 2],
+    info: Rc<CodeInfo>,
+    function: Rc<str>,
+    file: Rc<str>,
+    first_line: i32,
+    table: Vec<u8>,
+}
+
+/// Turns frames into printable stacks; caches code objects and computed lines.
+#[derive(Debug, Default)]
+pub struct StackReader {
+    codes: HashMap<u64, CodeEntry>,
+    lines: HashMap<(u64, i64), i32>,
+}
+
+impl StackReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names of a code object (cached, revalidated).
+    pub fn code_info<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<Rc<CodeInfo>> {
+        Ok(self.entry(r, code)?.info.clone())
+    }
+
+    fn entry<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<&CodeEntry> {
+        let c = r.layout().code;
+        let identity = [r.u64(code + c.filename)?, r.u64(code + c.name)?];
+        let fresh = match self.codes.get(&code) {
+            Some(e) => e.identity != identity,
+            None => true,
+        };
+        if fresh {
+            let info = code_info(r, code)?;
+            let first_line = r.i32(code + c.firstlineno)?;
+            let table = match r.ptr(code + c.linetable)? {
+                0 => Vec::new(),
+                bytes => {
+                    let len = r.var_len(bytes)?;
+                    if len > MAX_LINETABLE {
+                        return Err(Error::invalid(bytes, "line table too long"));
+                    }
+                    r.bytes(bytes + r.layout().containers.bytes_data, len as usize)?
+                }
+            };
+            if self.codes.len() > 65_536 {
+                self.codes.clear();
+                self.lines.clear();
+            }
+            self.lines.retain(|(c, _), _| *c != code);
+            let function: Rc<str> = info.qualname.as_str().into();
+            let file: Rc<str> = info.filename.as_str().into();
+            self.codes.insert(code, CodeEntry { identity, info: Rc::new(info), function, file, first_line, table });
+        }
+        Ok(&self.codes[&code])
+    }
+
+    /// The frame as function, file and line.
+    pub fn frame<M: Memory>(&mut self, r: &ObjectReader<M>, f: &FrameRef) -> Result<StackFrame> {
+        let format = r.layout().code.line_format;
+        let entry = self.entry(r, f.code)?;
+        let (function, file) = (entry.function.clone(), entry.file.clone());
+        let line = match f.instr {
+            None => 0,
+            Some(offset) => {
+                if let Some(line) = self.lines.get(&(f.code, offset)) {
+                    *line
+                } else {
+                    let entry = &self.codes[&f.code];
+                    let line = lines::line_at(format, &entry.table, entry.first_line, offset).unwrap_or(0);
+                    self.lines.insert((f.code, offset), line);
+                    line
+                }
+            }
+        };
+        Ok(StackFrame { function, file, line })
+    }
+
+    /// A thread's stack, innermost first.
+    pub fn stack<M: Memory>(&mut self, r: &ObjectReader<M>, tstate: u64) -> Result<Vec<StackFrame>> {
+        walk(r, tstate)?.iter().map(|f| self.frame(r, f)).collect()
+    }
 }

@@ -15,6 +15,7 @@ pub mod eventloop;
 pub mod frames;
 pub mod interp;
 pub mod layout;
+pub mod lines;
 pub mod loopstate;
 pub mod memory;
 pub mod procfs;

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use py_spy::config::LockingStrategy;
 
-use crate::callback::{self, CallbackKind, CodeNames};
+use crate::callback::{self, CallbackKind};
 use crate::error::{Failure, ThreadBrief};
 use crate::eventloop::{self, LoopFigures, LoopKind, SelectorLoop, UvLoop};
-use crate::frames;
+use crate::frames::{self, StackFrame, StackReader};
 use crate::interp::{self, PyThread};
 use crate::loopstate::{self, FrameName, LoopState};
 use crate::memory::Memory;
@@ -21,14 +21,6 @@ use crate::target::Target;
 
 /// How many times a torn read of a changing target is retried before giving up.
 pub const READ_ATTEMPTS: usize = 5;
-
-/// A Python frame, for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackFrame {
-    pub function: String,
-    pub file: String,
-    pub line: i32,
-}
 
 /// What a loop's thread is running, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +77,7 @@ pub struct Looker {
     pid: i32,
     selector: SelectorLoop,
     uv: UvLoop,
-    names: CodeNames,
+    names: StackReader,
 }
 
 impl Looker {
@@ -151,7 +143,7 @@ impl Looker {
                 let frames = t
                     .frames
                     .into_iter()
-                    .map(|f| StackFrame { function: f.name, file: f.filename, line: f.line })
+                    .map(|f| StackFrame { function: f.name.into(), file: f.filename.into(), line: f.line })
                     .collect();
                 (t.thread_id, frames)
             })
@@ -228,7 +220,7 @@ impl Looker {
             LoopKind::Uvloop => match frames.iter().rev().skip(1).rev().find(|f| f.entered_from_c == Some(true)) {
                 Some(f) => Some(callback::Callback {
                     kind: CallbackKind::Function,
-                    qualname: self.names.get(r, f.code)?.qualname.clone(),
+                    qualname: self.names.code_info(r, f.code)?.qualname.clone(),
                     task: None,
                 }),
                 None => None,

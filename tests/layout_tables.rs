@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use loopspy::layout::{debug_offsets, for_version, AttrScheme, CurrentTask, FrameChain, KeysFormat, LongEncoding, RunningLoop, SUPPORTED};
+use loopspy::layout::{
+    debug_offsets, for_version, AttrScheme, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat,
+    LineTableFormat, LongEncoding, RunningLoop, SUPPORTED,
+};
 
 fn probe(file: &str) -> HashMap<String, i64> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/layout-probe/out").join(file);
@@ -148,6 +151,31 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         match code.qualname {
             Some(q) => c.eq("co_qualname", q, "PyCodeObject.co_qualname"),
             None => assert!(c.get("PyCodeObject.co_qualname").is_none(), "{v}: co_qualname exists"),
+        }
+        c.eq("bytes data", k.bytes_data, "PyBytesObject.ob_sval");
+        c.first("line table", code.linetable, &["PyCodeObject.co_lnotab", "PyCodeObject.co_linetable"]);
+        let format_ok = match code.line_format {
+            LineTableFormat::Lnotab => c.get("PyCodeObject.co_lnotab").is_some(),
+            LineTableFormat::Linetable310 => c.get("PyCodeObject.co_linetable").is_some() && c.get("PyCodeObject.co_qualname").is_none(),
+            LineTableFormat::Locations311 => c.get("PyCodeObject.co_qualname").is_some(),
+        };
+        assert!(format_ok, "{v}: line table format {:?}", code.line_format);
+        match code.code_adaptive {
+            Some(at) => c.eq("co_code_adaptive", at, "PyCodeObject.co_code_adaptive"),
+            None => assert!(c.get("PyCodeObject.co_code_adaptive").is_none(), "{v}"),
+        }
+        match row.frame.instr {
+            InstrPointer::Lasti { offset, unit } => {
+                c.eq("f_lasti", offset, "PyFrameObject.f_lasti");
+                // 3.10 counts f_lasti in code units.
+                assert_eq!(unit, if v.minor == 10 { 2 } else { 1 }, "{v}");
+            }
+            InstrPointer::Pointer { offset } => {
+                c.first("instr pointer", offset, &["_PyInterpreterFrame.prev_instr", "_PyInterpreterFrame.instr_ptr"])
+            }
+        }
+        if let EntryMarker::Flag { offset } = row.frame.entry {
+            c.eq("is_entry", offset, "_PyInterpreterFrame.is_entry");
         }
         c.eq("cr_name", row.coro.name, "PyCoroObject.cr_name");
         c.eq("cr_qualname", row.coro.qualname, "PyCoroObject.cr_qualname");

@@ -84,6 +84,8 @@ pub struct ContainerLayout {
     pub set_table: u64,
     pub weakref_object: u64,
     pub module_dict: u64,
+    /// `PyBytesObject.ob_sval`.
+    pub bytes_data: u64,
 }
 
 /// How an `int` stores its sign and digit count.
@@ -173,6 +175,17 @@ pub struct CallableLayout {
     pub partial_fn: u64,
 }
 
+/// How a code object maps bytecode offsets to source lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTableFormat {
+    /// 3.8–3.9 `co_lnotab`.
+    Lnotab,
+    /// 3.10 `co_linetable` (pairs, −128 for no line).
+    Linetable310,
+    /// 3.11+ location table (varint entries).
+    Locations311,
+}
+
 /// `PyCodeObject`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodeLayout {
@@ -180,7 +193,23 @@ pub struct CodeLayout {
     pub name: u64,
     /// `co_qualname` (3.11+); older versions only have `co_name`.
     pub qualname: Option<u64>,
+    /// `co_firstlineno` (an int).
     pub firstlineno: u64,
+    /// The line table (`co_lnotab` / `co_linetable`, a bytes object) and its format.
+    pub linetable: u64,
+    pub line_format: LineTableFormat,
+    /// `co_code_adaptive` (3.11+): the bytecode inline in the code object, which frames'
+    /// instruction pointers point into.
+    pub code_adaptive: Option<u64>,
+}
+
+/// Where a frame records the instruction it is executing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstrPointer {
+    /// ≤ 3.10: `f_lasti`, an int counted in `unit` bytes (1 up to 3.9, 2 in 3.10).
+    Lasti { offset: u64, unit: u64 },
+    /// 3.11+: a pointer into `co_code_adaptive` (`prev_instr`, from 3.13 `instr_ptr`).
+    Pointer { offset: u64 },
 }
 
 /// Coroutine (and generator) objects.
@@ -229,6 +258,7 @@ pub struct FrameLayout {
     /// and entry frames), when the version has such frames.
     pub owner: Option<(u64, u8)>,
     pub entry: EntryMarker,
+    pub instr: InstrPointer,
 }
 
 /// Where a thread records its running event loop.

@@ -31,6 +31,7 @@ const fn containers(tuple_items: u64) -> ContainerLayout {
         set_table: 40,
         weakref_object: 16,
         module_dict: 16,
+        bytes_data: 32,
     }
 }
 
@@ -80,7 +81,15 @@ pub const PY38: Layout = Layout {
     attrs: AttrScheme::DictOffset,
     member: MEMBER,
     callables: callables(16, 104),
-    code: CodeLayout { filename: 104, name: 112, qualname: None, firstlineno: 40 },
+    code: CodeLayout {
+        filename: 104,
+        name: 112,
+        qualname: None,
+        firstlineno: 40,
+        linetable: 120,
+        line_format: LineTableFormat::Lnotab,
+        code_adaptive: None,
+    },
     coro: CoroLayout { name: 48, qualname: 56 },
     frame: FrameLayout {
         chain: FrameChain::Objects { tstate_frame: 24 },
@@ -90,6 +99,7 @@ pub const PY38: Layout = Layout {
         localsplus: 360,
         owner: None,
         entry: EntryMarker::Unknown,
+        instr: InstrPointer::Lasti { offset: 104, unit: 1 },
     },
     thread: thread(152, 176, None, HOLDER),
     interp: InterpLayout { threads_head: 8, modules: 56 },
@@ -109,7 +119,8 @@ pub const PY310: Layout = Layout {
     types: types(872),
     callables: callables(48, 40),
     coro: CoroLayout { name: 40, qualname: 48 },
-    frame: FrameLayout { localsplus: 352, ..PY38.frame },
+    code: CodeLayout { line_format: LineTableFormat::Linetable310, ..PY38.code },
+    frame: FrameLayout { localsplus: 352, instr: InstrPointer::Lasti { offset: 96, unit: 2 }, ..PY38.frame },
     interp: InterpLayout { threads_head: 8, modules: 856 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168),
     ..PY38
@@ -119,7 +130,15 @@ pub const PY311: Layout = Layout {
     version: PyVersion::new(3, 11),
     dict: dicts(KeysFormat::Log2, 0),
     attrs: AttrScheme::PreHeader,
-    code: CodeLayout { filename: 112, name: 120, qualname: Some(128), firstlineno: 72 },
+    code: CodeLayout {
+        filename: 112,
+        name: 120,
+        qualname: Some(128),
+        firstlineno: 72,
+        linetable: 136,
+        line_format: LineTableFormat::Locations311,
+        code_adaptive: Some(184),
+    },
     coro: CoroLayout { name: 32, qualname: 40 },
     frame: FrameLayout {
         chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 8 },
@@ -129,6 +148,7 @@ pub const PY311: Layout = Layout {
         localsplus: 72,
         owner: None,
         entry: EntryMarker::Flag { offset: 68 },
+        instr: InstrPointer::Pointer { offset: 56 },
     },
     thread: thread(128, 152, Some(160), HOLDER),
     interp: InterpLayout { threads_head: 16, modules: 888 },
@@ -142,7 +162,7 @@ pub const PY312: Layout = Layout {
     long: LONG_TAGGED,
     str: strs(40, 56),
     attrs: AttrScheme::TaggedDictOrValues,
-    code: CodeLayout { filename: 112, name: 120, qualname: Some(128), firstlineno: 68 },
+    code: CodeLayout { firstlineno: 68, code_adaptive: Some(192), ..PY311.code },
     coro: CoroLayout { name: 24, qualname: 32 },
     frame: FrameLayout {
         chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 0 },
@@ -152,6 +172,7 @@ pub const PY312: Layout = Layout {
         localsplus: 72,
         owner: Some((70, 3)),
         entry: EntryMarker::ShimBelow,
+        instr: InstrPointer::Pointer { offset: 56 },
     },
     thread: thread(112, 136, Some(144), RunningLoop::InDict),
     interp: InterpLayout { threads_head: 72, modules: 944 },
@@ -161,6 +182,7 @@ pub const PY312: Layout = Layout {
 
 pub const PY313: Layout = Layout {
     version: PyVersion::new(3, 13),
+    code: CodeLayout { code_adaptive: Some(200), ..PY312.code },
     dict: dicts(KeysFormat::Log2, 8),
     attrs: AttrScheme::InlineValues { managed_dict: -24 },
     frame: FrameLayout { chain: FrameChain::Direct { tstate_current_frame: 72 }, ..PY312.frame },
@@ -172,6 +194,7 @@ pub const PY313: Layout = Layout {
 
 pub const PY314: Layout = Layout {
     version: PyVersion::new(3, 14),
+    code: CodeLayout { code_adaptive: Some(208), ..PY313.code },
     containers: containers(32),
     frame: FrameLayout {
         chain: FrameChain::Direct { tstate_current_frame: 72 },
@@ -181,6 +204,7 @@ pub const PY314: Layout = Layout {
         localsplus: 80,
         owner: Some((74, 3)),
         entry: EntryMarker::ShimBelow,
+        instr: InstrPointer::Pointer { offset: 56 },
     },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
     interp: InterpLayout { threads_head: 7344, modules: 7688 },
