@@ -13,6 +13,7 @@ Examples:
   loopspy dump --pid 4242              what is the event loop of process 4242 doing right now?
   loopspy dump --pid 4242 --json       the same, as one JSON document
   loopspy dump -- python3 app.py       start app.py, wait for its loop, dump it, stop it
+  loopspy record --pid 4242 -d 30      30 s of samples: a flame graph of what blocked the loop
 
 Exit codes: 0 ok, 2 usage, 3 no such process, 4 permission denied, 5 not Python,
 6 unsupported Python, 7 no event loop, 8 target exited, 9 could not start the command,
@@ -33,6 +34,95 @@ pub enum Command {
     /// Print the state of every asyncio event loop in a Python process, once.
     #[command(after_help = DUMP_HELP)]
     Dump(DumpArgs),
+    /// Sample the event loop continuously; write a flame graph (or collapsed stacks, or JSON)
+    /// in which what blocked the loop stands out.
+    #[command(after_help = RECORD_HELP)]
+    Record(RecordArgs),
+}
+
+const RECORD_HELP: &str = "\
+Samples the loop thread (its Python stack, ready queue, earliest-timer lateness, and whether
+it waits in select) at --rate per second without pausing the target, until --duration
+elapses, you press Ctrl-C, or the target exits. Then it writes the output file and prints a
+summary: busy vs idle in select, loop lag, ready-queue depth, and blocking episodes (a
+callback that kept the loop busy for at least --threshold) with the frame, task and syscall
+that blocked it. Every sample taken is kept, however recording stops.
+
+Examples:
+  loopspy record --pid 4242 --duration 30 -o incident.svg
+  loopspy record --pid 4242 -o incident.svg -o incident.json    (both from one recording)
+  loopspy record --pid 4242 -o stacks.txt                       (collapsed: flamegraph.pl, speedscope)
+  loopspy record --pid 4242 -d 10 -f json -o - | jq .blocking_frames
+  loopspy record --rate 1000 --threshold 50 -- python3 app.py";
+
+/// Output formats of `record`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordFormat {
+    /// An SVG flame graph; blocking frames in red, idle time in grey-blue.
+    Svg,
+    /// Collapsed stacks (`frame;frame;frame weight`), weights in microseconds.
+    Collapsed,
+    /// Every metric, the per-second series and every episode (docs/json-schema.md).
+    Json,
+}
+
+impl RecordFormat {
+    /// The format a file name's extension asks for.
+    pub fn from_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "svg" => Some(RecordFormat::Svg),
+            "json" => Some(RecordFormat::Json),
+            "txt" | "folded" | "collapsed" => Some(RecordFormat::Collapsed),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Svg => "svg",
+            RecordFormat::Collapsed => "txt",
+            RecordFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+
+    /// Output file; repeat for several (`-o incident.svg -o incident.json`). The format
+    /// follows the extension (.svg, .json, .txt/.folded/.collapsed), else --format; `-` is
+    /// standard output [default: loopspy-PID-TIME.svg in the current directory].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Vec<std::path::PathBuf>,
+
+    /// Format for outputs whose extension does not say [default: svg].
+    #[arg(short, long, value_enum)]
+    pub format: Option<RecordFormat>,
+
+    /// Samples per second.
+    #[arg(short, long, value_name = "HZ", default_value_t = 100.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Stop after this many seconds [default: until Ctrl-C or the target exits].
+    #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+
+    /// A callback that keeps the loop busy this long is a blocking episode (ms).
+    #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Pause the target while taking each sample (ptrace). Off by default.
+    #[arg(long)]
+    pub blocking: bool,
+
+    /// Also sample threads that run no event loop (executor workers...), under their own roots.
+    #[arg(long)]
+    pub all_threads: bool,
 }
 
 const DUMP_HELP: &str = "\
@@ -109,6 +199,22 @@ fn parse_pid(s: &str) -> Result<i32, String> {
     }
 }
 
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (1.0..=10_000.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} samples per second is not usable (1 to 10000)")),
+        Err(_) => Err(format!("`{s}` is not a number of samples per second")),
+    }
+}
+
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3_600_000.0 => Ok(v),
+        Ok(v) => Err(format!("{v} ms is not a usable threshold (0 < MS <= 3600000)")),
+        Err(_) => Err(format!("`{s}` is not a number of milliseconds")),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -122,6 +228,9 @@ impl Cli {
     pub fn wants_json(&self) -> bool {
         match &self.command {
             Command::Dump(args) => args.json,
+            Command::Record(args) => {
+                args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
+            }
         }
     }
 }
@@ -130,6 +239,7 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Dump(args) => commands::dump::run(&args),
+        Command::Record(args) => commands::record::run(&args),
     }
 }
 
@@ -141,6 +251,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn record_options_are_validated() {
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("100000").is_err());
+        assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert!(parse_threshold("0").is_err());
+        assert!(parse_threshold("-5").is_err());
+        assert!(Cli::try_parse_from(["loopspy", "record", "--pid", "1", "--format", "png"]).is_err());
+        assert!(Cli::try_parse_from(["loopspy", "record", "--pid", "1", "--duration", "-1"]).is_err());
+        let cli = Cli::try_parse_from(["loopspy", "record", "--pid", "1", "-f", "json", "-o", "-"]).unwrap();
+        assert!(cli.wants_json());
     }
 
     #[test]
@@ -161,7 +284,7 @@ mod tests {
         assert!(Cli::try_parse_from(["loopspy", "dump"]).is_err());
         assert!(Cli::try_parse_from(["loopspy", "dump", "--pid", "1", "--", "python3"]).is_err());
         let cli = Cli::try_parse_from(["loopspy", "dump", "--json", "--", "python3", "app.py", "--port", "1"]).unwrap();
-        let Command::Dump(args) = cli.command;
+        let Command::Dump(args) = cli.command else { panic!() };
         assert_eq!(args.target.command, ["python3", "app.py", "--port", "1"]);
         assert!(args.json);
     }

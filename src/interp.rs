@@ -142,18 +142,46 @@ pub fn thread_names<M: Memory>(r: &ObjectReader<M>, interp: u64) -> Result<Vec<(
     Ok(out)
 }
 
+/// Where to read a loop's current task from, resolved once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentTaskSource {
+    /// The `asyncio.tasks._current_tasks` dict (≤ 3.13), keyed by loop.
+    Dict(u64),
+    /// `_PyThreadStateImpl.asyncio_running_task` (3.14+).
+    ThreadField(u64),
+    /// asyncio is not imported: no task can run.
+    None,
+}
+
+impl CurrentTaskSource {
+    pub fn resolve<M: Memory>(r: &ObjectReader<M>, interp: u64) -> Result<Self> {
+        Ok(match r.layout().asyncio.current_task {
+            CurrentTask::ThreadField { offset } => CurrentTaskSource::ThreadField(offset),
+            CurrentTask::ModuleDict => {
+                let dict = match module_dict(r, interp, "asyncio.tasks")? {
+                    Some(tasks) => r.dict_get_str(tasks, "_current_tasks")?,
+                    None => None,
+                };
+                dict.map(CurrentTaskSource::Dict).unwrap_or(CurrentTaskSource::None)
+            }
+        })
+    }
+
+    /// The task the loop running in `thread` is executing right now, if any.
+    pub fn task<M: Memory>(&self, r: &ObjectReader<M>, thread: &PyThread, event_loop: u64) -> Result<Option<u64>> {
+        let task = match *self {
+            CurrentTaskSource::ThreadField(offset) => r.ptr(thread.tstate + offset)?,
+            CurrentTaskSource::Dict(dict) => r.dict_get_identity(dict, event_loop)?.unwrap_or(0),
+            CurrentTaskSource::None => 0,
+        };
+        if task == 0 || r.is_none(task)? {
+            return Ok(None);
+        }
+        Ok(Some(task))
+    }
+}
+
 /// The task that the loop running in `thread` is executing right now, if any.
 pub fn current_task<M: Memory>(r: &ObjectReader<M>, interp: u64, thread: &PyThread, event_loop: u64) -> Result<Option<u64>> {
-    let task = match r.layout().asyncio.current_task {
-        CurrentTask::ThreadField { offset } => r.ptr(thread.tstate + offset)?,
-        CurrentTask::ModuleDict => {
-            let Some(tasks) = module_dict(r, interp, "asyncio.tasks")? else { return Ok(None) };
-            let Some(current) = r.dict_get_str(tasks, "_current_tasks")? else { return Ok(None) };
-            r.dict_get_identity(current, event_loop)?.unwrap_or(0)
-        }
-    };
-    if task == 0 || r.is_none(task)? {
-        return Ok(None);
-    }
-    Ok(Some(task))
+    CurrentTaskSource::resolve(r, interp)?.task(r, thread, event_loop)
 }

@@ -62,6 +62,11 @@ pub fn exe(pid: i32) -> io::Result<PathBuf> {
     fs::read_link(proc_path(pid, "exe"))
 }
 
+/// The working directory of a process.
+pub fn cwd(pid: i32) -> io::Result<PathBuf> {
+    fs::read_link(proc_path(pid, "cwd"))
+}
+
 /// `comm` of a thread (its OS-level name, at most 15 bytes).
 pub fn thread_comm(pid: i32, tid: i32) -> io::Result<String> {
     let raw = read_small(&task_path(pid, tid, "comm"))?;

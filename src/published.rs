@@ -52,7 +52,7 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
         return (base, LayoutCheck::table_only("table (this version publishes no debug offsets)"));
     };
     let files = mapped_files(pid);
-    let runtime = match find_section(pid, &files, ".PyRuntime", |name| is_python_file(name)) {
+    let runtime = match find_section(pid, &files, ".PyRuntime", is_python_file) {
         Some(addr) => addr,
         None => return (base, LayoutCheck::table_only("table (no .PyRuntime section found)")),
     };

@@ -10,7 +10,7 @@ use py_spy::config::LockingStrategy;
 
 use crate::callback::{self, CallbackKind};
 use crate::error::{Failure, ThreadBrief};
-use crate::eventloop::{self, LoopFigures, LoopKind, SelectorLoop, UvLoop};
+use crate::eventloop::{self, LoopFigures, LoopKind, LoopReaders};
 use crate::frames::{self, StackFrame, StackReader};
 use crate::interp::{self, PyThread};
 use crate::loopstate::{self, FrameName, LoopState};
@@ -75,8 +75,7 @@ pub struct ProcessView {
 #[derive(Debug, Default)]
 pub struct Looker {
     pid: i32,
-    selector: SelectorLoop,
-    uv: UvLoop,
+    loops: LoopReaders,
     names: StackReader,
 }
 
@@ -187,10 +186,7 @@ impl Looker {
         let Some(kind) = kind else {
             return Err(LookError::Failure(Failure::UnsupportedLoop { pid: self.pid, class: class_name }));
         };
-        let figures = match kind {
-            LoopKind::Selector => self.selector.figures(r, addr)?,
-            LoopKind::Uvloop => self.uv.figures(r, addr)?,
-        };
+        let figures = self.loops.figures(r, kind, addr)?;
         let read_at = procfs::monotonic_now() + clock_offset;
         let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
         let state = loopstate::classify(kind, &names, syscall, figures.selector.as_deref());

@@ -1,34 +1,18 @@
 //! `loopspy dump`: attach (or start the program), look once, print.
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use crate::cli::DumpArgs;
 use crate::dump::{self, ProcessFacts};
 use crate::error::Failure;
 use crate::procfs;
 use crate::snapshot::Looker;
-use crate::spawn::Spawned;
-use crate::target::{AttachOptions, Target};
+use crate::target::AttachOptions;
 
 pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     let options = AttachOptions { blocking: args.blocking };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-
-    let mut spawned = None;
-    let mut target = match args.target.pid {
-        Some(pid) => Target::attach(pid, options)?,
-        None => {
-            let mut child = Spawned::start(&args.target.command)?;
-            let target = child.wait_for_loop(args.spawn.timeout(), options, &stop)?;
-            spawned = Some(child);
-            target
-        }
-    };
+    let stop = super::stop_flag();
+    let (mut target, spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
 
     let view = Looker::new().look(&mut target)?;
     if view.loops.is_empty() {
@@ -53,11 +37,8 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
         .and_then(|_| stdout.flush())
         .map_err(|e| Failure::OutputFailed { path: "standard output".into(), detail: e.to_string() })?;
 
-    if let Some(child) = spawned.as_mut() {
-        if args.spawn.keep {
-            child.keep_running();
-            eprintln!("loopspy: left {} running (PID {})", args.target.command.join(" "), target.pid);
-        }
+    if spawned.is_some() && args.spawn.keep {
+        eprintln!("loopspy: left {} running (PID {})", args.target.command.join(" "), target.pid);
     }
     Ok(())
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::memory::Memory;
 use crate::reader::{ObjectReader, Result};
 
-pub use selector::SelectorLoop;
-pub use uvloop::UvLoop;
+pub use selector::{SelectorLoop, SelectorObjects};
+pub use uvloop::{UvLoop, UvObjects};
 
 /// The families of event loop loopspy can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,4 +71,47 @@ pub fn kind_of<M: Memory>(r: &ObjectReader<M>, event_loop: u64) -> Result<(Optio
         None => info.name.clone(),
     };
     Ok((kind, name))
+}
+
+/// The objects of one loop, resolved once so that sampling it costs a few reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopObjects {
+    Selector(SelectorObjects),
+    Uvloop(UvObjects),
+}
+
+/// Readers for every kind of loop, with their caches.
+#[derive(Debug, Default)]
+pub struct LoopReaders {
+    pub selector: SelectorLoop,
+    pub uv: UvLoop,
+}
+
+impl LoopReaders {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything one look at a loop shows.
+    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, kind: LoopKind, event_loop: u64) -> Result<LoopFigures> {
+        match kind {
+            LoopKind::Selector => self.selector.figures(r, event_loop),
+            LoopKind::Uvloop => self.uv.figures(r, event_loop),
+        }
+    }
+
+    pub fn resolve<M: Memory>(&mut self, r: &ObjectReader<M>, kind: LoopKind, event_loop: u64) -> Result<LoopObjects> {
+        Ok(match kind {
+            LoopKind::Selector => LoopObjects::Selector(self.selector.resolve(r, event_loop)?),
+            LoopKind::Uvloop => LoopObjects::Uvloop(self.uv.resolve(r, event_loop)?),
+        })
+    }
+
+    /// Ready depth, timers and (uvloop) the loop's clock, from resolved objects.
+    pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &LoopObjects) -> Result<LoopFigures> {
+        match o {
+            LoopObjects::Selector(s) => self.selector.quick(r, s),
+            LoopObjects::Uvloop(u) => self.uv.quick(r, u),
+        }
+    }
 }

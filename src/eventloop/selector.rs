@@ -17,10 +17,20 @@ struct TimerSlots {
     cancelled: u64,
 }
 
-/// Reads a stock asyncio loop; caches per-class slot offsets between reads.
+/// The objects of one stock loop that the figures come from. asyncio creates them once in
+/// `BaseEventLoop.__init__` and keeps them for the loop's life (`heapq` works in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectorObjects {
+    pub ready: u64,
+    pub scheduled: u64,
+    pub selector: Option<u64>,
+}
+
+/// Reads stock asyncio loops; caches per-class slot offsets and the bool singletons.
 #[derive(Debug, Default)]
 pub struct SelectorLoop {
     timer_slots: HashMap<u64, TimerSlots>,
+    bools: HashMap<u64, bool>,
 }
 
 impl SelectorLoop {
@@ -28,22 +38,33 @@ impl SelectorLoop {
         Self::default()
     }
 
-    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<LoopFigures> {
-        let ready = r.deque_len(r.attr(event_loop, "_ready")?)?;
+    /// Find the loop's objects (instance attribute lookups: done once, not per sample).
+    pub fn resolve<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<SelectorObjects> {
+        let ready = r.attr(event_loop, "_ready")?;
         let scheduled = r.attr(event_loop, "_scheduled")?;
-        let (timers, earliest_timer, cancelled_timers_seen) = self.timers(r, scheduled)?;
-        let (fds, selector) = match r.getattr(event_loop, "_selector")? {
-            Some(sel) if !r.is_none(sel)? => {
-                let name = r.type_name(sel)?;
-                let fds = match r.getattr(sel, "_fd_to_key")? {
-                    Some(map) => Some(r.dict_len(map)?),
-                    None => None,
-                };
-                (fds, Some(name))
-            }
-            _ => (None, None),
-        };
-        Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds, selector, loop_time: None })
+        let selector = r.getattr(event_loop, "_selector")?.filter(|s| !r.is_none(*s).unwrap_or(true));
+        Ok(SelectorObjects { ready, scheduled, selector })
+    }
+
+    /// Ready depth and timers: a handful of reads.
+    pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &SelectorObjects) -> Result<LoopFigures> {
+        let ready = r.deque_len(o.ready)?;
+        let (timers, earliest_timer, cancelled_timers_seen) = self.timers(r, o.scheduled)?;
+        Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds: None, selector: None, loop_time: None })
+    }
+
+    /// Everything, including the selector's registered descriptors.
+    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<LoopFigures> {
+        let o = self.resolve(r, event_loop)?;
+        let mut figures = self.quick(r, &o)?;
+        if let Some(sel) = o.selector {
+            figures.selector = Some(r.type_name(sel)?);
+            figures.fds = match r.getattr(sel, "_fd_to_key")? {
+                Some(map) => Some(r.dict_len(map)?),
+                None => None,
+            };
+        }
+        Ok(figures)
     }
 
     /// `(len(heap), earliest live when, cancelled seen)`. The heap's head is the minimum of
@@ -86,8 +107,26 @@ impl SelectorLoop {
                 s
             }
         };
-        let when = r.float(r.obj_ptr(timer + slots.when)?)?;
-        let cancelled = r.int(r.obj_ptr(timer + slots.cancelled)?)? != 0;
+        // Both slot pointers in one read.
+        let (lo, hi) = (slots.when.min(slots.cancelled), slots.when.max(slots.cancelled));
+        let block = r.bytes(timer + lo, (hi - lo) as usize + 8)?;
+        let at = |off: u64| u64::from_le_bytes(block[(off - lo) as usize..(off - lo) as usize + 8].try_into().unwrap());
+        let (when_obj, cancelled_obj) = (at(slots.when), at(slots.cancelled));
+        if !crate::reader::plausible_pointer(when_obj) || !crate::reader::plausible_pointer(cancelled_obj) {
+            return Err(Error::invalid(timer, "timer slots are not pointers"));
+        }
+        let when = r.float(when_obj)?;
+        // `_cancelled` is True or False: singletons, so the answer per address is cached.
+        let cancelled = match self.bools.get(&cancelled_obj) {
+            Some(b) => *b,
+            None => {
+                let b = r.int(cancelled_obj)? != 0;
+                if r.type_name(cancelled_obj)? == "bool" {
+                    self.bools.insert(cancelled_obj, b);
+                }
+                b
+            }
+        };
         Ok((when, cancelled))
     }
 }

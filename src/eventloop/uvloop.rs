@@ -8,6 +8,13 @@ use crate::layout::LIBUV;
 use crate::memory::Memory;
 use crate::reader::{Error, ObjectReader, Result};
 
+/// The objects of one uvloop loop that the figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UvObjects {
+    pub ready: u64,
+    pub uv: u64,
+}
+
 /// Reads uvloop loops; caches where each `Loop` class keeps its `_ready` deque.
 #[derive(Debug, Default)]
 pub struct UvLoop {
@@ -19,12 +26,28 @@ impl UvLoop {
         Self::default()
     }
 
-    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<LoopFigures> {
-        let ready = r.deque_len(self.ready_deque(r, event_loop)?)?;
+    /// Find the loop's `_ready` deque and its `uv_loop_t` (once, not per sample).
+    pub fn resolve<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<UvObjects> {
+        let ready = self.ready_deque(r, event_loop)?;
         let uv = r.obj_ptr(event_loop + LIBUV.loop_uv)?;
         if r.u64(uv + LIBUV.uv_data)? != event_loop {
             return Err(Error::invalid(uv, "uv_loop_t.data does not point back at the uvloop Loop"));
         }
+        Ok(UvObjects { ready, uv })
+    }
+
+    /// Everything a look needs.
+    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, event_loop: u64) -> Result<LoopFigures> {
+        let o = self.resolve(r, event_loop)?;
+        let mut figures = self.quick(r, &o)?;
+        figures.fds = Some(r.u32(o.uv + LIBUV.uv_nfds)? as u64);
+        Ok(figures)
+    }
+
+    /// Ready depth, timers and the loop's clock: three reads.
+    pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &UvObjects) -> Result<LoopFigures> {
+        let ready = r.deque_len(o.ready)?;
+        let uv = o.uv;
         let head = r.bytes(uv + LIBUV.uv_timer_min, (LIBUV.uv_time - LIBUV.uv_timer_min + 8) as usize)?;
         let word = |off: u64| u64::from_le_bytes(head[(off - LIBUV.uv_timer_min) as usize..][..8].try_into().unwrap());
         let min = word(LIBUV.uv_timer_min);
@@ -41,13 +64,12 @@ impl UvLoop {
         if (min == 0) != (timers == 0) || timers > 1 << 24 {
             return Err(Error::invalid(uv, format!("timer heap of {timers} with head {min:#x}")));
         }
-        let fds = r.u32(uv + LIBUV.uv_nfds)? as u64;
         Ok(LoopFigures {
             ready,
             timers,
             earliest_timer,
             cancelled_timers_seen: 0,
-            fds: Some(fds),
+            fds: None,
             selector: None,
             loop_time: Some(now_ms as f64 / 1e3),
         })

@@ -27,7 +27,7 @@ impl<M: Memory> ObjectReader<M> {
     pub fn dict_len(&self, dict: u64) -> Result<u64> {
         self.expect_dict(dict)?;
         let used = self.i64(dict + self.layout.dict.ma_used)?;
-        if used < 0 || used > 1 << 40 {
+        if !(0..=1 << 40).contains(&used) {
             return Err(Error::invalid(dict, format!("dict ma_used {used}")));
         }
         Ok(used as u64)
@@ -78,7 +78,7 @@ impl<M: Memory> ObjectReader<M> {
                 let head = self.bytes(keys, 40)?;
                 let size = i64::from_le_bytes(head[8..16].try_into().unwrap());
                 let nentries = i64::from_le_bytes(head[32..40].try_into().unwrap());
-                if size < 8 || size > 1 << limits::DICT_LOG2_SIZE || size & (size - 1) != 0 {
+                if !(8..=1 << limits::DICT_LOG2_SIZE).contains(&size) || size & (size - 1) != 0 {
                     return Err(Error::invalid(keys, format!("dict keys size {size}")));
                 }
                 if nentries < 0 || nentries > size {

@@ -213,7 +213,7 @@ impl<M: Memory> ObjectReader<M> {
 
 /// A user-space x86_64 pointer to something at least 8-byte aligned.
 pub fn plausible_pointer(p: u64) -> bool {
-    p >= 0x1000 && p < 0x0000_8000_0000_0000 && p % 8 == 0
+    (0x1000..0x0000_8000_0000_0000).contains(&p) && p % 8 == 0
 }
 
 impl fmt::Debug for ObjectReader<crate::memory::FakeMemory> {

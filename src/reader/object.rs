@@ -262,36 +262,57 @@ impl<M: Memory> ObjectReader<M> {
     /// Decode a `float` (exact type or subclass: checked by name because there is no
     /// fast-subclass flag for float).
     pub fn float(&self, obj: u64) -> Result<f64> {
-        let info = self.type_info_of(obj)?;
+        // Type and value in one read.
+        let at = self.layout.containers.float_value;
+        let block = self.bytes(obj, at as usize + 8)?;
+        let info = self.type_info(word(&block, self.layout.object.ob_type))?;
         if info.name != "float" && !self.is_subclass_by_name(info.addr, "float")? {
             return Err(Error::invalid(obj, format!("expected float, found {}", info.name)));
         }
-        self.f64(obj + self.layout.containers.float_value)
+        Ok(f64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap()))
     }
 
     /// `ob_size` of a variable-size object (list, tuple, deque), checked non-negative.
     pub fn var_len(&self, obj: u64) -> Result<u64> {
-        let n = self.i64(obj + self.layout.object.ob_size)?;
-        if n < 0 || n > 1 << 40 {
-            return Err(Error::invalid(obj, format!("length {n}")));
-        }
-        Ok(n as u64)
+        check_len(obj, self.i64(obj + self.layout.object.ob_size)?)
+    }
+
+    /// Type and `ob_size` of a variable-size object, in one read.
+    fn typed_len(&self, obj: u64) -> Result<(Rc<TypeInfo>, u64)> {
+        let o = &self.layout.object;
+        let block = self.bytes(obj, o.ob_size as usize + 8)?;
+        let info = self.type_info(word(&block, o.ob_type))?;
+        Ok((info, check_len(obj, word(&block, o.ob_size) as i64)?))
     }
 
     /// Length of a `list` (or subclass).
     pub fn list_len(&self, obj: u64) -> Result<u64> {
-        self.expect_flag(obj, flags::LIST_SUBCLASS, "list")?;
-        self.var_len(obj)
+        let (info, len) = self.typed_len(obj)?;
+        if !info.has(flags::LIST_SUBCLASS) {
+            return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
+        }
+        Ok(len)
     }
 
     /// The item pointers of a list: at most `max`, plus the list's real length.
     pub fn list_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
-        let len = self.list_len(obj)?;
+        let c = &self.layout;
+        // Type, length and the items pointer in one read.
+        let span = c.object.ob_size.max(c.containers.list_items) as usize + 8;
+        let block = self.bytes(obj, span)?;
+        let info = self.type_info(word(&block, c.object.ob_type))?;
+        if !info.has(flags::LIST_SUBCLASS) {
+            return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
+        }
+        let len = check_len(obj, word(&block, c.object.ob_size) as i64)?;
         let n = (len as usize).min(max).min(limits::ITEMS);
         if n == 0 {
             return Ok((Vec::new(), len));
         }
-        let items = self.obj_ptr(obj + self.layout.containers.list_items)?;
+        let items = word(&block, c.containers.list_items);
+        if !super::plausible_pointer(items) {
+            return Err(Error::invalid(obj, "list items pointer"));
+        }
         Ok((self.pointer_array(items, n)?, len))
     }
 
@@ -314,11 +335,11 @@ impl<M: Memory> ObjectReader<M> {
 
     /// `len(deque)`: `ob_size` of a `collections.deque` (or subclass).
     pub fn deque_len(&self, obj: u64) -> Result<u64> {
-        let info = self.type_info_of(obj)?;
+        let (info, len) = self.typed_len(obj)?;
         if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
             return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
         }
-        self.var_len(obj)
+        Ok(len)
     }
 
     /// Live keys of a `set`/`frozenset` (dummy entries skipped), at most `max`; and `len()`.
@@ -333,7 +354,7 @@ impl<M: Memory> ObjectReader<M> {
         let c = &self.layout.containers;
         let used = self.i64(obj + c.set_used)?;
         let mask = self.i64(obj + c.set_mask)?;
-        if used < 0 || mask < 0 || mask > (1 << 30) || (mask + 1) & mask != 0 || used > mask + 1 {
+        if used < 0 || !(0..=(1 << 30)).contains(&mask) || (mask + 1) & mask != 0 || used > mask + 1 {
             return Err(Error::invalid(obj, format!("set used {used} mask {mask}")));
         }
         let table = self.obj_ptr(obj + c.set_table)?;
@@ -441,6 +462,18 @@ impl<M: Memory> ObjectReader<M> {
     pub fn is_none(&self, obj: u64) -> Result<bool> {
         Ok(self.type_name(obj)? == "NoneType")
     }
+}
+
+/// The little-endian u64 at `at` in a block read from the target.
+fn word(block: &[u8], at: u64) -> u64 {
+    u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+fn check_len(obj: u64, n: i64) -> Result<u64> {
+    if !(0..=1 << 40).contains(&n) {
+        return Err(Error::invalid(obj, format!("length {n}")));
+    }
+    Ok(n as u64)
 }
 
 fn ascii(addr: u64, bytes: Vec<u8>) -> Result<String> {

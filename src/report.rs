@@ -1,0 +1,192 @@
+//! `record`'s JSON document and its end-of-run summary.
+//!
+//! Plain data built from a [`Recording`] and its [`Analysis`]; schema in
+//! `docs/json-schema.md`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::metrics::{Analysis, BlockingFrame, Episode, LagStats, ReadyStats, Window};
+use crate::published::LayoutCheck;
+use crate::recording::{EndReason, LoopMeta, Recording};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Facts about the target, as for `dump`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetFacts {
+    pub pid: i32,
+    pub command: Vec<String>,
+    pub python: String,
+    pub layout: LayoutCheck,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub schema_version: u32,
+    pub kind: &'static str,
+    pub target: TargetFacts,
+    pub recording: RecordingFacts,
+    pub loops: Vec<LoopReport>,
+    pub blocking_frames: Vec<BlockingFrame>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingFacts {
+    pub rate_hz: f64,
+    /// Start and end of the recording in the target's `CLOCK_MONOTONIC` seconds (as
+    /// `loop.time()`; episodes' `start`/`end` use the same clock).
+    pub start: f64,
+    pub end_time: f64,
+    pub duration_s: f64,
+    pub samples: usize,
+    pub failed_samples: u64,
+    pub end: EndReason,
+    pub blocking_mode: bool,
+    pub threshold_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    #[serde(flatten)]
+    pub meta: LoopMeta,
+    pub samples: u32,
+    pub select_pct: f64,
+    pub busy_pct: f64,
+    pub unknown_pct: f64,
+    pub lag: LagStats,
+    pub ready: ReadyStats,
+    pub busy_now_ms: Option<f64>,
+    pub longest_busy_ms: f64,
+    pub series: Vec<Window>,
+    pub episodes: Vec<Episode>,
+}
+
+pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
+    RecordReport {
+        schema_version: SCHEMA_VERSION,
+        kind: "record",
+        target,
+        recording: RecordingFacts {
+            rate_hz: rec.rate_hz,
+            start: rec.started,
+            end_time: rec.ended,
+            duration_s: rec.duration(),
+            samples: rec.samples.len(),
+            failed_samples: rec.failed_samples,
+            end: rec.end,
+            blocking_mode,
+            threshold_ms: analysis.threshold_ms,
+        },
+        loops: analysis
+            .loops
+            .iter()
+            .map(|l| LoopReport {
+                meta: rec.loops[l.loop_index as usize].clone(),
+                samples: l.samples,
+                select_pct: l.select_pct,
+                busy_pct: l.busy_pct,
+                unknown_pct: l.unknown_pct,
+                lag: l.lag,
+                ready: l.ready,
+                busy_now_ms: l.busy_now_ms,
+                longest_busy_ms: l.longest_busy_ms,
+                series: l.windows.clone(),
+                episodes: l.episodes.clone(),
+            })
+            .collect(),
+        blocking_frames: analysis.blocking_frames.clone(),
+    }
+}
+
+/// `12.3 ms`, `1.84 s`.
+pub fn duration_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1e3)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// The headline figures of one loop, on one line (flame graph subtitle, status lines).
+pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
+    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    match analysis.loops.first() {
+        Some(l) => format!(
+            "{:.1} s, {} samples at {:.0} Hz | busy {:.1}%, idle in select {:.1}% | lag p99 {}, max {} | {} blocking episode{} >= {:.0} ms",
+            rec.duration(),
+            rec.samples.len(),
+            rec.rate_hz,
+            l.busy_pct,
+            l.select_pct,
+            duration_ms(l.lag.p99_ms),
+            duration_ms(l.lag.max_ms),
+            episodes,
+            if episodes == 1 { "" } else { "s" },
+            analysis.threshold_ms
+        ),
+        None => format!("{:.1} s, no samples", rec.duration()),
+    }
+}
+
+/// The summary printed on stderr at the end of a recording.
+pub fn summary(rep: &RecordReport, written: &[String]) -> String {
+    let mut out = String::new();
+    let r = &rep.recording;
+    let end = match r.end {
+        EndReason::Duration => "duration reached",
+        EndReason::Interrupted => "stopped by you",
+        EndReason::TargetExited => "the target exited",
+        EndReason::Running => "running",
+    };
+    let _ = writeln!(
+        out,
+        "loopspy: recorded PID {} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed read{}",
+        rep.target.pid,
+        r.duration_s,
+        r.samples,
+        r.rate_hz,
+        r.failed_samples,
+        if r.failed_samples == 1 { "" } else { "s" }
+    );
+    for l in &rep.loops {
+        let _ = writeln!(
+            out,
+            "  {} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
+            l.meta.thread_name.as_deref().unwrap_or("thread"),
+            l.meta.loop_class,
+            l.busy_pct,
+            l.select_pct,
+            duration_ms(l.lag.p50_ms),
+            duration_ms(l.lag.p99_ms),
+            duration_ms(l.lag.max_ms),
+            l.ready.max,
+            l.ready.trend_per_s,
+            l.episodes.len(),
+            if l.episodes.len() == 1 { "" } else { "s" }
+        );
+    }
+    if !rep.blocking_frames.is_empty() {
+        let _ = writeln!(out, "  top blocking frames (>= {:.0} ms):", r.threshold_ms);
+        for f in rep.blocking_frames.iter().take(5) {
+            let how = if f.on_cpu { "on CPU".to_string() } else { format!("waiting in {}", f.waiting_in.as_deref().unwrap_or("?")) };
+            let _ = writeln!(
+                out,
+                "    {:>9}  {} x{}  {} ({}:{}), {how}",
+                duration_ms(f.blocked_ms),
+                if f.episodes == 1 { "episode" } else { "episodes" },
+                f.episodes,
+                f.function,
+                f.file,
+                f.line
+            );
+        }
+    }
+    for path in written {
+        let _ = writeln!(out, "  wrote {path}");
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! `loopspy record` against a target that runs a known schedule of blocks and measures
+//! itself (tests/targets/schedule.py), on every interpreter present, stock loop and uvloop:
+//! every block found and none invented, durations within two sample intervals, the right
+//! function, on-CPU vs waiting and the syscall, busy % within 5 points, lag max within 15 %
+//! (or 10 ms), ready depth max equal to the known burst; the SVG carries the colours, the
+//! blocked functions and the same figures as the JSON.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const RATE: f64 = 100.0;
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn minor(version: &str) -> u32 {
+    version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
+/// Time covered by `intervals` inside [lo, hi].
+fn covered(intervals: &[Value], lo: f64, hi: f64) -> f64 {
+    intervals
+        .iter()
+        .map(|i| {
+            let (a, b) = (num(&i[0]).max(lo), num(&i[1]).min(hi));
+            (b - a).max(0.0)
+        })
+        .sum()
+}
+
+/// `rgb(r,g,b)` → (r, g, b).
+fn rgb(fill: &str) -> (u32, u32, u32) {
+    let inner = fill.trim_start_matches("rgb(").trim_end_matches(')');
+    let v: Vec<u32> = inner.split(',').map(|x| x.trim().parse().unwrap()).collect();
+    (v[0], v[1], v[2])
+}
+
+/// Every frame group of a class: (title, fill).
+fn frames_of_class(svg: &str, class: &str) -> Vec<(String, (u32, u32, u32))> {
+    let mut out = Vec::new();
+    let needle = format!("<g class=\"{class}\"><title>");
+    let mut rest = svg;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let title = rest[..rest.find("</title>").unwrap()].to_string();
+        let fill_at = rest.find("fill=\"").unwrap() + 6;
+        let fill = &rest[fill_at..fill_at + rest[fill_at..].find('"').unwrap()];
+        out.push((title, rgb(fill)));
+    }
+    out
+}
+
+fn schedule(version: &str, flavor: &str) {
+    let test = "record/schedule";
+    let Some(interp) = require(version, test) else { return };
+    if flavor == "uvloop" && interp.uvloop.is_none() {
+        record(test, version, flavor, "skipped (no uvloop wheel)");
+        return;
+    }
+    record(test, version, flavor, "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let (truth_path, json_path, svg_path) = (dir.path().join("truth.json"), dir.path().join("r.json"), dir.path().join("r.svg"));
+    let mut cmd = std::process::Command::new(loopspy_bin());
+    cmd.args(["record", "--rate", "100", "--duration", "6.5", "-o"])
+        .arg(&json_path)
+        .arg("-o")
+        .arg(&svg_path)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(targets_dir().join("schedule.py"))
+        .arg(&truth_path);
+    if flavor == "uvloop" {
+        cmd.arg("--uvloop");
+        cmd.env("PYTHONPATH", interp.uvloop.as_ref().unwrap());
+    }
+    let out = cmd.output().unwrap();
+    let ctx = format!("Python {version} [{flavor}]");
+    assert_eq!(out.status.code(), Some(0), "{ctx}\n{}", describe(&out));
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).expect("truth written")).unwrap();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let l = &r["loops"][0];
+    let interval = 1.0 / RATE;
+
+    // Every block found, none invented, each within two sample intervals.
+    let blocks = t["blocks"].as_array().unwrap();
+    let episodes = l["episodes"].as_array().unwrap();
+    assert_eq!(blocks.len(), 7, "{ctx}: the target ran its schedule");
+    assert_eq!(episodes.len(), blocks.len(), "{ctx}: episodes {episodes:#?}\nblocks {blocks:#?}");
+    let sleep_syscall = if minor(version) <= 10 { "pselect6" } else { "clock_nanosleep" };
+    for b in blocks {
+        let (bs, be) = (num(&b["start"]), num(&b["end"]));
+        let e = episodes
+            .iter()
+            .find(|e| num(&e["start"]) < be && num(&e["end"]) > bs)
+            .unwrap_or_else(|| panic!("{ctx}: no episode for block {b}"));
+        let (truth_ms, got_ms) = ((be - bs) * 1e3, num(&e["duration_ms"]));
+        assert!((got_ms - truth_ms).abs() <= 2.0 * interval * 1e3, "{ctx}: {b} lasted {truth_ms:.1} ms, episode {got_ms:.1} ms");
+        assert!((num(&e["start"]) - bs).abs() <= 2.0 * interval, "{ctx}: start of {b} vs {e}");
+        assert_eq!(e["function"], b["function"], "{ctx}: {e}");
+        assert_eq!(e["task"], "driver", "{ctx}: {e}");
+        match b["kind"].as_str().unwrap() {
+            "cpu" => assert_eq!(e["on_cpu"], true, "{ctx}: {e}"),
+            _ => {
+                assert_eq!(e["on_cpu"], false, "{ctx}: {e}");
+                assert_eq!(e["waiting_in"], sleep_syscall, "{ctx}: {e}");
+            }
+        }
+    }
+
+    // Busy share over the whole seconds of the per-second series that the truth covers (it
+    // stopped measuring when it wrote the file).
+    let start = num(&r["recording"]["start"]);
+    let until = num(&t["written_at"]);
+    let series: Vec<&Value> = l["series"].as_array().unwrap().iter().filter(|w| start + num(&w["start_s"]) + 1.0 <= until).collect();
+    assert!(series.len() >= 4, "{ctx}: {} whole seconds covered", series.len());
+    let (lo, hi) = (start + num(&series[0]["start_s"]), start + num(&series[series.len() - 1]["start_s"]) + 1.0);
+    let truth_busy = if flavor == "uvloop" {
+        100.0 * covered(t["callback_intervals"].as_array().unwrap(), lo, hi) / (hi - lo)
+    } else {
+        100.0 * (1.0 - covered(t["select_intervals"].as_array().unwrap(), lo, hi) / (hi - lo))
+    };
+    let busy_windows = series.iter().map(|w| num(&w["busy_pct"])).sum::<f64>() / series.len() as f64;
+    assert!((busy_windows - truth_busy).abs() <= 5.0, "{ctx}: busy {busy_windows:.1}% vs truth {truth_busy:.1}% over [{lo}, {hi}]");
+    let busy = num(&l["busy_pct"]);
+
+    // Loop lag max against the heartbeat's own lateness.
+    let (lag, truth_lag) = (num(&l["lag"]["max_ms"]), num(&t["heartbeat_max_late"]) * 1e3);
+    let tolerance = (0.15 * truth_lag).max(10.0);
+    assert!((lag - truth_lag).abs() <= tolerance, "{ctx}: lag max {lag:.1} ms vs truth {truth_lag:.1} ms");
+
+    // The burst sat in the ready queue while the loop was blocked.
+    assert_eq!(l["ready"]["max"], t["ready_burst"], "{ctx}");
+
+    // The SVG: colours by category, the blocking functions present, figures as in the JSON.
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    let blocked = frames_of_class(&svg, "loopspy-blocked");
+    assert!(!blocked.is_empty(), "{ctx}: no blocked frames");
+    for (title, (r_, g, b)) in &blocked {
+        let category_frame = title.starts_with("BLOCKING the loop");
+        assert!(*r_ >= 200 && *g <= 90 && *b <= 90 || category_frame, "{ctx}: blocked frame {title} is rgb({r_},{g},{b})");
+    }
+    for f in ["sleepy (", "cpu_burn ("] {
+        let frame = blocked.iter().find(|(t, _)| t.starts_with(f)).unwrap_or_else(|| panic!("{ctx}: no blocked frame {f}"));
+        assert!(frame.0.contains("blocked the loop for"), "{ctx}: {}", frame.0);
+    }
+    let idle = frames_of_class(&svg, "loopspy-idle");
+    assert!(!idle.is_empty(), "{ctx}: no idle frames");
+    for (title, (r_, _, b)) in &idle {
+        assert!(b > r_ && *b >= 200, "{ctx}: idle frame {title} is not grey-blue");
+    }
+    assert!(svg.contains("id=\"loopspy-legend\""), "{ctx}: legend");
+    for class in ["legend-blocked", "legend-busy", "legend-idle"] {
+        assert!(svg.contains(class), "{ctx}: legend entry {class}");
+    }
+    let sub_at = svg.find("id=\"subtitle\"").expect("subtitle");
+    let subtitle = &svg[sub_at..sub_at + svg[sub_at..].find("</text>").unwrap()];
+    let lag_text = |ms: f64| if ms >= 1000.0 { format!("{:.2} s", ms / 1e3) } else if ms >= 10.0 { format!("{ms:.0} ms") } else { format!("{ms:.1} ms") };
+    for expected in [
+        format!("busy {:.1}%", busy),
+        format!("lag p99 {}", lag_text(num(&l["lag"]["p99_ms"]))),
+        format!("max {}", lag_text(lag)),
+        format!("{} blocking episodes", episodes.len()),
+    ] {
+        assert!(subtitle.contains(&expected), "{ctx}: subtitle lacks {expected:?}: {subtitle}");
+    }
+    record(test, version, flavor, "pass");
+}
+
+macro_rules! for_each_version {
+    ($($name:ident: $version:literal),* $(,)?) => {$(
+        mod $name {
+            #[test] fn stock() { super::schedule($version, "stock") }
+            #[test] fn uvloop() { super::schedule($version, "uvloop") }
+        }
+    )*};
+}
+
+for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");

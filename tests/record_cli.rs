@@ -1,0 +1,144 @@
+//! `loopspy record` when things go wrong: Ctrl-C, the target dying, an output that cannot be
+//! written, bad options. Every sample taken is kept and written.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+fn some_python() -> &'static Interp {
+    loopspy::layout::SUPPORTED
+        .iter()
+        .rev()
+        .find_map(|v| interpreters().get(&v.to_string()))
+        .expect("a supported Python")
+}
+
+/// The sample count loopspy reported on stderr.
+fn reported_samples(stderr: &str) -> u64 {
+    let at = stderr.find("): ").expect("summary line") + 3;
+    stderr[at..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn start_record(pid: i32, out: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    Command::new(loopspy_bin())
+        .args(["record", "--pid", &pid.to_string(), "-o"])
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ctrl_c_writes_every_sample() {
+    let scenario = Scenario::start(some_python(), "idle.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let child = start_record(scenario.pid(), &out, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["recording"]["end"], "interrupted");
+    let samples = r["recording"]["samples"].as_u64().unwrap();
+    assert!(samples >= 50, "{samples} samples in 1.5 s at 100 Hz");
+    assert_eq!(samples, reported_samples(&stderr), "{stderr}");
+    assert_eq!(r["loops"][0]["samples"].as_u64().unwrap(), samples);
+    assert!(stderr.contains("stopped by you"), "{stderr}");
+}
+
+#[test]
+fn target_death_writes_every_sample() {
+    let mut scenario = Scenario::start(some_python(), "idle.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.svg");
+    let child = start_record(scenario.pid(), &out, &["-o", dir.path().join("r.json").to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    scenario.child.kill().unwrap();
+    let _ = scenario.child.wait();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("exited"), "{stderr}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["recording"]["end"], "target_exited");
+    assert_eq!(r["recording"]["samples"].as_u64().unwrap(), reported_samples(&stderr));
+    let svg = std::fs::read_to_string(&out).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"), "valid SVG");
+    assert!(svg.contains("idle in select"));
+}
+
+#[test]
+fn unwritable_output_fails_before_recording() {
+    let scenario = Scenario::start(some_python(), "idle.py", &[]);
+    let (out, before, after) =
+        loopspy(&["record", "--pid", &scenario.pid().to_string(), "-d", "5", "-o", "/nonexistent/dir/r.svg"]);
+    assert_eq!(out.status.code(), Some(10), "{}", describe(&out));
+    assert!(after - before < 3.0, "it must not record first");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/r.svg"));
+}
+
+#[test]
+fn output_lost_mid_recording_is_saved_elsewhere() {
+    let scenario = Scenario::start(some_python(), "idle.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("gone");
+    std::fs::create_dir(&sub).unwrap();
+    let out = sub.join("r.json");
+    let child = start_record(scenario.pid(), &out, &["-d", "1.5"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_dir_all(&sub).unwrap();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(10), "{stderr}");
+    let at = stderr.find("saved to ").expect("says where it saved the recording") + 9;
+    let fallback = stderr[at..].split_whitespace().next().unwrap();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(fallback).unwrap()).unwrap();
+    assert_eq!(r["recording"]["samples"].as_u64().unwrap(), reported_samples(&stderr));
+    let _ = std::fs::remove_file(fallback);
+}
+
+#[test]
+fn bad_options_exit_2() {
+    for args in [
+        vec!["record", "--pid", "1", "--rate", "0"],
+        vec!["record", "--pid", "1", "--rate", "1000000"],
+        vec!["record", "--pid", "1", "--duration", "-3"],
+        vec!["record", "--pid", "1", "--duration", "0"],
+        vec!["record", "--pid", "1", "--threshold", "0"],
+        vec!["record", "--pid", "1", "--format", "png"],
+        vec!["record"],
+    ] {
+        let (out, _, _) = loopspy(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+    }
+}
+
+#[test]
+fn collapsed_output_reads_like_flamegraph_pl_input() {
+    let scenario = Scenario::start(some_python(), "blocked_callback.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stacks.txt");
+    let (res, _, _) = loopspy(&["record", "--pid", &scenario.pid().to_string(), "-d", "1", "-o", out.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(0), "{}", describe(&res));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut total = 0u64;
+    for line in text.lines() {
+        let (stack, weight) = line.rsplit_once(' ').expect("frame;frame weight");
+        total += weight.parse::<u64>().expect("integer weight");
+        assert!(stack.split(';').count() >= 3, "{line}");
+        assert!(!stack.contains("_[k]"), "annotations stay out of collapsed output: {line}");
+    }
+    // Weights are microseconds of wall time: about the 1 s recorded.
+    assert!((800_000..=1_300_000).contains(&total), "{total} µs");
+    assert!(text.contains("BLOCKING the loop") && text.contains("Blocker.block") || text.contains(";block ("), "{text}");
+}
