@@ -14,6 +14,8 @@ Examples:
   loopspy dump --pid 4242 --json       the same, as one JSON document
   loopspy dump -- python3 app.py       start app.py, wait for its loop, dump it, stop it
   loopspy record --pid 4242 -d 30      30 s of samples: a flame graph of what blocked the loop
+  loopspy top --pid 4242               watch it live
+  loopspy demo                         see it all on a bundled demo app
 
 Exit codes: 0 ok, 2 usage, 3 no such process, 4 permission denied, 5 not Python,
 6 unsupported Python, 7 no event loop, 8 target exited, 9 could not start the command,
@@ -38,6 +40,80 @@ pub enum Command {
     /// in which what blocked the loop stands out.
     #[command(after_help = RECORD_HELP)]
     Record(RecordArgs),
+    /// A live dashboard of the event loop: is it blocked right now, by what, lag, ready
+    /// queue, busy %, top blocking frames. One plain line per second when not on a terminal.
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
+    /// Start the bundled demo app (an asyncio service that now and then blocks its loop) and
+    /// open `top` on it.
+    Demo(DemoArgs),
+}
+
+const TOP_HELP: &str = "\
+Keys: q quit, p pause, s save an SVG flame graph of everything sampled so far, r reset,
++/- blocking threshold, o sort the frames table, tab/arrows select, ? help.
+Colours follow NO_COLOR. On a pipe (kubectl exec without -t) it prints one line per second.
+
+Examples:
+  loopspy top --pid 4242
+  loopspy top --pid 4242 --threshold 50
+  kubectl exec POD -- loopspy top --pid 1 | tee top.log
+  loopspy top -- python3 app.py";
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    #[command(flatten)]
+    pub spawn: SpawnArgs,
+
+    /// Samples per second.
+    #[arg(short, long, value_name = "HZ", default_value_t = 100.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// A callback that keeps the loop busy this long is a blocking episode (ms).
+    #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Pause the target while taking each sample (ptrace). Off by default.
+    #[arg(long)]
+    pub blocking: bool,
+
+    /// Stop after this many seconds.
+    #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+
+    /// Print one line per second instead of drawing, even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The Python to run the demo app with.
+    #[arg(long, value_name = "PYTHON", default_value = "python3")]
+    pub python: String,
+
+    /// Run the demo app on uvloop (it must be installed for that Python).
+    #[arg(long)]
+    pub uvloop: bool,
+
+    /// Samples per second.
+    #[arg(short, long, value_name = "HZ", default_value_t = 100.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Blocking threshold (ms).
+    #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Stop after this many seconds.
+    #[arg(short, long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+
+    /// Print one line per second instead of drawing.
+    #[arg(long)]
+    pub plain: bool,
 }
 
 const RECORD_HELP: &str = "\
@@ -231,6 +307,7 @@ impl Cli {
             Command::Record(args) => {
                 args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
             }
+            Command::Top(_) | Command::Demo(_) => false,
         }
     }
 }
@@ -240,6 +317,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Dump(args) => commands::dump::run(&args),
         Command::Record(args) => commands::record::run(&args),
+        Command::Top(args) => commands::top::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
     }
 }
 

@@ -29,3 +29,4 @@ pub mod report;
 pub mod snapshot;
 pub mod spawn;
 pub mod target;
+pub mod tui;

@@ -22,11 +22,13 @@ pub struct Options {
     pub threshold: f64,
     /// Width of the per-window series (seconds).
     pub window: f64,
+    /// Only samples at or after this time (target clock), for a live view of recent history.
+    pub since: Option<f64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threshold: DEFAULT_THRESHOLD, window: 1.0 }
+        Options { threshold: DEFAULT_THRESHOLD, window: 1.0, since: None }
     }
 }
 
@@ -321,7 +323,9 @@ fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> E
 }
 
 fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSummary {
-    let samples: Vec<&Sample> = rec.samples.iter().filter(|s| s.loop_index == loop_index).collect();
+    let since = opts.since.unwrap_or(f64::MIN);
+    let samples: Vec<&Sample> = rec.samples.iter().filter(|s| s.loop_index == loop_index && s.t >= since).collect();
+    let origin = opts.since.unwrap_or(rec.started).max(rec.started);
     let w = weights(&samples, rec.interval());
     let wall: f64 = w.iter().sum();
     let share = |pred: &dyn Fn(&Sample) -> bool| -> f64 {
@@ -371,16 +375,16 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
 
     let mut windows = Vec::new();
     if opts.window > 0.0 && !samples.is_empty() {
-        let n = ((rec.duration() / opts.window).ceil() as usize).max(1);
+        let n = (((rec.ended - origin).max(0.0) / opts.window).ceil() as usize).max(1);
         for k in 0..n {
-            let (lo, hi) = (rec.started + k as f64 * opts.window, rec.started + (k + 1) as f64 * opts.window);
+            let (lo, hi) = (origin + k as f64 * opts.window, origin + (k + 1) as f64 * opts.window);
             let idx: Vec<usize> = (0..samples.len()).filter(|i| samples[*i].t >= lo && samples[*i].t < hi).collect();
             let in_w: Vec<&Sample> = idx.iter().map(|i| samples[*i]).collect();
             let ww: f64 = idx.iter().map(|i| w[*i]).sum();
             let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).sum();
             let lag = lag_stats(&in_w);
             windows.push(Window {
-                start_s: k as f64 * opts.window,
+                start_s: lo - rec.started,
                 samples: in_w.len() as u32,
                 busy_pct: if ww > 0.0 { 100.0 * busy / ww } else { 0.0 },
                 lag_p99_ms: lag.p99_ms,
@@ -559,7 +563,7 @@ mod tests {
     #[test]
     fn episode_attribution_task_and_syscall() {
         let rec = script(100.0, ".bbbbbbbbbbbbbbb.ssssssssssssssssssss");
-        let a = analyze(&rec, &Options { threshold: 0.1, window: 1.0 });
+        let a = analyze(&rec, &Options { threshold: 0.1, ..Options::default() });
         let eps = &a.loops[0].episodes;
         assert_eq!(eps.len(), 2);
         // The json frames are library frames: the application frame below them is blamed.

@@ -1,7 +1,9 @@
 //! One module per subcommand, plus what they share: getting hold of the target.
 
+pub mod demo;
 pub mod dump;
 pub mod record;
+pub mod top;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

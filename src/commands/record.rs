@@ -180,7 +180,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         eprintln!("loopspy: process {pid} exited; writing what was recorded");
     }
 
-    let analysis = metrics::analyze(&rec, &Options { threshold, window: 1.0 });
+    let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let mut written = Vec::new();
     let mut failure = None;

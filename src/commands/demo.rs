@@ -1,0 +1,40 @@
+//! `loopspy demo`: start the bundled demo app (an asyncio service that now and then blocks its
+//! loop) with `python3` from PATH, and open `top` on it; the demo stops when you quit.
+
+use crate::cli::{DemoArgs, SpawnArgs, TargetArgs, TopArgs};
+use crate::error::Failure;
+use crate::target::AttachOptions;
+
+/// The demo app ships inside the binary, so `loopspy demo` works wherever loopspy is.
+const DEMO_APP: &str = include_str!("../../examples/demo_app.py");
+
+pub fn run(args: &DemoArgs) -> Result<(), Failure> {
+    let dir = std::env::temp_dir().join(format!("loopspy-demo-{}", std::process::id()));
+    let script = dir.join("demo_app.py");
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&script, DEMO_APP))
+        .map_err(|e| Failure::OutputFailed { path: script.display().to_string(), detail: e.to_string() })?;
+    let mut command = vec![args.python.clone(), script.display().to_string()];
+    if args.uvloop {
+        command.push("--uvloop".into());
+    }
+    let target_args = TargetArgs { pid: None, command };
+    let spawn = SpawnArgs { timeout: 20.0, keep: false, kill: true };
+    let stop = super::stop_flag();
+    let result = super::acquire(&target_args, &spawn, AttachOptions::default(), &stop).and_then(|(target, spawned)| {
+        let top = TopArgs {
+            target: target_args.clone(),
+            spawn: spawn.clone(),
+            rate: args.rate,
+            threshold: args.threshold,
+            blocking: false,
+            duration: args.duration,
+            plain: args.plain,
+        };
+        let r = super::top::run_on(target, &top, &stop);
+        drop(spawned); // stops the demo
+        r
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,260 @@
+//! `loopspy top`: sample continuously and show the dashboard; on a pipe, one plain line per
+//! second instead.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use crate::cli::TopArgs;
+use crate::error::Failure;
+use crate::flamegraph::{self, Header};
+use crate::metrics::{self, Options};
+use crate::procfs;
+use crate::recording::{EndReason, LoopMeta, Recording};
+use crate::report;
+use crate::sampler::{SampleError, Sampler, SamplerOptions};
+use crate::target::AttachOptions;
+use crate::tui::model::{self, Focus, TargetInfo, UiState};
+use crate::tui::terminal::{color_wanted, TerminalGuard};
+use crate::tui::view;
+
+/// Blocking thresholds `+`/`-` step through, in seconds.
+const THRESHOLDS: &[f64] = &[0.010, 0.025, 0.050, 0.100, 0.200, 0.500, 1.0, 2.0, 5.0];
+
+fn step_threshold(current: f64, up: bool) -> f64 {
+    if up {
+        THRESHOLDS.iter().copied().find(|t| *t > current + 1e-9).unwrap_or(current)
+    } else {
+        THRESHOLDS.iter().rev().copied().find(|t| *t < current - 1e-9).unwrap_or(current)
+    }
+}
+
+/// The session: sampler, what was recorded, the user's choices.
+struct Session {
+    sampler: Sampler,
+    rec: Recording,
+    metas: Vec<LoopMeta>,
+    rate: f64,
+    next: f64,
+    target: TargetInfo,
+    cwd: Option<String>,
+    saved: Vec<String>,
+}
+
+impl Session {
+    /// Take the samples that are due. Returns false once the target is gone.
+    fn tick(&mut self) -> bool {
+        if self.rec.end == EndReason::TargetExited {
+            return false;
+        }
+        let now = self.sampler.now();
+        if now < self.next {
+            return true;
+        }
+        match self.sampler.sample(&mut self.rec) {
+            Ok(()) | Err(SampleError::Torn(_)) => {}
+            Err(SampleError::Exited) => {
+                self.rec.end = EndReason::TargetExited;
+                return false;
+            }
+        }
+        self.rec.ended = self.rec.samples.last().map(|s| s.t).unwrap_or(now);
+        self.next += 1.0 / self.rate;
+        if self.next < now {
+            self.next = now + 1.0 / self.rate;
+        }
+        true
+    }
+
+    fn reset(&mut self) {
+        let now = self.sampler.now();
+        self.metas = self.rec.loops.clone();
+        self.rec = Recording::new(self.rate, self.metas.clone(), now);
+    }
+
+    /// Save a flame graph of everything sampled so far (same renderer as `record`).
+    fn save_svg(&mut self, threshold: f64) -> String {
+        let analysis = metrics::analyze(&self.rec, &Options { threshold, ..Options::default() });
+        let folded = flamegraph::fold(&self.rec, &analysis, self.cwd.as_deref(), false);
+        let header = Header {
+            title: format!("loopspy: PID {} {}", self.target.pid, self.target.command),
+            subtitle: report::headline(&self.rec, &analysis),
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = flamegraph::svg(&folded, &header, analysis.threshold_ms, &mut bytes) {
+            return format!("could not render the flame graph: {e}");
+        }
+        let name = format!("loopspy-{}-{}.svg", self.target.pid, super::record::timestamp());
+        for dir in [PathBuf::from("."), std::env::temp_dir()] {
+            let path = dir.join(&name);
+            if std::fs::write(&path, &bytes).is_ok() {
+                let shown = path.display().to_string();
+                self.saved.push(shown.clone());
+                return format!("saved {shown} ({} samples)", self.rec.samples.len());
+            }
+        }
+        format!("could not write {name} here or in {}", std::env::temp_dir().display())
+    }
+}
+
+pub fn run(args: &TopArgs) -> Result<(), Failure> {
+    let stop = super::stop_flag();
+    let options = AttachOptions { blocking: args.blocking };
+    let (target, _spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
+    run_on(target, args, &stop)
+}
+
+/// Run the dashboard on an attached target (shared with `demo`).
+pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &AtomicBool) -> Result<(), Failure> {
+    let pid = target.pid;
+    let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
+    let info = TargetInfo {
+        pid,
+        command: model::short_command(&procfs::cmdline(pid).unwrap_or_default()),
+        python: target.version_text.clone(),
+        cwd: cwd.clone(),
+    };
+    let (sampler, metas) = Sampler::start(target, SamplerOptions::default())?;
+    let start = sampler.now();
+    let mut session = Session {
+        rec: Recording::new(args.rate, metas.clone(), start),
+        metas,
+        next: start,
+        rate: args.rate,
+        sampler,
+        target: info,
+        cwd,
+        saved: Vec::new(),
+    };
+    let deadline = args.duration.map(|d| start + d);
+    let plain = args.plain || !std::io::stdout().is_terminal();
+    let mut ui = UiState::new(args.threshold / 1e3, color_wanted() && !plain);
+    if plain {
+        plain_loop(&mut session, &mut ui, stop, deadline)?;
+    } else {
+        tui_loop(&mut session, &mut ui, stop, deadline)?;
+    }
+    let analysis = metrics::analyze(&session.rec, &Options { threshold: ui.threshold, ..Options::default() });
+    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    eprintln!(
+        "loopspy top: PID {pid}: {} samples, {} blocking episode{}{}{}",
+        session.rec.samples.len(),
+        episodes,
+        if episodes == 1 { "" } else { "s" },
+        if session.rec.end == EndReason::TargetExited { "; the target exited" } else { "" },
+        if session.saved.is_empty() { String::new() } else { format!("; saved {}", session.saved.join(", ")) },
+    );
+    Ok(())
+}
+
+fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Option<f64>) -> Result<(), Failure> {
+    let mut last_line = s.sampler.now();
+    let mut out = std::io::stdout();
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| s.sampler.now() >= d) {
+            return Ok(());
+        }
+        let alive = s.tick();
+        let now = s.sampler.now();
+        if now - last_line >= 1.0 || !alive {
+            last_line = now;
+            let m = model::build(&s.rec, &s.target, ui, s.rate);
+            let clock = super::record::timestamp();
+            let line = model::plain_line(&m, &clock[9..]);
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                // The reader went away (a closed pipe): stop quietly.
+                return Ok(());
+            }
+        }
+        if !alive {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs_f64((s.next - s.sampler.now()).clamp(0.0, 0.05)));
+    }
+}
+
+fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Option<f64>) -> Result<(), Failure> {
+    let mut term = TerminalGuard::take()
+        .map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
+    let mut last_draw = f64::MIN;
+    let mut dirty = true;
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| s.sampler.now() >= d) {
+            return Ok(());
+        }
+        if !ui.paused {
+            s.tick();
+        }
+        let now = s.sampler.now();
+        if dirty || now - last_draw >= 0.25 {
+            let m = model::build(&s.rec, &s.target, ui, s.rate);
+            let clamp = |sel: &mut usize, len: usize| *sel = (*sel).min(len.saturating_sub(1));
+            clamp(&mut ui.selected_frame, m.frames.len());
+            clamp(&mut ui.selected_episode, m.episodes.len());
+            term.terminal
+                .draw(|f| view::draw(f, &m, ui))
+                .map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
+            last_draw = now;
+            dirty = false;
+        }
+        let wait = if ui.paused || s.rec.end == EndReason::TargetExited { 0.1 } else { (s.next - now).clamp(0.0, 0.02) };
+        if event::poll(Duration::from_secs_f64(wait)).unwrap_or(false) {
+            let Ok(Event::Key(key)) = event::read() else {
+                dirty = true; // resize and the like
+                continue;
+            };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            dirty = true;
+            ui.message = None;
+            match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return Ok(()),
+                KeyCode::Char('p') => {
+                    ui.paused = !ui.paused;
+                    s.next = s.sampler.now();
+                }
+                KeyCode::Char('s') => ui.message = Some(s.save_svg(ui.threshold)),
+                KeyCode::Char('r') => {
+                    s.reset();
+                    ui.message = Some("figures reset".into());
+                }
+                KeyCode::Char('+') | KeyCode::Char('=') => ui.threshold = step_threshold(ui.threshold, true),
+                KeyCode::Char('-') | KeyCode::Char('_') => ui.threshold = step_threshold(ui.threshold, false),
+                KeyCode::Char('o') => ui.sort = ui.sort.next(),
+                KeyCode::Char('?') | KeyCode::Char('h') => ui.help = !ui.help,
+                KeyCode::Tab | KeyCode::BackTab => {
+                    ui.focus = if ui.focus == Focus::Frames { Focus::Episodes } else { Focus::Frames }
+                }
+                KeyCode::Up | KeyCode::Char('k') => match ui.focus {
+                    Focus::Frames => ui.selected_frame = ui.selected_frame.saturating_sub(1),
+                    Focus::Episodes => ui.selected_episode = ui.selected_episode.saturating_sub(1),
+                },
+                KeyCode::Down | KeyCode::Char('j') => match ui.focus {
+                    Focus::Frames => ui.selected_frame += 1,
+                    Focus::Episodes => ui.selected_episode += 1,
+                },
+                _ => dirty = false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_step_and_stop_at_the_ends() {
+        assert_eq!(step_threshold(0.100, true), 0.200);
+        assert_eq!(step_threshold(0.100, false), 0.050);
+        assert_eq!(step_threshold(0.010, false), 0.010);
+        assert_eq!(step_threshold(5.0, true), 5.0);
+        assert_eq!(step_threshold(0.3, true), 0.5);
+        assert_eq!(step_threshold(0.3, false), 0.2);
+    }
+}

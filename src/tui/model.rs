@@ -1,0 +1,289 @@
+//! What the dashboard shows, as plain data computed from a recording: the header, the state
+//! line ("is the loop blocked right now?"), the last minute of lag, ready depth and busy %,
+//! the top blocking frames and the recent episodes. Pure: the rendering tests feed it known
+//! samples and check the screen.
+
+use crate::eventloop::LoopKind;
+use crate::metrics::{self, is_busy, Analysis, BlockingFrame, Episode, Options};
+use crate::recording::{EndReason, Recording, Sample, ThreadActivity};
+use crate::report::duration_ms;
+
+/// How many seconds the charts look back.
+pub const WINDOW_SECS: f64 = 60.0;
+/// How many seconds the figures and tables cover (the whole session is kept for `s`ave).
+pub const ANALYSIS_SECS: f64 = 600.0;
+
+/// Sort orders of the blocking-frames table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Total,
+    Episodes,
+    Longest,
+    Name,
+}
+
+impl SortBy {
+    pub fn next(self) -> Self {
+        match self {
+            SortBy::Total => SortBy::Episodes,
+            SortBy::Episodes => SortBy::Longest,
+            SortBy::Longest => SortBy::Name,
+            SortBy::Name => SortBy::Total,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortBy::Total => "total",
+            SortBy::Episodes => "episodes",
+            SortBy::Longest => "longest",
+            SortBy::Name => "name",
+        }
+    }
+}
+
+/// Which list has the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Frames,
+    Episodes,
+}
+
+/// The user's choices, kept across redraws.
+#[derive(Debug, Clone)]
+pub struct UiState {
+    pub paused: bool,
+    pub threshold: f64,
+    pub sort: SortBy,
+    pub focus: Focus,
+    pub selected_frame: usize,
+    pub selected_episode: usize,
+    pub help: bool,
+    pub color: bool,
+    /// A one-line message (e.g. "saved x.svg"), shown in the footer.
+    pub message: Option<String>,
+}
+
+impl UiState {
+    pub fn new(threshold: f64, color: bool) -> Self {
+        UiState {
+            paused: false,
+            threshold,
+            sort: SortBy::Total,
+            focus: Focus::Episodes,
+            selected_frame: 0,
+            selected_episode: 0,
+            help: false,
+            color,
+            message: None,
+        }
+    }
+}
+
+/// Facts about the target for the header.
+#[derive(Debug, Clone, Default)]
+pub struct TargetInfo {
+    pub pid: i32,
+    pub command: String,
+    pub python: String,
+    /// The target's working directory: file names under it are shown relative.
+    pub cwd: Option<String>,
+}
+
+/// A command line for a narrow header: programs and paths by their last component.
+pub fn short_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| if a.starts_with('/') { a.rsplit('/').next().unwrap_or(a).to_string() } else { a.clone() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The urgency of the state line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Ok,
+    Warn,
+    Alert,
+    Info,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateLine {
+    pub text: String,
+    pub severity: Severity,
+}
+
+/// Everything drawn.
+#[derive(Debug, Clone)]
+pub struct TopModel {
+    pub header: String,
+    pub state: StateLine,
+    /// Per second over the last minute, oldest first.
+    pub lag_max_ms: Vec<u64>,
+    pub ready_max: Vec<u64>,
+    pub busy_pct: Vec<u64>,
+    pub lag_now_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_peak_ms: f64,
+    pub ready_now: u32,
+    pub busy_now_pct: f64,
+    pub frames: Vec<BlockingFrame>,
+    /// Most recent first.
+    pub episodes: Vec<Episode>,
+    /// The selected episode's stack, innermost first, as text lines.
+    pub stack: Vec<String>,
+    pub threshold_ms: f64,
+    pub sort: SortBy,
+}
+
+fn loop_label(rec: &Recording) -> String {
+    rec.loops.first().map(|l| l.loop_class.clone()).unwrap_or_else(|| "no loop".to_string())
+}
+
+/// The samples of the first loop within the last `secs` seconds.
+fn recent(rec: &Recording, secs: f64) -> Vec<&Sample> {
+    let end = rec.samples.last().map(|s| s.t).unwrap_or(rec.started);
+    rec.samples.iter().filter(|s| s.loop_index == 0 && s.t >= end - secs).collect()
+}
+
+fn activity_text(a: ThreadActivity) -> String {
+    match a {
+        ThreadActivity::OnCpu => "on CPU".to_string(),
+        ThreadActivity::Unknown => "state unknown".to_string(),
+        other => format!("waiting in {}", other.describe()),
+    }
+}
+
+/// The state line: is the loop blocked right now?
+fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
+    if rec.end == EndReason::TargetExited {
+        return StateLine {
+            text: "TARGET EXITED: the process ended; the last figures stay on screen (q quits)".into(),
+            severity: Severity::Info,
+        };
+    }
+    if ui.paused {
+        return StateLine { text: "PAUSED (p resumes)".into(), severity: Severity::Info };
+    }
+    let Some(last) = rec.samples.iter().rev().find(|s| s.loop_index == 0) else {
+        return StateLine { text: "waiting for the first sample".into(), severity: Severity::Info };
+    };
+    let summary = analysis.loops.first();
+    if is_busy(last.state) {
+        let busy_ms = summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0);
+        let stack: Vec<_> = rec.stack(last.stack).collect();
+        let frame = metrics::blamed_frame(&stack)
+            .map(|f| format!("{} ({}:{})", f.function, crate::flamegraph::short_path(&f.file, target.cwd.as_deref()), f.line))
+            .unwrap_or_else(|| "<no Python frame>".into());
+        let task = last.task.map(|t| format!(" task \"{}\"", rec.tasks.get(t))).unwrap_or_default();
+        let blocked = busy_ms >= ui.threshold * 1e3;
+        let word = if blocked { "BLOCKED" } else { "busy" };
+        StateLine {
+            text: format!("{word} {} in {frame}{task}, {}", duration_ms(busy_ms), activity_text(last.activity)),
+            severity: if blocked { Severity::Alert } else { Severity::Warn },
+        }
+    } else {
+        let lag = last.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
+        let what = match rec.loops.first().map(|l| l.loop_kind) {
+            Some(LoopKind::Uvloop) => "idle in epoll (uvloop)",
+            _ => "idle in select",
+        };
+        let previous = summary
+            .and_then(|l| l.episodes.last())
+            .map(|e| format!(" | last blocked {} ago: {} {}", duration_ms((last.t - e.end).max(0.0) * 1e3), e.function, duration_ms(e.duration_ms)))
+            .unwrap_or_default();
+        StateLine {
+            text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
+            severity: if last.state == crate::loopstate::LoopState::Unknown { Severity::Info } else { Severity::Ok },
+        }
+    }
+}
+
+fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
+    match sort {
+        SortBy::Total => frames.sort_by(|a, b| b.blocked_ms.total_cmp(&a.blocked_ms)),
+        SortBy::Episodes => frames.sort_by(|a, b| b.episodes.cmp(&a.episodes).then(b.blocked_ms.total_cmp(&a.blocked_ms))),
+        SortBy::Longest => frames.sort_by(|a, b| b.longest_ms.total_cmp(&a.longest_ms)),
+        SortBy::Name => frames.sort_by(|a, b| a.function.cmp(&b.function)),
+    }
+}
+
+/// Build the model. Figures cover the whole session (since start or reset); the charts the
+/// last minute.
+pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64) -> TopModel {
+    let analysis = metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
+    let mut frames = analysis.blocking_frames.clone();
+    sort_frames(&mut frames, ui.sort);
+    for f in &mut frames {
+        f.file = crate::flamegraph::short_path(&f.file, target.cwd.as_deref()).to_string();
+    }
+    let mut episodes: Vec<Episode> = analysis.loops.first().map(|l| l.episodes.clone()).unwrap_or_default();
+    episodes.reverse();
+    let stack = episodes
+        .get(ui.selected_episode.min(episodes.len().saturating_sub(1)))
+        .map(|e| rec.stack(e.stack).map(|f| crate::flamegraph::frame_label(f, target.cwd.as_deref())).collect())
+        .unwrap_or_default();
+
+    let windows = analysis.loops.first().map(|l| l.windows.clone()).unwrap_or_default();
+    let keep = WINDOW_SECS as usize;
+    let tail = &windows[windows.len().saturating_sub(keep)..];
+    let recent_samples = recent(rec, 1.0);
+    let busy_now_pct = if recent_samples.is_empty() {
+        0.0
+    } else {
+        100.0 * recent_samples.iter().filter(|s| is_busy(s.state)).count() as f64 / recent_samples.len() as f64
+    };
+    let last = rec.samples.iter().rev().find(|s| s.loop_index == 0);
+    let failed_pct = if rec.samples.is_empty() && rec.failed_samples == 0 {
+        0.0
+    } else {
+        100.0 * rec.failed_samples as f64 / (rec.samples.len() as u64 + rec.failed_samples) as f64
+    };
+    let header = format!(
+        "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
+        target.pid,
+        target.command,
+        target.python,
+        loop_label(rec),
+        rate_hz,
+        rec.samples.len(),
+        failed_pct,
+        rec.duration(),
+    );
+    TopModel {
+        header,
+        state: state_line(rec, &analysis, ui, target),
+        lag_max_ms: tail.iter().map(|w| w.lag_max_ms.round() as u64).collect(),
+        ready_max: tail.iter().map(|w| w.ready_max as u64).collect(),
+        busy_pct: tail.iter().map(|w| w.busy_pct.round() as u64).collect(),
+        lag_now_ms: last.and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0),
+        lag_p99_ms: analysis.loops.first().map(|l| l.lag.p99_ms).unwrap_or(0.0),
+        lag_peak_ms: tail.iter().map(|w| w.lag_max_ms).fold(0.0, f64::max),
+        ready_now: last.map(|s| s.ready).unwrap_or(0),
+        busy_now_pct,
+        frames,
+        episodes,
+        stack,
+        threshold_ms: ui.threshold * 1e3,
+        sort: ui.sort,
+    }
+}
+
+/// One plain line of headline figures (for `top` when stdout is not a terminal).
+pub fn plain_line(model: &TopModel, clock: &str) -> String {
+    format!(
+        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {} | {} blocking episode{} | top {}",
+        model.state.text,
+        model.busy_now_pct,
+        duration_ms(model.lag_now_ms),
+        duration_ms(model.lag_p99_ms),
+        model.ready_now,
+        model.episodes.len(),
+        if model.episodes.len() == 1 { "" } else { "s" },
+        model
+            .frames
+            .first()
+            .map(|f| format!("{} ({} in {} episode{})", f.function, duration_ms(f.blocked_ms), f.episodes, if f.episodes == 1 { "" } else { "s" }))
+            .unwrap_or_else(|| "-".into()),
+    )
+}
