@@ -33,12 +33,21 @@ impl Spawned {
     /// Start `argv`. Its stdout goes to our stderr so that loopspy's own output (a report,
     /// JSON) stays clean; its stdin is closed.
     pub fn start(argv: &[String]) -> Result<Spawned, Failure> {
+        Self::start_in(argv, None)
+    }
+
+    /// [`start`](Self::start) in a given working directory.
+    pub fn start_in(argv: &[String], cwd: Option<&std::path::Path>) -> Result<Spawned, Failure> {
         let program = argv.first().cloned().unwrap_or_default();
         let stderr = std::io::stderr()
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Failure::SpawnFailed { program: program.clone(), detail: e.to_string() })?;
-        let child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let child = command
             .args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::from(stderr))

@@ -3,6 +3,7 @@
 
 use crate::cli::{DemoArgs, SpawnArgs, TargetArgs, TopArgs};
 use crate::error::Failure;
+use crate::spawn::Spawned;
 use crate::target::AttachOptions;
 
 /// The demo app ships inside the binary, so `loopspy demo` works wherever loopspy is.
@@ -14,14 +15,19 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&script, DEMO_APP))
         .map_err(|e| Failure::OutputFailed { path: script.display().to_string(), detail: e.to_string() })?;
-    let mut command = vec![args.python.clone(), script.display().to_string()];
+    let mut command = vec![args.python.clone(), "demo_app.py".to_string()];
     if args.uvloop {
         command.push("--uvloop".into());
     }
-    let target_args = TargetArgs { pid: None, command };
+    let target_args = TargetArgs { pid: None, command: command.clone() };
     let spawn = SpawnArgs { timeout: 20.0, keep: false, kill: true };
     let stop = super::stop_flag();
-    let result = super::acquire(&target_args, &spawn, AttachOptions::default(), &stop).and_then(|(target, spawned)| {
+    // Run it in its own directory, so its frames read `demo_app.py:42`.
+    let started = Spawned::start_in(&command, Some(&dir)).and_then(|mut child| {
+        let target = child.wait_for_loop(spawn.timeout(), AttachOptions::default(), &stop)?;
+        Ok((target, child))
+    });
+    let result = started.and_then(|(target, spawned)| {
         let top = TopArgs {
             target: target_args.clone(),
             spawn: spawn.clone(),

@@ -162,8 +162,9 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Op
         if now - last_line >= 1.0 || !alive {
             last_line = now;
             let m = model::build(&s.rec, &s.target, ui, s.rate);
-            let clock = super::record::timestamp();
-            let line = model::plain_line(&m, &clock[9..]);
+            let stamp = super::record::timestamp();
+            let clock = format!("{}:{}:{}Z", &stamp[9..11], &stamp[11..13], &stamp[13..15]);
+            let line = model::plain_line(&m, &clock);
             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
                 // The reader went away (a closed pipe): stop quietly.
                 return Ok(());

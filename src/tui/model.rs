@@ -158,7 +158,7 @@ fn activity_text(a: ThreadActivity) -> String {
 fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
     if rec.end == EndReason::TargetExited {
         return StateLine {
-            text: "TARGET EXITED: the process ended; the last figures stay on screen (q quits)".into(),
+            text: "TARGET EXITED: the process ended; these are its last figures".into(),
             severity: Severity::Info,
         };
     }
@@ -172,9 +172,13 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
     if is_busy(last.state) {
         let busy_ms = summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0);
         let stack: Vec<_> = rec.stack(last.stack).collect();
-        let frame = metrics::blamed_frame(&stack)
-            .map(|f| format!("{} ({}:{})", f.function, crate::flamegraph::short_path(&f.file, target.cwd.as_deref()), f.line))
-            .unwrap_or_else(|| "<no Python frame>".into());
+        let frame = if last.state == crate::loopstate::LoopState::Loop {
+            "event-loop bookkeeping".to_string()
+        } else {
+            metrics::blamed_frame(&stack)
+                .map(|f| format!("{} ({}:{})", f.function, crate::flamegraph::short_path(&f.file, target.cwd.as_deref()), f.line))
+                .unwrap_or_else(|| "<no Python frame>".into())
+        };
         let task = last.task.map(|t| format!(" task \"{}\"", rec.tasks.get(t))).unwrap_or_default();
         let blocked = busy_ms >= ui.threshold * 1e3;
         let word = if blocked { "BLOCKED" } else { "busy" };

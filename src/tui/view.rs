@@ -57,11 +57,12 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     let tall = area.height >= 40;
     let chart_h = if tall { 9 } else { 5 };
     let header_lines = if m.header.chars().count() + 12 > area.width as usize { 2 } else { 1 };
+    let state_lines = if m.state.text.chars().count() > area.width as usize { 2 } else { 1 };
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
             Constraint::Length(header_lines),
-            Constraint::Length(1),
+            Constraint::Length(state_lines),
             Constraint::Length(chart_h),
             Constraint::Fill(1),
             Constraint::Fill(1),
@@ -74,7 +75,7 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
             .wrap(Wrap { trim: true }),
         rows[0],
     );
-    f.render_widget(Paragraph::new(m.state.text.as_str()).style(p.severity(m.state.severity)), rows[1]);
+    f.render_widget(Paragraph::new(m.state.text.as_str()).style(p.severity(m.state.severity)).wrap(Wrap { trim: true }), rows[1]);
 
     // Charts: the last minute, one bar per second.
     let charts = Layout::default()
