@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use loopspy::layout::{
-    debug_offsets, for_version, AttrScheme, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat,
-    LineTableFormat, LongEncoding, RunningLoop, SUPPORTED,
+    debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat,
+    LineTableFormat, LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
 };
 
 fn probe(file: &str) -> HashMap<String, i64> {
@@ -178,6 +178,44 @@ fn rows_match_the_headers_and_the_empirical_probe() {
             c.eq("is_entry", offset, "_PyInterpreterFrame.is_entry");
         }
         c.eq("cr_name", row.coro.name, "PyCoroObject.cr_name");
+        match row.coro.frame {
+            CoroFrame::Pointer { offset } => c.eq("cr_frame", offset, "PyCoroObject.cr_frame"),
+            CoroFrame::Embedded { offset } => c.eq("cr_iframe", offset, "PyCoroObject.cr_iframe"),
+        }
+        let suspended_names = ["const.FRAME_SUSPENDED", "const.FRAME_SUSPENDED_YIELD_FROM", "const.FRAME_SUSPENDED_YIELD_FROM_LOCKED"];
+        let suspended: Vec<i8> = suspended_names.iter().filter_map(|n| c.get(n)).map(|v| v as i8).collect();
+        match row.coro.suspended {
+            Suspension::StackTopSet => {
+                c.eq("f_stacktop", 72, "PyFrameObject.f_stacktop");
+                assert!(c.get("PyFrameObject.f_state").is_none(), "{v}");
+            }
+            Suspension::FrameState { offset, values } => {
+                c.eq("f_state", offset, "PyFrameObject.f_state");
+                assert_eq!(values, suspended.as_slice(), "{v}: suspended states");
+            }
+            Suspension::CoroState { offset, values } => {
+                c.eq("cr_frame_state", offset, "PyCoroObject.cr_frame_state");
+                assert_eq!(values, suspended.as_slice(), "{v}: suspended states");
+            }
+        }
+        match row.frame.stack_top {
+            StackTop::Pointer { offset } => c.eq("f_stacktop", offset, "PyFrameObject.f_stacktop"),
+            StackTop::Depth { base, depth } => {
+                c.eq("f_valuestack", base, "PyFrameObject.f_valuestack");
+                c.eq("f_stackdepth", depth, "PyFrameObject.f_stackdepth");
+            }
+            StackTop::Index { offset } => c.eq("stacktop", offset, "_PyInterpreterFrame.stacktop"),
+            StackTop::StackPointer { offset } => c.eq("stackpointer", offset, "_PyInterpreterFrame.stackpointer"),
+        }
+        c.eq("task_fut_waiter", row.asyncio.task_fut_waiter, "Task.task_fut_waiter");
+        match row.asyncio.registry {
+            TaskRegistry::LinkedLists { task_node, thread_head, interp_head } => {
+                c.eq("task_node", task_node, "Task.task_node");
+                c.eq("tstate tasks head", thread_head, "_PyThreadStateImpl.asyncio_tasks_head");
+                c.eq("interp tasks head", interp_head, "PyInterpreterState.asyncio_tasks_head");
+            }
+            _ => assert!(c.get("_PyThreadStateImpl.asyncio_tasks_head").is_none(), "{v}: has task lists"),
+        }
         c.eq("cr_qualname", row.coro.qualname, "PyCoroObject.cr_qualname");
         let fr = row.frame;
         match fr.chain {

@@ -217,6 +217,44 @@ pub enum InstrPointer {
 pub struct CoroLayout {
     pub name: u64,
     pub qualname: u64,
+    /// Where the coroutine's frame is.
+    pub frame: CoroFrame,
+    /// Where the coroutine says whether it is suspended.
+    pub suspended: Suspension,
+}
+
+/// Where a coroutine (or generator) keeps its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoroFrame {
+    /// ≤ 3.10: `cr_frame`, a pointer to a `PyFrameObject` (NULL once finished).
+    Pointer { offset: u64 },
+    /// 3.11+: `cr_iframe`, an interpreter frame embedded in the coroutine object.
+    Embedded { offset: u64 },
+}
+
+/// How to tell that a coroutine is suspended (waiting), and so that its frame's value stack
+/// holds what it awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspension {
+    /// 3.8–3.9: the frame's `f_stacktop` is non-NULL only while suspended.
+    StackTopSet,
+    /// 3.10: the frame's `f_state` byte equals one of `values`.
+    FrameState { offset: u64, values: &'static [i8] },
+    /// 3.11+: the coroutine's `cr_frame_state` byte equals one of `values`.
+    CoroState { offset: u64, values: &'static [i8] },
+}
+
+/// Where a suspended frame's value stack ends (its top is what the frame awaits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackTop {
+    /// 3.8–3.9: `f_stacktop`, a pointer one past the top.
+    Pointer { offset: u64 },
+    /// 3.10: `f_valuestack` (pointer) and `f_stackdepth` (int).
+    Depth { base: u64, depth: u64 },
+    /// 3.11–3.13: `stacktop`, an int index into `localsplus`.
+    Index { offset: u64 },
+    /// 3.14+: `stackpointer`, a pointer one past the top (tagged stack refs).
+    StackPointer { offset: u64 },
 }
 
 /// How a thread's Python frames are linked.
@@ -259,6 +297,7 @@ pub struct FrameLayout {
     pub owner: Option<(u64, u8)>,
     pub entry: EntryMarker,
     pub instr: InstrPointer,
+    pub stack_top: StackTop,
 }
 
 /// Where a thread records its running event loop.
@@ -309,7 +348,28 @@ pub struct AsyncioLayout {
     pub fut_state: u64,
     pub task_coro: u64,
     pub task_name: u64,
+    /// `task_fut_waiter`: the future the task waits on (NULL when it does not).
+    pub task_fut_waiter: u64,
+    pub registry: TaskRegistry,
 }
+
+/// Where asyncio keeps the set of all tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRegistry {
+    /// ≤ 3.11: `asyncio.tasks._all_tasks`, a `WeakSet`.
+    AllTasksWeakSet,
+    /// 3.12–3.13: `asyncio.tasks._scheduled_tasks` (a `WeakSet`) and `_eager_tasks` (a set).
+    ScheduledAndEager,
+    /// 3.14+: circular lists through `TaskObj.task_node`, one per thread state
+    /// (`_PyThreadStateImpl.asyncio_tasks_head`) and one per interpreter for tasks of threads
+    /// that ended.
+    LinkedLists { task_node: u64, thread_head: u64, interp_head: u64 },
+}
+
+/// `fut_state` values.
+pub const FUTURE_PENDING: i32 = 0;
+pub const FUTURE_CANCELLED: i32 = 1;
+pub const FUTURE_FINISHED: i32 = 2;
 
 /// uvloop's `Loop` object and the libuv structures behind it (libuv 1.46–1.52, as vendored by
 /// uvloop 0.19–0.23; the offsets did not change across them). Not tied to a Python version.

@@ -66,9 +66,20 @@ const fn thread(dict: u64, thread_id: u64, native_thread_id: Option<u64>, runnin
 
 const HOLDER: RunningLoop = RunningLoop::HolderInDict { holder_loop: 16 };
 
-const fn asyncio(current_task: CurrentTask, fut_state: u64, task_coro: u64, task_name: u64) -> AsyncioLayout {
-    AsyncioLayout { current_task, fut_loop: 16, fut_state, task_coro, task_name }
+const fn asyncio(
+    current_task: CurrentTask,
+    fut_state: u64,
+    task_coro: u64,
+    task_name: u64,
+    task_fut_waiter: u64,
+    registry: TaskRegistry,
+) -> AsyncioLayout {
+    AsyncioLayout { current_task, fut_loop: 16, fut_state, task_coro, task_name, task_fut_waiter, registry }
 }
+
+const SUSPENDED_311: &[i8] = &[-1];
+const SUSPENDED_313: &[i8] = &[-2, -1];
+const SUSPENDED_315: &[i8] = &[1, 2, 3];
 
 pub const PY38: Layout = Layout {
     version: PyVersion::new(3, 8),
@@ -90,7 +101,12 @@ pub const PY38: Layout = Layout {
         line_format: LineTableFormat::Lnotab,
         code_adaptive: None,
     },
-    coro: CoroLayout { name: 48, qualname: 56 },
+    coro: CoroLayout {
+        name: 48,
+        qualname: 56,
+        frame: CoroFrame::Pointer { offset: 16 },
+        suspended: Suspension::StackTopSet,
+    },
     frame: FrameLayout {
         chain: FrameChain::Objects { tstate_frame: 24 },
         back: 24,
@@ -100,17 +116,18 @@ pub const PY38: Layout = Layout {
         owner: None,
         entry: EntryMarker::Unknown,
         instr: InstrPointer::Lasti { offset: 104, unit: 1 },
+        stack_top: StackTop::Pointer { offset: 72 },
     },
     thread: thread(152, 176, None, HOLDER),
     interp: InterpLayout { threads_head: 8, modules: 56 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 72, 112, 120),
+    asyncio: asyncio(CurrentTask::ModuleDict, 72, 112, 120, 104, TaskRegistry::AllTasksWeakSet),
 };
 
 pub const PY39: Layout = Layout {
     version: PyVersion::new(3, 9),
     types: types(864),
     interp: InterpLayout { threads_head: 8, modules: 856 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 80, 152, 160),
+    asyncio: asyncio(CurrentTask::ModuleDict, 80, 152, 160, 144, TaskRegistry::AllTasksWeakSet),
     ..PY38
 };
 
@@ -118,11 +135,21 @@ pub const PY310: Layout = Layout {
     version: PyVersion::new(3, 10),
     types: types(872),
     callables: callables(48, 40),
-    coro: CoroLayout { name: 40, qualname: 48 },
+    coro: CoroLayout {
+        name: 40,
+        qualname: 48,
+        frame: CoroFrame::Pointer { offset: 16 },
+        suspended: Suspension::FrameState { offset: 108, values: SUSPENDED_311 },
+    },
     code: CodeLayout { line_format: LineTableFormat::Linetable310, ..PY38.code },
-    frame: FrameLayout { localsplus: 352, instr: InstrPointer::Lasti { offset: 96, unit: 2 }, ..PY38.frame },
+    frame: FrameLayout {
+        localsplus: 352,
+        instr: InstrPointer::Lasti { offset: 96, unit: 2 },
+        stack_top: StackTop::Depth { base: 64, depth: 80 },
+        ..PY38.frame
+    },
     interp: InterpLayout { threads_head: 8, modules: 856 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168),
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168, 152, TaskRegistry::AllTasksWeakSet),
     ..PY38
 };
 
@@ -139,7 +166,12 @@ pub const PY311: Layout = Layout {
         line_format: LineTableFormat::Locations311,
         code_adaptive: Some(184),
     },
-    coro: CoroLayout { name: 32, qualname: 40 },
+    coro: CoroLayout {
+        name: 32,
+        qualname: 40,
+        frame: CoroFrame::Embedded { offset: 80 },
+        suspended: Suspension::CoroState { offset: 75, values: SUSPENDED_311 },
+    },
     frame: FrameLayout {
         chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 8 },
         back: 48,
@@ -149,10 +181,11 @@ pub const PY311: Layout = Layout {
         owner: None,
         entry: EntryMarker::Flag { offset: 68 },
         instr: InstrPointer::Pointer { offset: 56 },
+        stack_top: StackTop::Index { offset: 64 },
     },
     thread: thread(128, 152, Some(160), HOLDER),
     interp: InterpLayout { threads_head: 16, modules: 888 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144),
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::AllTasksWeakSet),
     ..PY310
 };
 
@@ -163,7 +196,12 @@ pub const PY312: Layout = Layout {
     str: strs(40, 56),
     attrs: AttrScheme::TaggedDictOrValues,
     code: CodeLayout { firstlineno: 68, code_adaptive: Some(192), ..PY311.code },
-    coro: CoroLayout { name: 24, qualname: 32 },
+    coro: CoroLayout {
+        name: 24,
+        qualname: 32,
+        frame: CoroFrame::Embedded { offset: 72 },
+        suspended: Suspension::CoroState { offset: 67, values: SUSPENDED_311 },
+    },
     frame: FrameLayout {
         chain: FrameChain::CFrame { tstate_cframe: 56, current_frame: 0 },
         back: 8,
@@ -173,22 +211,24 @@ pub const PY312: Layout = Layout {
         owner: Some((70, 3)),
         entry: EntryMarker::ShimBelow,
         instr: InstrPointer::Pointer { offset: 56 },
+        stack_top: StackTop::Index { offset: 64 },
     },
     thread: thread(112, 136, Some(144), RunningLoop::InDict),
     interp: InterpLayout { threads_head: 72, modules: 944 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144),
+    asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::ScheduledAndEager),
     ..PY311
 };
 
 pub const PY313: Layout = Layout {
     version: PyVersion::new(3, 13),
+    coro: CoroLayout { suspended: Suspension::CoroState { offset: 67, values: SUSPENDED_313 }, ..PY312.coro },
     code: CodeLayout { code_adaptive: Some(200), ..PY312.code },
     dict: dicts(KeysFormat::Log2, 8),
     attrs: AttrScheme::InlineValues { managed_dict: -24 },
     frame: FrameLayout { chain: FrameChain::Direct { tstate_current_frame: 72 }, ..PY312.frame },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 304 }),
     interp: InterpLayout { threads_head: 7344, modules: 7656 },
-    asyncio: asyncio(CurrentTask::ModuleDict, 96, 120, 128),
+    asyncio: asyncio(CurrentTask::ModuleDict, 96, 120, 128, 112, TaskRegistry::ScheduledAndEager),
     ..PY312
 };
 
@@ -205,19 +245,35 @@ pub const PY314: Layout = Layout {
         owner: Some((74, 3)),
         entry: EntryMarker::ShimBelow,
         instr: InstrPointer::Pointer { offset: 56 },
+        stack_top: StackTop::StackPointer { offset: 64 },
     },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
     interp: InterpLayout { threads_head: 7344, modules: 7688 },
-    asyncio: asyncio(CurrentTask::ThreadField { offset: 872 }, 104, 128, 136),
+    asyncio: asyncio(
+        CurrentTask::ThreadField { offset: 872 },
+        104,
+        128,
+        136,
+        120,
+        TaskRegistry::LinkedLists { task_node: 152, thread_head: 880, interp_head: 10880 },
+    ),
     ..PY313
 };
 
 pub const PY315: Layout = Layout {
     version: PyVersion::new(3, 15),
+    coro: CoroLayout { suspended: Suspension::CoroState { offset: 67, values: SUSPENDED_315 }, ..PY314.coro },
     types: types(888),
     thread: thread(152, 176, Some(184), RunningLoop::Field { offset: 1024 }),
     interp: InterpLayout { threads_head: 7336, modules: 7592 },
-    asyncio: asyncio(CurrentTask::ThreadField { offset: 1032 }, 104, 128, 136),
+    asyncio: asyncio(
+        CurrentTask::ThreadField { offset: 1032 },
+        104,
+        128,
+        136,
+        120,
+        TaskRegistry::LinkedLists { task_node: 152, thread_head: 1048, interp_head: 10856 },
+    ),
     ..PY314
 };
 
