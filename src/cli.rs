@@ -265,6 +265,14 @@ pub struct DumpArgs {
     /// process without stopping it.
     #[arg(long)]
     pub blocking: bool,
+
+    /// Also print each loop's await tree (which task awaits which).
+    #[arg(long)]
+    pub tree: bool,
+
+    /// Describe at most this many tasks per loop (all are counted); 0 skips tasks.
+    #[arg(long, value_name = "N", default_value_t = crate::snapshot::DEFAULT_MAX_TASKS)]
+    pub max_tasks: usize,
 }
 
 fn parse_pid(s: &str) -> Result<i32, String> {

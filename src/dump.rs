@@ -13,7 +13,8 @@ use crate::eventloop::LoopKind;
 use crate::loopstate::LoopState;
 use crate::procfs::{self, Syscall};
 use crate::published::LayoutCheck;
-use crate::snapshot::{LoopView, ProcessView};
+use crate::snapshot::{LoopTasks, LoopView, ProcessView};
+use crate::tasks::{TaskCounts, TaskState, TreeNode, Waiting};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -53,6 +54,60 @@ pub struct LoopReport {
     pub selector: Option<String>,
     pub callback: Option<CallbackReport>,
     pub stack: Vec<FrameReport>,
+    /// The loop's asyncio tasks (absent with `--max-tasks 0`).
+    pub tasks: Option<TasksReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TasksReport {
+    pub counts: TaskCounts,
+    /// The interpreter's task registry held more tasks than loopspy walks.
+    pub registry_truncated: bool,
+    /// Tasks described in `list` (running first, then pending, then finished).
+    pub shown: usize,
+    /// Tasks counted but not described (over `--max-tasks`, or finishing while read).
+    pub not_shown: usize,
+    pub list: Vec<TaskEntry>,
+    /// Who awaits whom: roots are tasks no task awaits.
+    pub tree: Vec<TreeReport>,
+    /// Await cycles, each as task names with the first repeated at the end.
+    pub cycles: Vec<Vec<String>>,
+}
+
+/// A reference to a task: names are not unique, addresses are.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRef {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEntry {
+    pub name: String,
+    pub address: String,
+    pub state: TaskState,
+    pub running: bool,
+    /// Where it is suspended: its chain of coroutines, innermost first.
+    pub coroutines: Vec<FrameReport>,
+    pub waiting: Option<WaitingReport>,
+    pub awaited_by: Vec<TaskRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitingReport {
+    Task { task: TaskRef },
+    Gather { tasks: Vec<TaskRef>, others: usize },
+    Future { type_name: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeReport {
+    #[serde(flatten)]
+    pub task: TaskRef,
+    pub awaits: Vec<TreeReport>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cycle: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,7 +216,110 @@ fn loop_report(l: &LoopView) -> LoopReport {
             qualname: c.qualname.clone(),
             task: c.task.as_ref().map(|t| TaskReport { name: t.name.clone(), coro: t.coro.clone() }),
         }),
-        stack: l.stack.iter().map(|f| FrameReport { function: f.function.to_string(), file: f.file.to_string(), line: f.line }).collect(),
+        stack: l.stack.iter().map(frame_report).collect(),
+        tasks: l.tasks.as_ref().map(tasks_report),
+    }
+}
+
+fn frame_report(f: &crate::frames::StackFrame) -> FrameReport {
+    FrameReport { function: f.function.to_string(), file: f.file.to_string(), line: f.line }
+}
+
+fn tasks_report(t: &LoopTasks) -> TasksReport {
+    let names: std::collections::HashMap<u64, String> = t.details.iter().map(|d| (d.addr, d.name.clone())).collect();
+    let task_ref = |addr: u64| TaskRef {
+        name: names.get(&addr).cloned().unwrap_or_else(|| "?".into()),
+        address: format!("{addr:#x}"),
+    };
+    let edges = crate::tasks::await_edges(&t.details);
+    let list = t
+        .details
+        .iter()
+        .map(|d| TaskEntry {
+            name: d.name.clone(),
+            address: format!("{:#x}", d.addr),
+            state: d.state,
+            running: d.running,
+            coroutines: d.coroutines.iter().map(frame_report).collect(),
+            waiting: d.waiting.as_ref().map(|w| match w {
+                Waiting::Task { task } => WaitingReport::Task { task: task_ref(*task) },
+                Waiting::Gather { tasks, others } => {
+                    WaitingReport::Gather { tasks: tasks.iter().map(|t| task_ref(*t)).collect(), others: *others }
+                }
+                Waiting::Future { type_name } => WaitingReport::Future { type_name: type_name.clone() },
+            }),
+            awaited_by: edges.iter().filter(|(_, b)| *b == d.addr).map(|(a, _)| task_ref(*a)).collect(),
+        })
+        .collect();
+    fn tree(n: &TreeNode, task_ref: &dyn Fn(u64) -> TaskRef) -> TreeReport {
+        TreeReport { task: task_ref(n.task), awaits: n.awaits.iter().map(|c| tree(c, task_ref)).collect(), cycle: n.cycle }
+    }
+    TasksReport {
+        counts: t.counts,
+        registry_truncated: t.registry_truncated,
+        shown: t.details.len(),
+        not_shown: t.not_shown,
+        list,
+        tree: t.tree.iter().map(|n| tree(n, &task_ref)).collect(),
+        cycles: t.cycles.iter().map(|c| c.iter().map(|a| task_ref(*a).name).collect()).collect(),
+    }
+}
+
+/// The task table (and with `tree`, the await tree) for a terminal.
+fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
+    let c = &t.counts;
+    let _ = writeln!(
+        out,
+        "  tasks      {} ({} pending, {} done, {} cancelled{}){}",
+        c.total,
+        c.pending,
+        c.done,
+        c.cancelled,
+        if c.unknown > 0 { format!(", {} of other classes", c.unknown) } else { String::new() },
+        if t.registry_truncated { "; the registry was cut at 1,000,000 tasks" } else { "" },
+    );
+    if t.list.is_empty() {
+        return;
+    }
+    let width = t.list.iter().map(|d| d.name.chars().count()).max().unwrap_or(4).clamp(4, 32);
+    for d in &t.list {
+        let state = if d.running { "RUNNING".to_string() } else { format!("{:?}", d.state).to_lowercase() };
+        let at = d.coroutines.first().map(|f| format!("{} ({}:{})", f.function, f.file, f.line)).unwrap_or_default();
+        let waiting = match &d.waiting {
+            Some(WaitingReport::Task { task }) => format!("  awaits task {}", task.name),
+            Some(WaitingReport::Gather { tasks, others }) => format!(
+                "  awaits gather({}{})",
+                tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                if *others > 0 { format!(" + {others} futures") } else { String::new() }
+            ),
+            Some(WaitingReport::Future { type_name }) => format!("  awaits a {type_name}"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "    {:<width$} {:<9} {at}{waiting}", d.name, state);
+        for f in d.coroutines.iter().skip(1) {
+            let _ = writeln!(out, "    {:<width$} {:<9}   <- {} ({}:{})", "", "", f.function, f.file, f.line);
+        }
+    }
+    if t.not_shown > 0 {
+        let _ = writeln!(out, "    ... {} more not shown (--max-tasks)", t.not_shown);
+    }
+    if tree {
+        let _ = writeln!(out, "  await tree (a task, then the tasks it awaits):");
+        fn walk(out: &mut String, n: &TreeReport, prefix: &str, last: bool, root: bool) {
+            let (branch, next) = if root { ("", "") } else if last { ("└── ", "    ") } else { ("├── ", "│   ") };
+            let cycle = if n.cycle { "  (cycle: already above)" } else { "" };
+            let _ = writeln!(out, "    {prefix}{branch}{}{cycle}", n.task.name);
+            let child_prefix = format!("{prefix}{next}");
+            for (i, c) in n.awaits.iter().enumerate() {
+                walk(out, c, &child_prefix, i + 1 == n.awaits.len(), false);
+            }
+        }
+        for n in &t.tree {
+            walk(out, n, "", true, true);
+        }
+        for c in &t.cycles {
+            let _ = writeln!(out, "    cycle: {}", c.join(" -> "));
+        }
     }
 }
 
@@ -176,8 +334,8 @@ fn ms(v: f64) -> String {
     }
 }
 
-/// The report for a terminal.
-pub fn render_text(rep: &DumpReport) -> String {
+/// The report for a terminal; `tree` adds each loop's await tree.
+pub fn render_text(rep: &DumpReport, tree: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "PID {}: {}", rep.pid, rep.command.join(" "));
     let _ = writeln!(
@@ -230,6 +388,9 @@ pub fn render_text(rep: &DumpReport) -> String {
             for f in &l.stack {
                 let _ = writeln!(out, "    {} ({}:{})", f.function, f.file, f.line);
             }
+        }
+        if let Some(t) = &l.tasks {
+            render_tasks(&mut out, t, tree);
         }
     }
     out

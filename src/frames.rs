@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use crate::layout::{EntryMarker, FrameChain, InstrPointer};
+use crate::layout::{EntryMarker, FrameChain, InstrPointer, StackTop};
 use crate::lines;
 use crate::memory::Memory;
 use crate::reader::{Error, ObjectReader, Result};
@@ -42,7 +42,7 @@ pub struct CodeInfo {
 
 /// A Python frame for display: function (qualified name where the version has one), file,
 /// line (0 when unknown).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct StackFrame {
     pub function: Rc<str>,
     pub file: Rc<str>,
@@ -64,19 +64,7 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
         }
         FrameChain::Direct { tstate_current_frame } => r.ptr(tstate + tstate_current_frame)?,
     };
-    // Everything we need from a frame, in one read.
-    let instr_at = match f.instr {
-        InstrPointer::Lasti { offset, .. } | InstrPointer::Pointer { offset } => offset,
-    };
-    let mut span = f.back.max(f.code).max(instr_at);
-    if let Some((at, _)) = f.owner {
-        span = span.max(at);
-    }
-    if let EntryMarker::Flag { offset } = f.entry {
-        span = span.max(offset);
-    }
-    let span = span as usize + 8;
-
+    let span = frame_span(r);
     let mut out: Vec<FrameRef> = Vec::new();
     let mut seen = HashSet::new();
     while frame != 0 {
@@ -96,28 +84,8 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
                     last.entered_from_c = Some(true);
                 }
             }
-        } else {
-            let code = word(f.code) & !f.ref_tag_mask;
-            if code != 0 && crate::reader::plausible_pointer(code) && r.type_name(code)? == "code" {
-                let entered_from_c = match f.entry {
-                    EntryMarker::Unknown => None,
-                    EntryMarker::Flag { offset } => Some(block[offset as usize] != 0),
-                    EntryMarker::ShimBelow => Some(false),
-                };
-                let instr = match f.instr {
-                    InstrPointer::Lasti { offset, unit } => {
-                        let lasti = i32::from_le_bytes(block[offset as usize..offset as usize + 4].try_into().unwrap());
-                        (lasti >= 0).then(|| lasti as i64 * unit as i64)
-                    }
-                    InstrPointer::Pointer { offset } => r
-                        .layout()
-                        .code
-                        .code_adaptive
-                        .map(|start| word(offset) as i64 - (code + start) as i64)
-                        .filter(|o| *o >= 0 && *o < 1 << 24),
-                };
-                out.push(FrameRef { addr: frame, code, instr, entered_from_c });
-            }
+        } else if let Some(f) = decode_frame(r, frame, &block)? {
+            out.push(f);
         }
         frame = word(f.back);
         if frame != 0 && !crate::reader::plausible_pointer(frame) {
@@ -125,6 +93,90 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
         }
     }
     Ok(out)
+}
+
+/// Bytes to read from a frame to get everything `decode_frame` needs.
+fn frame_span<M: Memory>(r: &ObjectReader<M>) -> usize {
+    let f = r.layout().frame;
+    let instr_at = match f.instr {
+        InstrPointer::Lasti { offset, .. } | InstrPointer::Pointer { offset } => offset,
+    };
+    let mut span = f.back.max(f.code).max(instr_at);
+    if let Some((at, _)) = f.owner {
+        span = span.max(at);
+    }
+    if let EntryMarker::Flag { offset } = f.entry {
+        span = span.max(offset);
+    }
+    span as usize + 8
+}
+
+/// The frame in `block` (read at `frame`), or `None` when it runs no Python code.
+fn decode_frame<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Result<Option<FrameRef>> {
+    let f = r.layout().frame;
+    let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
+    let code = word(f.code) & !f.ref_tag_mask;
+    if code == 0 || !crate::reader::plausible_pointer(code) || r.type_name(code)? != "code" {
+        return Ok(None);
+    }
+    let entered_from_c = match f.entry {
+        EntryMarker::Unknown => None,
+        EntryMarker::Flag { offset } => Some(block[offset as usize] != 0),
+        EntryMarker::ShimBelow => Some(false),
+    };
+    let instr = match f.instr {
+        InstrPointer::Lasti { offset, unit } => {
+            let lasti = i32::from_le_bytes(block[offset as usize..offset as usize + 4].try_into().unwrap());
+            (lasti >= 0).then(|| lasti as i64 * unit as i64)
+        }
+        InstrPointer::Pointer { offset } => r
+            .layout()
+            .code
+            .code_adaptive
+            .map(|start| word(offset) as i64 - (code + start) as i64)
+            .filter(|o| *o >= 0 && *o < 1 << 24),
+    };
+    Ok(Some(FrameRef { addr: frame, code, instr, entered_from_c }))
+}
+
+/// The frame at `addr` (a frame object's or an interpreter frame's address).
+pub fn frame_at<M: Memory>(r: &ObjectReader<M>, addr: u64) -> Result<Option<FrameRef>> {
+    let block = r.bytes(addr, frame_span(r))?;
+    decode_frame(r, addr, &block)
+}
+
+/// The object on top of a suspended frame's value stack: what it awaits, when suspended in
+/// `await`/`yield from`. `None` when the stack is empty. A NULL entry on top is skipped
+/// (3.15 leaves an empty value slot above the awaited object while suspended in `await`).
+pub fn stack_top<M: Memory>(r: &ObjectReader<M>, frame: u64) -> Result<Option<u64>> {
+    let f = r.layout().frame;
+    // The address one past the top entry, and the lowest address the stack may use.
+    let (end, floor) = match f.stack_top {
+        StackTop::Pointer { offset } => (r.ptr(frame + offset)?, 0),
+        StackTop::Depth { base, depth } => {
+            let d = r.i32(frame + depth)?;
+            if d <= 0 || d > 1 << 16 {
+                return Ok(None);
+            }
+            let base = r.obj_ptr(frame + base)?;
+            (base + 8 * d as u64, base)
+        }
+        StackTop::Index { offset } => {
+            let i = r.i32(frame + offset)?;
+            if i <= 0 || i > 1 << 16 {
+                return Ok(None);
+            }
+            (frame + f.localsplus + 8 * i as u64, frame + f.localsplus)
+        }
+        StackTop::StackPointer { offset } => (r.ptr(frame + offset)?, frame + f.localsplus),
+    };
+    if end == 0 || end < floor + 8 {
+        return Ok(None);
+    }
+    let depth = if end >= floor + 16 { 2 } else { 1 };
+    let words = r.pointer_array(end - 8 * depth, depth as usize)?;
+    let top = words.iter().rev().map(|w| w & !f.ref_tag_mask).find(|w| *w != 0).unwrap_or(0);
+    Ok((top != 0 && crate::reader::plausible_pointer(top)).then_some(top))
 }
 
 /// The names of a code object.

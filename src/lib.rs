@@ -29,4 +29,5 @@ pub mod report;
 pub mod snapshot;
 pub mod spawn;
 pub mod target;
+pub mod tasks;
 pub mod tui;

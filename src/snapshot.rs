@@ -18,6 +18,7 @@ use crate::memory::Memory;
 use crate::procfs::{self, Syscall};
 use crate::reader::{self, ObjectReader};
 use crate::target::Target;
+use crate::tasks::{self, TaskCounts, TaskDetail, TaskSet, TaskState, TreeNode};
 
 /// How many times a torn read of a changing target is retried before giving up.
 pub const READ_ATTEMPTS: usize = 5;
@@ -55,7 +56,39 @@ pub struct LoopView {
     pub busy_for: Option<f64>,
     pub callback: Option<CallbackView>,
     pub stack: Vec<StackFrame>,
+    /// The loop's tasks, when asked for.
+    pub tasks: Option<LoopTasks>,
 }
+
+/// A loop's tasks: counts of all, details of the first ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopTasks {
+    pub counts: TaskCounts,
+    /// The registry held more tasks than loopspy walks.
+    pub registry_truncated: bool,
+    /// Running first, then pending, then finished; at most the number asked for.
+    pub details: Vec<TaskDetail>,
+    /// Tasks not described because of that limit (or because their reads were torn).
+    pub not_shown: usize,
+    pub tree: Vec<TreeNode>,
+    pub cycles: Vec<Vec<u64>>,
+}
+
+/// What a look reads besides the loops themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct LookOptions {
+    /// Read the tasks, describing at most this many per loop (None: no tasks).
+    pub tasks: Option<usize>,
+}
+
+impl Default for LookOptions {
+    fn default() -> Self {
+        LookOptions { tasks: Some(DEFAULT_MAX_TASKS) }
+    }
+}
+
+/// Tasks described per loop by default (all are counted).
+pub const DEFAULT_MAX_TASKS: usize = 1000;
 
 impl LoopView {
     /// Seconds the earliest live timer is overdue (positive) or still due in (negative).
@@ -75,6 +108,7 @@ pub struct ProcessView {
 #[derive(Debug, Default)]
 pub struct Looker {
     pid: i32,
+    options: LookOptions,
     loops: LoopReaders,
     names: StackReader,
 }
@@ -82,6 +116,10 @@ pub struct Looker {
 impl Looker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_options(options: LookOptions) -> Self {
+        Looker { options, ..Self::default() }
     }
 
     /// Look at every loop. Torn reads are retried; a target that dies is reported as such.
@@ -155,6 +193,10 @@ impl Looker {
         let clock_offset = procfs::monotonic_offset(pid);
         let mut briefs = Vec::new();
         let mut loops = Vec::new();
+        let task_set = match self.options.tasks {
+            Some(_) => Some(tasks::enumerate(r, target.interp, &threads)?),
+            None => None,
+        };
         for thread in threads {
             let name = names.get(&thread.ident).cloned();
             let stack = stacks.get(&thread.ident).cloned().unwrap_or_default();
@@ -165,7 +207,11 @@ impl Looker {
             });
             let Some(addr) = thread.running_loop else { continue };
             let syscall = thread.native_id.and_then(|t| syscalls.get(&t).copied());
-            loops.push(self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, clock_offset)?);
+            let mut view = self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, clock_offset)?;
+            if let (Some(set), Some(max)) = (&task_set, self.options.tasks) {
+                view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
+            }
+            loops.push(view);
         }
         Ok(ProcessView { threads: briefs, loops })
     }
@@ -193,7 +239,28 @@ impl Looker {
         let busy = matches!(state, LoopState::Callback | LoopState::Loop);
         let busy_for = figures.loop_time.filter(|_| busy).map(|t| (read_at - t).max(0.0));
         let callback = if state == LoopState::Callback { self.callback(r, interp, &thread, addr, kind)? } else { None };
-        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, busy_for, callback, stack })
+        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, busy_for, callback, stack, tasks: None })
+    }
+
+    fn loop_tasks<M: Memory>(&mut self, r: &ObjectReader<M>, interp: u64, view: &LoopView, set: &TaskSet, max: usize) -> Result<LoopTasks, LookError> {
+        let running = interp::current_task(r, interp, &view.thread, view.addr).unwrap_or(None);
+        let mut mine: Vec<(u64, TaskState)> = set.of_loop(view.addr).map(|(t, _, s)| (*t, *s)).collect();
+        // Running first, then pending, then the rest; stable otherwise.
+        mine.sort_by_key(|(t, s)| (Some(*t) != running, *s));
+        let mut details = Vec::new();
+        let mut not_shown = mine.len().saturating_sub(max);
+        for (t, s) in mine.iter().take(max) {
+            match tasks::describe(r, &mut self.names, *t, *s, Some(*t) == running) {
+                Ok(d) => details.push(d),
+                // A task finishing while we read it: count it, do not fail the look.
+                Err(reader::Error::Invalid { .. }) => not_shown += 1,
+                Err(e) => return Err(LookError::Read(e)),
+            }
+        }
+        let edges = tasks::await_edges(&details);
+        let ids: Vec<u64> = details.iter().map(|d| d.addr).collect();
+        let (tree, cycles) = tasks::await_tree(&ids, &edges);
+        Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, tree, cycles })
     }
 
     fn callback<M: Memory>(

@@ -6,7 +6,7 @@ use crate::cli::DumpArgs;
 use crate::dump::{self, ProcessFacts};
 use crate::error::Failure;
 use crate::procfs;
-use crate::snapshot::Looker;
+use crate::snapshot::{LookOptions, Looker};
 use crate::target::AttachOptions;
 
 pub fn run(args: &DumpArgs) -> Result<(), Failure> {
@@ -14,7 +14,8 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     let stop = super::stop_flag();
     let (mut target, spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
 
-    let view = Looker::new().look(&mut target)?;
+    let options = LookOptions { tasks: (args.max_tasks > 0).then_some(args.max_tasks) };
+    let view = Looker::with_options(options).look(&mut target)?;
     if view.loops.is_empty() {
         return Err(Failure::NoEventLoop { pid: target.pid, threads: view.threads });
     }
@@ -29,7 +30,7 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     let text = if args.json {
         serde_json::to_string_pretty(&report).expect("report serialises") + "\n"
     } else {
-        dump::render_text(&report)
+        dump::render_text(&report, args.tree)
     };
     let mut stdout = std::io::stdout().lock();
     stdout
