@@ -29,5 +29,6 @@ pub mod report;
 pub mod snapshot;
 pub mod spawn;
 pub mod target;
+pub mod task_counter;
 pub mod tasks;
 pub mod tui;

@@ -98,6 +98,28 @@ pub struct Episode {
     pub stack: u32,
 }
 
+/// The number of pending tasks over time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStats {
+    /// How many counts were taken (about one a second).
+    pub counts: u32,
+    pub pending_last: usize,
+    pub pending_max: usize,
+    /// Least-squares slope of the pending count, tasks per second: positive when tasks pile up.
+    pub pending_trend_per_s: f64,
+    /// A count hit the registry limit (the numbers are lower bounds).
+    pub truncated: bool,
+}
+
+/// One task count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskPoint {
+    /// Seconds since the start of the recording.
+    pub t_s: f64,
+    pub pending: usize,
+    pub total: usize,
+}
+
 /// Everything about one loop.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopSummary {
@@ -117,6 +139,8 @@ pub struct LoopSummary {
     pub longest_busy_ms: f64,
     pub windows: Vec<Window>,
     pub episodes: Vec<Episode>,
+    pub tasks: Option<TaskStats>,
+    pub task_series: Vec<TaskPoint>,
 }
 
 /// A frame that blocked the loop, over all episodes.
@@ -396,6 +420,18 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         }
     }
 
+    let counts: Vec<&crate::recording::TaskCountSample> =
+        rec.task_counts.iter().filter(|c| c.loop_index == loop_index && c.t >= since).collect();
+    let task_series: Vec<TaskPoint> =
+        counts.iter().map(|c| TaskPoint { t_s: c.t - rec.started, pending: c.counts.pending, total: c.counts.total }).collect();
+    let tasks = (!counts.is_empty()).then(|| TaskStats {
+        counts: counts.len() as u32,
+        pending_last: counts.last().map(|c| c.counts.pending).unwrap_or(0),
+        pending_max: counts.iter().map(|c| c.counts.pending).max().unwrap_or(0),
+        pending_trend_per_s: slope(&task_series.iter().map(|p| (p.t_s, p.pending as f64)).collect::<Vec<_>>()),
+        truncated: counts.iter().any(|c| c.truncated),
+    });
+
     LoopSummary {
         loop_index,
         samples: samples.len() as u32,
@@ -409,6 +445,8 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         longest_busy_ms: longest_busy * 1e3,
         windows,
         episodes,
+        tasks,
+        task_series,
     }
 }
 

@@ -125,6 +125,16 @@ pub struct ThreadSample {
     pub stack: u32,
 }
 
+/// The number of tasks of a loop at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskCountSample {
+    pub t: f64,
+    pub loop_index: u16,
+    pub counts: crate::tasks::TaskCounts,
+    /// The registry held more tasks than loopspy walks.
+    pub truncated: bool,
+}
+
 /// The loop a sample belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopMeta {
@@ -160,6 +170,8 @@ pub struct Recording {
     pub threads: Interner<String>,
     pub samples: Vec<Sample>,
     pub other_threads: Vec<ThreadSample>,
+    /// Task counts, about once a second.
+    pub task_counts: Vec<TaskCountSample>,
     /// Sample attempts whose reads failed or made no sense (torn reads of a changing target).
     pub failed_samples: u64,
     pub started: f64,
@@ -178,6 +190,7 @@ impl Recording {
             threads: Interner::default(),
             samples: Vec::new(),
             other_threads: Vec::new(),
+            task_counts: Vec::new(),
             failed_samples: 0,
             started,
             ended: started,

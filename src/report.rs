@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::metrics::{Analysis, BlockingFrame, Episode, LagStats, ReadyStats, Window};
+use crate::metrics::{Analysis, BlockingFrame, Episode, LagStats, ReadyStats, TaskPoint, TaskStats, Window};
 use crate::published::LayoutCheck;
 use crate::recording::{EndReason, LoopMeta, Recording};
 
@@ -61,6 +61,9 @@ pub struct LoopReport {
     pub longest_busy_ms: f64,
     pub series: Vec<Window>,
     pub episodes: Vec<Episode>,
+    /// Pending tasks over the recording (counted about once a second).
+    pub tasks: Option<TaskStats>,
+    pub task_series: Vec<TaskPoint>,
 }
 
 pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
@@ -94,6 +97,8 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
                 longest_busy_ms: l.longest_busy_ms,
                 series: l.windows.clone(),
                 episodes: l.episodes.clone(),
+                tasks: l.tasks.clone(),
+                task_series: l.task_series.clone(),
             })
             .collect(),
         blocking_frames: analysis.blocking_frames.clone(),
@@ -168,6 +173,16 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
             l.episodes.len(),
             if l.episodes.len() == 1 { "" } else { "s" }
         );
+        if let Some(t) = &l.tasks {
+            let _ = writeln!(
+                out,
+                "  pending tasks: {} now, max {} (trend {:+.1}/s){}",
+                t.pending_last,
+                t.pending_max,
+                t.pending_trend_per_s,
+                if t.truncated { " (registry cut at 1,000,000: lower bounds)" } else { "" }
+            );
+        }
     }
     if !rep.blocking_frames.is_empty() {
         let _ = writeln!(out, "  top blocking frames (>= {:.0} ms):", r.threshold_ms);

@@ -168,6 +168,11 @@ impl Sampler {
         procfs::monotonic_now() + self.clock_offset
     }
 
+    /// The loops being sampled: `(index in the recording's loops, loop object address)`.
+    pub fn loop_addresses(&self) -> Vec<(u16, u64)> {
+        self.loops.iter().map(|l| (l.meta, l.addr)).collect()
+    }
+
     /// Take one sample of every loop into `rec`. A torn read is retried once, then counted.
     pub fn sample(&mut self, rec: &mut Recording) -> Result<(), SampleError> {
         let now = self.now();

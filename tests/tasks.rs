@@ -135,3 +135,93 @@ macro_rules! for_each_version {
 }
 
 for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+
+/// 50,000 pending tasks: the count is exact, the list is cut where asked and says so.
+fn many(version: &str) {
+    let test = "tasks/50k_count";
+    let Some(interp) = require(version, test) else { return };
+    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+        return;
+    }
+    record(test, version, "stock", "FAIL");
+    let scenario = Scenario::start(interp, "many_tasks.py", &[]);
+    let (out, _, _) = loopspy(&["dump", "--json", "--max-tasks", "100", "--pid", &scenario.pid().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let tasks = &json_of(&out)["loops"][0]["tasks"];
+    let pending = scenario.truth["pending"].as_u64().unwrap();
+    assert!(pending >= 50_000, "{}", scenario.truth);
+    assert_eq!(tasks["counts"]["pending"], pending, "Python {version}: {}", tasks["counts"]);
+    assert_eq!(tasks["shown"], 100);
+    assert_eq!(tasks["not_shown"].as_u64().unwrap(), tasks["counts"]["total"].as_u64().unwrap() - 100);
+    assert_eq!(tasks["registry_truncated"], false);
+    // The running task comes first, then pending ones.
+    assert!(tasks["list"].as_array().unwrap().iter().all(|t| t["state"] == "pending"));
+    record(test, version, "stock", "pass");
+}
+
+mod many_tasks {
+    #[test] fn py3_8() { super::many("3.8") }
+    #[test] fn py3_9() { super::many("3.9") }
+    #[test] fn py3_10() { super::many("3.10") }
+    #[test] fn py3_11() { super::many("3.11") }
+    #[test] fn py3_12() { super::many("3.12") }
+    #[test] fn py3_13() { super::many("3.13") }
+    #[test] fn py3_14() { super::many("3.14") }
+    #[test] fn py3_15() { super::many("3.15") }
+}
+
+/// `record` counts pending tasks about once a second; each count equals the target's own
+/// count at that moment (it adds 10 tasks every 100 ms and logs how many are pending).
+fn growing(version: &str) {
+    let test = "tasks/record_pending_series";
+    let Some(interp) = require(version, test) else { return };
+    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+        return;
+    }
+    record(test, version, "stock", "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let (truth_path, out_path) = (dir.path().join("t.json"), dir.path().join("r.json"));
+    let out = std::process::Command::new(loopspy_bin())
+        .args(["record", "--duration", "4.5", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(targets_dir().join("many_tasks.py"))
+        .arg(&truth_path)
+        .arg("--grow")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    let log: Vec<(f64, u64)> = t["log"].as_array().unwrap().iter().map(|e| (e[0].as_f64().unwrap(), e[1].as_u64().unwrap())).collect();
+    let l = &r["loops"][0];
+    let series = l["task_series"].as_array().unwrap();
+    assert!(series.len() >= 3, "about one count a second: {series:?}");
+    let start = r["recording"]["start"].as_f64().unwrap();
+    let mut checked = 0;
+    for p in series {
+        let at = start + p["t_s"].as_f64().unwrap();
+        // The target's counts just before and just after this moment bound ours (a batch may
+        // be created while we count). `main` is pending too.
+        let before = log.iter().filter(|(ts, _)| *ts <= at).map(|(_, n)| *n).last();
+        let after = log.iter().find(|(ts, _)| *ts > at).map(|(_, n)| *n);
+        let (Some(lo), Some(hi)) = (before, after) else { continue };
+        let got = p["pending"].as_u64().unwrap();
+        assert!(lo <= got && got <= hi, "Python {version}: {got} pending at {at}, target counted {lo} then {hi}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "{series:?} vs {log:?}");
+    let trend = l["tasks"]["pending_trend_per_s"].as_f64().unwrap();
+    assert!((60.0..=120.0).contains(&trend), "about 100 new tasks a second: {trend}");
+    record(test, version, "stock", "pass");
+}
+
+mod record_series {
+    #[test] fn py3_8() { super::growing("3.8") }
+    #[test] fn py3_11() { super::growing("3.11") }
+    #[test] fn py3_12() { super::growing("3.12") }
+    #[test] fn py3_13() { super::growing("3.13") }
+    #[test] fn py3_14() { super::growing("3.14") }
+    #[test] fn py3_15() { super::growing("3.15") }
+}

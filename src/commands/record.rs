@@ -14,6 +14,7 @@ use crate::procfs;
 use crate::recording::{EndReason, Recording, Sample};
 use crate::report::{self, duration_ms, TargetFacts};
 use crate::sampler::{SampleError, Sampler, SamplerOptions};
+use crate::task_counter::TaskCounter;
 use crate::target::AttachOptions;
 
 /// `20261122T031500Z`: UTC, from the system clock.
@@ -131,6 +132,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     let mut rec = Recording::new(args.rate, metas, start);
     let deadline = args.duration.map(|d| start + d);
     let mut live = LiveEpisodes::new(threshold);
+    let mut tasks = TaskCounter::new();
     let tty = std::io::stderr().is_terminal();
     let mut last_status = start;
     let mut next = start;
@@ -154,6 +156,11 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         }
         for s in &rec.samples[before..] {
             live.feed(s);
+        }
+        if tasks.due(now) {
+            let loops = sampler.loop_addresses();
+            // A failed count is skipped; the next one comes at the usual time.
+            let _ = tasks.count(&sampler.target, &loops, now, &mut rec);
         }
         // Fixed schedule; if we fell behind (the machine was busy), do not burst to catch up.
         next += period;
@@ -220,8 +227,9 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     let lag = rec.samples.last().and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
     let busy = rec.samples.iter().rev().take(rec.rate_hz as usize).filter(|s| is_busy(s.state)).count() as f64
         / rec.samples.len().clamp(1, rec.rate_hz.max(1.0) as usize) as f64;
+    let pending = rec.task_counts.last().map(|c| format!(" | {} pending tasks", c.counts.pending)).unwrap_or_default();
     let line = format!(
-        "loopspy: recording [{elapsed:.1} s] {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{} | Ctrl-C stops and writes the file",
+        "loopspy: recording [{elapsed:.1} s] {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
         rec.samples.len(),
         rec.failed_samples,
         duration_ms(lag),
