@@ -173,6 +173,12 @@ impl Sampler {
         self.loops.iter().map(|l| (l.meta, l.addr)).collect()
     }
 
+    /// The task running now on the recording's loop `meta`, if any.
+    pub fn current_task(&self, meta: u16) -> Option<u64> {
+        let l = self.loops.iter().find(|l| l.meta == meta)?;
+        self.tasks.task(&self.target.reader, &l.thread, l.addr).ok().flatten()
+    }
+
     /// Take one sample of every loop into `rec`. A torn read is retried once, then counted.
     pub fn sample(&mut self, rec: &mut Recording) -> Result<(), SampleError> {
         let now = self.now();

@@ -1,6 +1,7 @@
 //! `loopspy top`: sample continuously and show the dashboard; on a pipe, one plain line per
 //! second instead.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,11 @@ use crate::recording::{EndReason, LoopMeta, Recording};
 use crate::report;
 use crate::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::target::AttachOptions;
-use crate::tui::model::{self, Focus, TargetInfo, UiState};
+use crate::callback;
+use crate::frames::StackReader;
+use crate::task_counter::TaskCounter;
+use crate::tasks::{self, TaskState};
+use crate::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
 use crate::tui::terminal::{color_wanted, TerminalGuard};
 use crate::tui::view;
 
@@ -32,6 +37,88 @@ fn step_threshold(current: f64, up: bool) -> f64 {
     }
 }
 
+/// Task names are read once per task, at most this many new ones per refresh.
+const NAMES_PER_REFRESH: usize = 5_000;
+/// Rows described in the task pane.
+const TASK_ROWS: usize = 40;
+
+/// What the task pane needs across refreshes: when each task was first seen pending, and the
+/// names already read.
+#[derive(Default)]
+struct TaskTracker {
+    counter: TaskCounter,
+    first_seen: HashMap<u64, f64>,
+    names: HashMap<u64, String>,
+    stacks: StackReader,
+    pane: Option<TaskPane>,
+    counted_at: f64,
+}
+
+impl TaskTracker {
+    /// Count when due; refresh the pane for loop 0 with the user's filter.
+    fn refresh(&mut self, sampler: &Sampler, rec: &mut Recording, filter: &str) {
+        let now = sampler.now();
+        if let Some(p) = self.pane.as_mut() {
+            p.age_s = now - self.counted_at;
+        }
+        if !self.counter.due(now) {
+            return;
+        }
+        let loops = sampler.loop_addresses();
+        if self.counter.count(&sampler.target, &loops, now, rec).is_err() {
+            return;
+        }
+        self.counted_at = now;
+        let Some(set) = self.counter.last.as_ref() else { return };
+        let Some(&(_, loop_addr)) = loops.first() else { return };
+        let r = &sampler.target.reader;
+        let running = sampler.current_task(0);
+        let pending: Vec<u64> =
+            set.of_loop(loop_addr).filter(|(_, _, s)| *s == TaskState::Pending).map(|(t, _, _)| *t).collect();
+        let live: std::collections::HashSet<u64> = pending.iter().copied().collect();
+        self.first_seen.retain(|t, _| live.contains(t));
+        self.names.retain(|t, _| live.contains(t));
+        for t in &pending {
+            self.first_seen.entry(*t).or_insert(now);
+        }
+        let mut order = pending;
+        order.sort_by(|a, b| self.first_seen[a].total_cmp(&self.first_seen[b]));
+        // Names: the rows need them; a filter needs them all (read a bounded number a time).
+        let want = if filter.is_empty() { TASK_ROWS } else { order.len() };
+        let mut budget = NAMES_PER_REFRESH;
+        for t in order.iter().take(want) {
+            if budget == 0 {
+                break;
+            }
+            if !self.names.contains_key(t) {
+                budget -= 1;
+                if let Ok(n) = callback::task_name(r, *t) {
+                    self.names.insert(*t, n);
+                }
+            }
+        }
+        let matching: Vec<u64> = order
+            .into_iter()
+            .filter(|t| filter.is_empty() || self.names.get(t).is_some_and(|n| n.contains(filter)))
+            .collect();
+        let mut rows = Vec::new();
+        for t in matching.iter().take(TASK_ROWS) {
+            let at = callback::task_coro(r, *t)
+                .and_then(|coro| tasks::coroutine_chain(r, &mut self.stacks, coro))
+                .ok()
+                .and_then(|(chain, _)| chain.first().map(|f| crate::flamegraph::frame_label(f, None)))
+                .unwrap_or_default();
+            rows.push(TaskRow {
+                name: self.names.get(t).cloned().unwrap_or_else(|| "?".into()),
+                pending_for_s: now - self.first_seen[t],
+                at,
+                running: Some(*t) == running,
+            });
+        }
+        self.pane = Some(TaskPane { counts: set.counts(loop_addr), rows, matching: matching.len(), age_s: 0.0 });
+    }
+}
+
 /// The session: sampler, what was recorded, the user's choices.
 struct Session {
     sampler: Sampler,
@@ -42,6 +129,7 @@ struct Session {
     target: TargetInfo,
     cwd: Option<String>,
     saved: Vec<String>,
+    tasks: TaskTracker,
 }
 
 impl Session {
@@ -128,6 +216,7 @@ pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &AtomicBool) 
         target: info,
         cwd,
         saved: Vec::new(),
+        tasks: TaskTracker::default(),
     };
     let deadline = args.duration.map(|d| start + d);
     let plain = args.plain || !std::io::stdout().is_terminal();
@@ -158,10 +247,13 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Op
             return Ok(());
         }
         let alive = s.tick();
+        if alive {
+            s.tasks.refresh(&s.sampler, &mut s.rec, &ui.filter);
+        }
         let now = s.sampler.now();
         if now - last_line >= 1.0 || !alive {
             last_line = now;
-            let m = model::build(&s.rec, &s.target, ui, s.rate);
+            let m = model::build(&s.rec, &s.target, ui, s.rate, s.tasks.pane.as_ref());
             let stamp = super::record::timestamp();
             let clock = format!("{}:{}:{}Z", &stamp[9..11], &stamp[11..13], &stamp[13..15]);
             let line = model::plain_line(&m, &clock);
@@ -186,12 +278,12 @@ fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Opti
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| s.sampler.now() >= d) {
             return Ok(());
         }
-        if !ui.paused {
-            s.tick();
+        if !ui.paused && s.tick() {
+            s.tasks.refresh(&s.sampler, &mut s.rec, &ui.filter);
         }
         let now = s.sampler.now();
         if dirty || now - last_draw >= 0.25 {
-            let m = model::build(&s.rec, &s.target, ui, s.rate);
+            let m = model::build(&s.rec, &s.target, ui, s.rate, s.tasks.pane.as_ref());
             let clamp = |sel: &mut usize, len: usize| *sel = (*sel).min(len.saturating_sub(1));
             clamp(&mut ui.selected_frame, m.frames.len());
             clamp(&mut ui.selected_episode, m.episodes.len());
@@ -212,6 +304,23 @@ fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Opti
             }
             dirty = true;
             ui.message = None;
+            if ui.editing_filter {
+                match key.code {
+                    KeyCode::Enter => ui.editing_filter = false,
+                    KeyCode::Esc => {
+                        ui.editing_filter = false;
+                        ui.filter.clear();
+                    }
+                    KeyCode::Backspace => {
+                        ui.filter.pop();
+                    }
+                    KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => ui.filter.push(c),
+                    _ => {}
+                }
+                // Apply the filter at the next count, without waiting for it.
+                s.tasks.counter = TaskCounter::new();
+                continue;
+            }
             match key.code {
                 KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
                 KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => return Ok(()),
@@ -227,6 +336,11 @@ fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Opti
                 KeyCode::Char('+') | KeyCode::Char('=') => ui.threshold = step_threshold(ui.threshold, true),
                 KeyCode::Char('-') | KeyCode::Char('_') => ui.threshold = step_threshold(ui.threshold, false),
                 KeyCode::Char('o') => ui.sort = ui.sort.next(),
+                KeyCode::Char('t') => ui.pane = if ui.pane == Pane::Tasks { Pane::Episodes } else { Pane::Tasks },
+                KeyCode::Char('/') => {
+                    ui.pane = Pane::Tasks;
+                    ui.editing_filter = true;
+                }
                 KeyCode::Char('?') | KeyCode::Char('h') => ui.help = !ui.help,
                 KeyCode::Tab | KeyCode::BackTab => {
                     ui.focus = if ui.focus == Focus::Frames { Focus::Episodes } else { Focus::Frames }

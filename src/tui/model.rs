@@ -42,6 +42,36 @@ impl SortBy {
     }
 }
 
+/// What the lower part of the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Episodes,
+    Tasks,
+}
+
+/// One task in the task pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub name: String,
+    /// How long loopspy has seen it pending (a lower bound of how long it has waited).
+    pub pending_for_s: f64,
+    /// The innermost coroutine it is suspended in.
+    pub at: String,
+    pub running: bool,
+}
+
+/// What the task pane shows (read by the command, not by the model).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskPane {
+    pub counts: crate::tasks::TaskCounts,
+    /// Pending tasks matching the filter, longest pending first, at most what fits.
+    pub rows: Vec<TaskRow>,
+    /// Pending tasks matching the filter.
+    pub matching: usize,
+    /// When the count was taken (seconds ago).
+    pub age_s: f64,
+}
+
 /// Which list has the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
@@ -62,6 +92,11 @@ pub struct UiState {
     pub color: bool,
     /// A one-line message (e.g. "saved x.svg"), shown in the footer.
     pub message: Option<String>,
+    pub pane: Pane,
+    /// Show only tasks whose name contains this.
+    pub filter: String,
+    /// The filter is being typed.
+    pub editing_filter: bool,
 }
 
 impl UiState {
@@ -76,6 +111,9 @@ impl UiState {
             help: false,
             color,
             message: None,
+            pane: Pane::Episodes,
+            filter: String::new(),
+            editing_filter: false,
         }
     }
 }
@@ -134,6 +172,7 @@ pub struct TopModel {
     pub stack: Vec<String>,
     pub threshold_ms: f64,
     pub sort: SortBy,
+    pub tasks: Option<TaskPane>,
 }
 
 fn loop_label(rec: &Recording) -> String {
@@ -214,7 +253,7 @@ fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
 
 /// Build the model. Figures cover the whole session (since start or reset); the charts the
 /// last minute.
-pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64) -> TopModel {
+pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
     let analysis = metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
     let mut frames = analysis.blocking_frames.clone();
     sort_frames(&mut frames, ui.sort);
@@ -270,13 +309,15 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64) -
         stack,
         threshold_ms: ui.threshold * 1e3,
         sort: ui.sort,
+        tasks: tasks.cloned(),
     }
 }
 
 /// One plain line of headline figures (for `top` when stdout is not a terminal).
 pub fn plain_line(model: &TopModel, clock: &str) -> String {
+    let tasks = model.tasks.as_ref().map(|t| format!(" | {} pending tasks", t.counts.pending)).unwrap_or_default();
     format!(
-        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {} | {} blocking episode{} | top {}",
+        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {}{tasks} | {} blocking episode{} | top {}",
         model.state.text,
         model.busy_now_pct,
         duration_ms(model.lag_now_ms),

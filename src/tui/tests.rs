@@ -68,7 +68,7 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
 
 fn screen(rec: &Recording, ui: &UiState, width: u16, height: u16) -> String {
     let target = TargetInfo { pid: 4242, command: "python3 app.py".into(), python: "3.12.1".into(), cwd: Some("/srv/app".into()) };
-    let m = model::build(rec, &target, ui, 100.0);
+    let m = model::build(rec, &target, ui, 100.0, None);
     let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
     term.draw(|f| view::draw(f, &m, ui)).unwrap();
     let buf = term.backend().buffer().clone();
@@ -156,7 +156,7 @@ fn help_overlay_and_no_colour() {
     let mut ui = UiState::new(0.1, false);
     ui.help = true;
     let target = TargetInfo::default();
-    let m = model::build(&rec, &target, &ui, 100.0);
+    let m = model::build(&rec, &target, &ui, 100.0, None);
     let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
     term.draw(|f| view::draw(f, &m, &ui)).unwrap();
     let buf = term.backend().buffer().clone();
@@ -175,8 +175,35 @@ fn help_overlay_and_no_colour() {
 #[test]
 fn plain_line_has_the_headline_figures() {
     let rec = recording(2.0, 1.84, false);
-    let m = model::build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), 100.0);
+    let m = model::build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), 100.0, None);
     let line = model::plain_line(&m, "03:15:02Z");
     assert!(line.starts_with("03:15:02Z BLOCKED 1.8") && line.contains(" s in fetch_user"), "{line}");
     assert!(line.contains("ready 40") && line.contains("1 blocking episode"), "{line}");
+}
+
+#[test]
+fn task_pane_counts_rows_and_filter() {
+    let rec = recording(1.0, 0.3, true);
+    let mut ui = UiState::new(0.1, true);
+    ui.pane = super::model::Pane::Tasks;
+    ui.filter = "req".into();
+    let pane = super::model::TaskPane {
+        counts: crate::tasks::TaskCounts { total: 12_003, pending: 12_000, done: 2, cancelled: 1, unknown: 0 },
+        rows: vec![
+            super::model::TaskRow { name: "request-17".into(), pending_for_s: 42.0, at: "Queue.get (asyncio/queues.py:158)".into(), running: false },
+            super::model::TaskRow { name: "request-3".into(), pending_for_s: 0.0, at: "handler (web.py:10)".into(), running: true },
+        ],
+        matching: 2,
+        age_s: 0.4,
+    };
+    let target = TargetInfo::default();
+    let m = model::build(&rec, &target, &ui, 100.0, Some(&pane));
+    let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    term.draw(|f| view::draw(f, &m, &ui)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let s: String = (0..30).map(|y| (0..100).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>() + "\n").collect();
+    assert!(s.contains("12000 pending, 2 done, 1 cancelled, 2 matching \"req\""), "{s}");
+    assert!(s.contains("request-17") && s.contains(">= 42.00 s") && s.contains("Queue.get (asyncio/queues.py:158)"), "{s}");
+    assert!(s.contains("request-3") && s.contains("RUNNING"), "{s}");
+    assert!(model::plain_line(&m, "x").contains("12000 pending tasks"));
 }

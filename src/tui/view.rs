@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::model::{Focus, Severity, TopModel, UiState};
+use super::model::{Focus, Pane, Severity, TopModel, UiState};
 use crate::report::duration_ms;
 
 /// Styles that degrade to plain text without colour (`NO_COLOR`, dumb terminals).
@@ -136,11 +136,61 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     }
     f.render_stateful_widget(table, rows[3], &mut ts);
 
+    if ui.pane == Pane::Tasks {
+        draw_tasks(f, m, ui, rows[4], &p);
+    } else {
+        draw_episodes(f, m, ui, rows[4], &p);
+    }
+
+    let footer = match &ui.message {
+        Some(msg) => msg.clone(),
+        None if ui.editing_filter => format!("filter tasks by name: {}_  (Enter keeps it, Esc clears it)", ui.filter),
+        None => format!(
+            "q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  t tasks  o sort  tab select  ? help",
+            m.threshold_ms
+        ),
+    };
+    f.render_widget(Paragraph::new(footer).style(p.fg(Color::DarkGray)), rows[5]);
+
+    if ui.help {
+        draw_help(f, area);
+    }
+}
+
+fn draw_tasks(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
+    let Some(t) = &m.tasks else {
+        f.render_widget(Paragraph::new("counting tasks...").block(block("Tasks (t: episodes)")), area);
+        return;
+    };
+    let c = &t.counts;
+    let filter = if ui.filter.is_empty() { String::new() } else { format!(", {} matching \"{}\"", t.matching, ui.filter) };
+    let title = format!(
+        "Tasks: {} pending, {} done, {} cancelled{filter} (counted {:.0} s ago; / filter, t episodes)",
+        c.pending, c.done, c.cancelled, t.age_s
+    );
+    let header = Row::new(["task", "pending for", "suspended at"]).style(Style::default().add_modifier(Modifier::BOLD));
+    let rows: Vec<Row> = t
+        .rows
+        .iter()
+        .map(|r| {
+            let age = if r.running { "RUNNING".to_string() } else { format!(">= {}", duration_ms(r.pending_for_s * 1e3)) };
+            Row::new(vec![Cell::from(r.name.clone()), Cell::from(age), Cell::from(r.at.clone())])
+        })
+        .collect();
+    let table = Table::new(rows, [Constraint::Fill(2), Constraint::Length(12), Constraint::Fill(5)])
+        .header(header)
+        .block(block(&title))
+        .style(p.fg(Color::Reset));
+    f.render_widget(table, area);
+}
+
+fn draw_episodes(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
+    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
     // Recent episodes and the selected one's stack.
     let bottom = Layout::default()
         .direction(Direction::Horizontal)
         .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
-        .split(rows[4]);
+        .split(area);
     let items: Vec<ListItem> = m
         .episodes
         .iter()
@@ -166,19 +216,6 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     f.render_stateful_widget(list, bottom[0], &mut ls);
     let stack: Vec<Line> = m.stack.iter().map(|s| Line::raw(s.as_str())).collect();
     f.render_widget(Paragraph::new(stack).block(block("Stack of the selected episode")).wrap(Wrap { trim: false }), bottom[1]);
-
-    let footer = match &ui.message {
-        Some(msg) => msg.clone(),
-        None => format!(
-            "q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  o sort  tab/arrows select  ? help",
-            m.threshold_ms
-        ),
-    };
-    f.render_widget(Paragraph::new(footer).style(p.fg(Color::DarkGray)), rows[5]);
-
-    if ui.help {
-        draw_help(f, area);
-    }
 }
 
 fn draw_help(f: &mut Frame, area: Rect) {
@@ -194,6 +231,7 @@ fn draw_help(f: &mut Frame, area: Rect) {
         Line::raw("s  save an SVG flame graph of everything sampled so far"),
         Line::raw("r  reset the figures        +/-  blocking threshold"),
         Line::raw("o  sort the frames table    tab  frames <-> episodes"),
+        Line::raw("t  tasks pane (counts, longest pending)   /  filter tasks by name"),
         Line::raw("up/down  select             ?  this help"),
     ];
     let w = 76.min(area.width);
