@@ -6,13 +6,20 @@
 //! what a printable stack cannot (`self` of `Handle._run`). The two are cross-checked by a
 //! test on every interpreter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use crate::layout::{EntryMarker, FrameChain, InstrPointer, StackTop};
 use crate::lines;
 use crate::memory::Memory;
-use crate::reader::{Error, ObjectReader, Result};
+use crate::reader::{Error, FastMap, ObjectReader, Result};
+
+mod sampled;
+
+/// File names of code objects that are interpreter plumbing, not Python source: 3.13+'s
+/// `__init__` clean-up shim (frames pushed when a class's `__init__` is called) and the
+/// `<shim>` entry frames. Frames running them are not shown.
+const SHIM_FILES: &[&str] = &["", "<shim>", "__init__"];
 
 /// Deepest stack walked.
 pub const MAX_FRAMES: usize = 1024;
@@ -96,7 +103,7 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
 }
 
 /// Bytes to read from a frame to get everything `decode_frame` needs.
-fn frame_span<M: Memory>(r: &ObjectReader<M>) -> usize {
+pub(crate) fn frame_span<M: Memory>(r: &ObjectReader<M>) -> usize {
     let f = r.layout().frame;
     let instr_at = match f.instr {
         InstrPointer::Lasti { offset, .. } | InstrPointer::Pointer { offset } => offset,
@@ -113,11 +120,20 @@ fn frame_span<M: Memory>(r: &ObjectReader<M>) -> usize {
 
 /// The frame in `block` (read at `frame`), or `None` when it runs no Python code.
 fn decode_frame<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Result<Option<FrameRef>> {
+    match decode_frame_unchecked(r, frame, block) {
+        Some(f) if r.type_name(f.code)? == "code" => Ok(Some(f)),
+        _ => Ok(None),
+    }
+}
+
+/// As [`decode_frame`], without checking that the code pointer points at a code object
+/// (the sampler's walk checks all of a stack's code objects in one read).
+pub(crate) fn decode_frame_unchecked<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Option<FrameRef> {
     let f = r.layout().frame;
     let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
     let code = word(f.code) & !f.ref_tag_mask;
-    if code == 0 || !crate::reader::plausible_pointer(code) || r.type_name(code)? != "code" {
-        return Ok(None);
+    if code == 0 || !crate::reader::plausible_pointer(code) {
+        return None;
     }
     let entered_from_c = match f.entry {
         EntryMarker::Unknown => None,
@@ -127,16 +143,18 @@ fn decode_frame<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Res
     let instr = match f.instr {
         InstrPointer::Lasti { offset, unit } => {
             let lasti = i32::from_le_bytes(block[offset as usize..offset as usize + 4].try_into().unwrap());
-            (lasti >= 0).then(|| lasti as i64 * unit as i64)
+            // -1: the frame has not started; lines::line_at handles negative offsets.
+            (lasti >= -1).then(|| lasti as i64 * unit as i64)
         }
         InstrPointer::Pointer { offset } => r
             .layout()
             .code
             .code_adaptive
             .map(|start| word(offset) as i64 - (code + start) as i64)
-            .filter(|o| *o >= 0 && *o < 1 << 24),
+            // prev_instr points just before the code while a frame has not started.
+            .filter(|o| *o >= -64 && *o < 1 << 24),
     };
-    Ok(Some(FrameRef { addr: frame, code, instr, entered_from_c }))
+    Some(FrameRef { addr: frame, code, instr, entered_from_c })
 }
 
 /// The frame at `addr` (a frame object's or an interpreter frame's address).
@@ -204,8 +222,11 @@ pub fn local<M: Memory>(r: &ObjectReader<M>, frame: &FrameRef, index: u64) -> Re
 /// What we keep about a code object between samples.
 #[derive(Debug, Clone)]
 struct CodeEntry {
-    /// The code object's own name pointers: if they change, the address was reused.
-    identity: [u64; 2],
+    /// The code object's own pointers to its names and line table, and its first line: if
+    /// any changes, the address was reused by another code object.
+    identity: Identity,
+    /// The [`StackReader`] generation (sampler walk) that last checked the identity.
+    checked: u64,
     info: Rc<CodeInfo>,
     function: Rc<str>,
     file: Rc<str>,
@@ -213,11 +234,35 @@ struct CodeEntry {
     table: Vec<u8>,
 }
 
+/// `[co_filename, co_name, co_qualname or 0, co_linetable, co_firstlineno]` of a code object.
+type Identity = [u64; 5];
+
+/// Bytes at the start of a code object that hold its type and its [`Identity`].
+fn code_header_span<M: Memory>(r: &ObjectReader<M>) -> usize {
+    let (c, o) = (r.layout().code, r.layout().object);
+    let end = [o.ob_type + 8, c.filename + 8, c.name + 8, c.qualname.map_or(0, |q| q + 8), c.linetable + 8, c.firstlineno + 4];
+    *end.iter().max().unwrap() as usize
+}
+
+/// The [`Identity`] in a code object's header (`code_header_span` bytes).
+fn identity<M: Memory>(r: &ObjectReader<M>, header: &[u8]) -> Identity {
+    let c = r.layout().code;
+    let word = |at: u64| u64::from_le_bytes(header[at as usize..at as usize + 8].try_into().unwrap());
+    let first_line = u32::from_le_bytes(header[c.firstlineno as usize..c.firstlineno as usize + 4].try_into().unwrap());
+    [word(c.filename), word(c.name), c.qualname.map_or(0, word), word(c.linetable), first_line as u64]
+}
+
 /// Turns frames into printable stacks; caches code objects and computed lines.
 #[derive(Debug, Default)]
 pub struct StackReader {
-    codes: HashMap<u64, CodeEntry>,
-    lines: HashMap<(u64, i64), i32>,
+    codes: FastMap<u64, CodeEntry>,
+    lines: FastMap<(u64, i64), i32>,
+    /// Incremented by each sampler walk ([`StackReader::sample_stack`]); a code object checked
+    /// in the current generation is not read again by [`StackReader::code_info`].
+    generation: u64,
+    /// Per thread state, the frames the last walk went through (see `sampled`).
+    hints: FastMap<u64, sampled::Hint>,
+    scratch: sampled::Scratch,
 }
 
 impl StackReader {
@@ -231,8 +276,17 @@ impl StackReader {
     }
 
     fn entry<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<&CodeEntry> {
+        if self.generation != 0 && self.codes.get(&code).is_some_and(|e| e.checked == self.generation) {
+            // Checked by the walk of this very sample.
+            return Ok(&self.codes[&code]);
+        }
+        let identity = identity(r, &r.bytes(code, code_header_span(r))?);
+        self.entry_with(r, code, identity)
+    }
+
+    /// The entry of a code object whose identity was just read: cached if it matches.
+    fn entry_with<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64, identity: Identity) -> Result<&CodeEntry> {
         let c = r.layout().code;
-        let identity = [r.u64(code + c.filename)?, r.u64(code + c.name)?];
         let fresh = match self.codes.get(&code) {
             Some(e) => e.identity != identity,
             None => true,
@@ -257,34 +311,44 @@ impl StackReader {
             self.lines.retain(|(c, _), _| *c != code);
             let function: Rc<str> = info.qualname.as_str().into();
             let file: Rc<str> = info.filename.as_str().into();
-            self.codes.insert(code, CodeEntry { identity, info: Rc::new(info), function, file, first_line, table });
+            self.codes.insert(code, CodeEntry { identity, checked: 0, info: Rc::new(info), function, file, first_line, table });
         }
         Ok(&self.codes[&code])
     }
 
     /// The frame as function, file and line.
     pub fn frame<M: Memory>(&mut self, r: &ObjectReader<M>, f: &FrameRef) -> Result<StackFrame> {
+        self.entry(r, f.code)?;
+        Ok(self.frame_of_entry(r, f))
+    }
+
+    /// The frame, its code object's entry being current.
+    fn frame_of_entry<M: Memory>(&mut self, r: &ObjectReader<M>, f: &FrameRef) -> StackFrame {
         let format = r.layout().code.line_format;
-        let entry = self.entry(r, f.code)?;
+        let entry = &self.codes[&f.code];
         let (function, file) = (entry.function.clone(), entry.file.clone());
+        // Without a readable instruction, or a table that does not decode, the code's first line.
         let line = match f.instr {
-            None => 0,
+            None => entry.first_line,
             Some(offset) => {
                 if let Some(line) = self.lines.get(&(f.code, offset)) {
                     *line
                 } else {
                     let entry = &self.codes[&f.code];
-                    let line = lines::line_at(format, &entry.table, entry.first_line, offset).unwrap_or(0);
+                    let line = lines::line_at(format, &entry.table, entry.first_line, offset).unwrap_or(entry.first_line);
                     self.lines.insert((f.code, offset), line);
                     line
                 }
             }
         };
-        Ok(StackFrame { function, file, line })
+        StackFrame { function, file, line }
     }
 
-    /// A thread's stack, innermost first.
+    /// A thread's stack, innermost first (the sampler's walk: see
+    /// [`StackReader::sample_stack`]).
     pub fn stack<M: Memory>(&mut self, r: &ObjectReader<M>, tstate: u64) -> Result<Vec<StackFrame>> {
-        walk(r, tstate)?.iter().map(|f| self.frame(r, f)).collect()
+        let (mut refs, mut frames) = (Vec::new(), Vec::new());
+        self.sample_stack(r, tstate, &mut refs, &mut frames)?;
+        Ok(frames)
     }
 }

@@ -90,7 +90,7 @@ pub fn running_loop<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Optio
 /// The kernel tid of a glibc thread, read from its `struct pthread` and confirmed against the
 /// process's thread list.
 fn tid_from_pthread<M: Memory>(r: &ObjectReader<M>, pthread: u64, os_tids: &[i32]) -> Option<i32> {
-    if pthread == 0 {
+    if !crate::reader::plausible_pointer(pthread) {
         return None;
     }
     for off in PTHREAD_TID_OFFSETS {

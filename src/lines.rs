@@ -5,11 +5,10 @@
 
 use crate::layout::LineTableFormat;
 
-/// The source line of the instruction at byte `offset` of a code object's bytecode.
+/// The source line of the instruction at byte `offset` of a code object's bytecode. A
+/// negative offset (a frame that has not run its first instruction yet) gives the line of the
+/// table's first entry, as CPython and py-spy do.
 pub fn line_at(format: LineTableFormat, table: &[u8], first_line: i32, offset: i64) -> Option<i32> {
-    if offset < 0 {
-        return None;
-    }
     match format {
         LineTableFormat::Lnotab => Some(lnotab(table, first_line, offset)),
         LineTableFormat::Linetable310 => Some(linetable_310(table, first_line, offset)),
@@ -150,7 +149,9 @@ mod tests {
         assert_eq!(line_at(LineTableFormat::Locations311, &table, 20, 6), Some(21));
         // A byte without the entry bit is rejected.
         assert_eq!(line_at(LineTableFormat::Locations311, &[0x01, 0x02], 1, 0), None);
-        assert_eq!(line_at(LineTableFormat::Locations311, &table, 20, -2), None);
+        // Not started yet: the first entry's line.
+        assert_eq!(line_at(LineTableFormat::Locations311, &table, 20, -2), Some(21));
+        assert_eq!(line_at(LineTableFormat::Lnotab, &[0, 1, 4, 1], 10, -1), Some(10));
     }
 
     #[test]

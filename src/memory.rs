@@ -62,6 +62,23 @@ pub trait Memory {
             })
             .collect()
     }
+
+    /// Read ranges of any sizes, in order, into consecutive parts of `buf` (whose length is at
+    /// least the sum of the ranges' lengths), without allocating. Returns how many leading
+    /// bytes of `buf` were filled: a range lying wholly inside that prefix was read, the
+    /// others were not. Reading stops at the first range that cannot be read, as
+    /// `process_vm_readv` does. An error only when not even the first range could be read.
+    fn read_many(&self, ranges: &[(u64, usize)], buf: &mut [u8]) -> Result<usize, ReadError> {
+        let mut at = 0;
+        for (i, &(addr, len)) in ranges.iter().enumerate() {
+            match self.read(addr, &mut buf[at..at + len]) {
+                Ok(()) => at += len,
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(at)
+    }
 }
 
 impl<M: Memory + ?Sized> Memory for &M {
@@ -71,6 +88,10 @@ impl<M: Memory + ?Sized> Memory for &M {
 
     fn read_batch(&self, addrs: &[u64], size: usize) -> Vec<Option<Vec<u8>>> {
         (**self).read_batch(addrs, size)
+    }
+
+    fn read_many(&self, ranges: &[(u64, usize)], buf: &mut [u8]) -> Result<usize, ReadError> {
+        (**self).read_many(ranges, buf)
     }
 }
 
@@ -131,7 +152,62 @@ impl Memory for ProcessMemory {
         }
         Ok(())
     }
+
+    /// Up to [`MANY_PER_CALL`] ranges per `process_vm_readv`: one system call (one permission
+    /// check, one lookup of the target's memory map) instead of one per range.
+    fn read_many(&self, ranges: &[(u64, usize)], buf: &mut [u8]) -> Result<usize, ReadError> {
+        let total: usize = ranges.iter().map(|r| r.1).sum();
+        assert!(buf.len() >= total, "read_many: buffer shorter than the ranges");
+        let mut done = 0usize;
+        for (c, chunk) in ranges.chunks(MANY_PER_CALL).enumerate() {
+            let mut remote = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MANY_PER_CALL];
+            let mut n_remote = 0;
+            let mut want = 0usize;
+            let mut stopped = false;
+            for &(addr, len) in chunk {
+                if len == 0 {
+                    continue;
+                }
+                if addr == 0 || addr.checked_add(len as u64).is_none() {
+                    // Unreadable: stop before it, as the kernel stops at a bad range.
+                    stopped = true;
+                    break;
+                }
+                remote[n_remote] = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+                n_remote += 1;
+                want += len;
+            }
+            if n_remote > 0 {
+                let local = libc::iovec { iov_base: buf[done..].as_mut_ptr().cast(), iov_len: want };
+                // SAFETY: `local` lies inside `buf` (`done + want <= total <= buf.len()`), which
+                // we own mutably for the call; the kernel validates the remote ranges itself.
+                let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, remote.as_ptr(), n_remote as libc::c_ulong, 0) };
+                if n < 0 {
+                    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                    if c == 0 {
+                        let (addr, len) = ranges[0];
+                        return Err(ReadError { addr, len, kind: classify_errno(errno) });
+                    }
+                    break;
+                }
+                done += n as usize;
+                if n as usize != want {
+                    break;
+                }
+            } else if c == 0 && stopped {
+                let (addr, len) = ranges[0];
+                return Err(ReadError { addr, len, kind: ReadErrorKind::Fault });
+            }
+            if stopped {
+                break;
+            }
+        }
+        Ok(done)
+    }
 }
+
+/// Ranges per `process_vm_readv` call in [`Memory::read_many`] (kept on the stack).
+const MANY_PER_CALL: usize = 64;
 
 /// Ranges per `process_vm_readv` call (the kernel's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
@@ -270,6 +346,40 @@ mod tests {
         };
         let got = fake.read_batch(&[0x1000, 0x2000, 0x1008], 4);
         assert_eq!(got, vec![Some(vec![0, 1, 2, 3]), None, Some(vec![8, 9, 10, 11])]);
+    }
+
+    #[test]
+    fn read_many_fills_consecutive_parts_and_stops_at_the_first_bad_range() {
+        let a: [u8; 8] = *b"abcdefgh";
+        let b: [u8; 4] = *b"wxyz";
+        let many: Vec<u8> = (0..=255u8).cycle().take(100 * 16).collect();
+        let (pa, pb) = (a.as_ptr() as u64, b.as_ptr() as u64);
+        let fake = {
+            let mut m = FakeMemory::new();
+            m.map(pa, a.to_vec()).map(pb, b.to_vec()).map(many.as_ptr() as u64, many.clone());
+            m
+        };
+        let live = ProcessMemory::new(std::process::id() as i32);
+        let mems: [&dyn Memory; 2] = [&fake, &live];
+        for mem in mems {
+            let mut buf = [0u8; 16];
+            let n = mem.read_many(&[(pa + 2, 4), (pb, 4), (pa, 8)], &mut buf).unwrap();
+            assert_eq!(n, 16);
+            assert_eq!(&buf, b"cdefwxyzabcdefgh");
+            // An unreadable range: the ones before it are read, none after.
+            let mut buf = [0u8; 16];
+            let n = mem.read_many(&[(pa, 4), (8, 4), (pb, 4)], &mut buf).unwrap();
+            assert_eq!(n, 4);
+            assert_eq!(&buf[..4], b"abcd");
+            assert!(mem.read_many(&[(8, 4), (pa, 4)], &mut buf).is_err());
+            // More ranges than one system call carries.
+            let ranges: Vec<(u64, usize)> = (0..100).map(|i| (many.as_ptr() as u64 + 16 * (99 - i), 16)).collect();
+            let mut buf = vec![0u8; 1600];
+            assert_eq!(mem.read_many(&ranges, &mut buf).unwrap(), 1600);
+            for i in 0..100 {
+                assert_eq!(&buf[16 * i..16 * i + 16], &many[16 * (99 - i)..16 * (99 - i) + 16]);
+            }
+        }
     }
 
     #[test]

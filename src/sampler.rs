@@ -62,6 +62,10 @@ pub struct Sampler {
     options: SamplerOptions,
     others: Vec<PyThread>,
     last_refresh: f64,
+    /// The class of the last loop found that loopspy cannot read.
+    unsupported: Option<String>,
+    frame_refs: Vec<frames::FrameRef>,
+    stack: Vec<StackFrame>,
 }
 
 fn open_syscall(pid: i32, tid: Option<i32>) -> Option<File> {
@@ -91,6 +95,9 @@ impl Sampler {
             options,
             others: Vec::new(),
             last_refresh: 0.0,
+            unsupported: None,
+            frame_refs: Vec::new(),
+            stack: Vec::new(),
         };
         let mut metas = Vec::new();
         let mut last = None;
@@ -115,6 +122,9 @@ impl Sampler {
             return Err(f);
         }
         if sampler.loops.is_empty() {
+            if let Some(class) = sampler.unsupported.take() {
+                return Err(Failure::UnsupportedLoop { pid: sampler.target.pid, class });
+            }
             let view = crate::snapshot::Looker::new().look(&mut sampler.target)?;
             return Err(Failure::NoEventLoop { pid: sampler.target.pid, threads: view.threads });
         }
@@ -141,7 +151,10 @@ impl Sampler {
             }
             let (kind, class) = eventloop::kind_of(r, addr)?;
             let Some(kind) = kind else {
-                return Err(reader::Error::invalid(addr, format!("event loop class {class} is not supported")));
+                // A loop class loopspy cannot read (or a stale pointer read mid-change): not
+                // sampled. `start` reports it when no loop can be sampled at all.
+                self.unsupported = Some(class);
+                continue;
             };
             let objects = self.readers.resolve(r, kind, addr)?;
             let selector = match objects {
@@ -223,14 +236,41 @@ impl Sampler {
         } else {
             None
         };
+        // Each loop on its own: one that stopped (closed, its thread gone) is dropped, one
+        // whose read was torn is counted, and neither spoils the others' samples.
         let mut batch = Vec::with_capacity(self.loops.len());
+        let mut ended = Vec::new();
+        let mut torn = None;
         for (i, syscall) in syscalls.into_iter().enumerate() {
-            batch.push(self.sample_loop(i, syscall, rec).map_err(|e| self.classify(e))?);
+            match self.sample_loop(i, syscall, rec) {
+                Ok(s) => batch.push(s),
+                Err(e) => match self.classify(e) {
+                    SampleError::Exited => return Err(SampleError::Exited),
+                    e if !self.still_running(i) => {
+                        let _ = e;
+                        ended.push(i);
+                    }
+                    e => {
+                        torn.get_or_insert(e);
+                    }
+                },
+            }
+        }
+        for i in ended.into_iter().rev() {
+            self.loops.remove(i);
+        }
+        if batch.is_empty() {
+            if let Some(e) = torn {
+                return Err(e);
+            }
+        } else if torn.is_some() {
+            rec.failed_samples += 1;
         }
         if self.options.all_threads {
             let t = self.now();
             for thread in self.others.clone() {
-                let stack = self.stacks.stack(&self.target.reader, thread.tstate).map_err(|e| self.classify(e))?;
+                // A short-lived thread may be gone already: skip it.
+                let Ok(stack) = self.stacks.stack(&self.target.reader, thread.tstate) else { continue };
                 let name = format!("thread {}", thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident)));
                 let thread_id = rec.threads.intern(name);
                 let stack = rec.intern_stack(&stack);
@@ -241,16 +281,36 @@ impl Sampler {
         Ok(())
     }
 
+    /// Does loop `i`'s thread still run it?
+    fn still_running(&self, i: usize) -> bool {
+        let l = &self.loops[i];
+        matches!(interp::running_loop(&self.target.reader, l.thread.tstate), Ok(Some(addr)) if addr == l.addr)
+    }
+
     fn sample_loop(&mut self, i: usize, syscall: Option<Syscall>, rec: &mut Recording) -> reader::Result<Sample> {
+        // Buffers reused from sample to sample.
+        let (mut frame_refs, mut stack) = (std::mem::take(&mut self.frame_refs), std::mem::take(&mut self.stack));
+        let result = self.sample_loop_with(i, syscall, rec, &mut frame_refs, &mut stack);
+        (self.frame_refs, self.stack) = (frame_refs, stack);
+        result
+    }
+
+    fn sample_loop_with(
+        &mut self,
+        i: usize,
+        syscall: Option<Syscall>,
+        rec: &mut Recording,
+        frame_refs: &mut Vec<frames::FrameRef>,
+        stack: &mut Vec<StackFrame>,
+    ) -> reader::Result<Sample> {
         let r = &self.target.reader;
         let l = &self.loops[i];
-        let frame_refs = frames::walk(r, l.thread.tstate)?;
-        let stack: Vec<StackFrame> = frame_refs.iter().map(|f| self.stacks.frame(r, f)).collect::<reader::Result<_>>()?;
+        self.stacks.sample_stack(r, l.thread.tstate, frame_refs, stack)?;
         let figures = self.readers.quick(r, &l.objects)?;
         let t = self.now();
         let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
         let state = loopstate::classify(l.kind, &names, syscall, l.selector.as_deref());
-        let (callback, task) = if is_busy(state) { self.busy_identity(i, &frame_refs, rec)? } else { (None, None) };
+        let (callback, task) = if is_busy(state) { self.busy_identity(i, frame_refs, rec)? } else { (None, None) };
         let l = &self.loops[i];
         Ok(Sample {
             t,
@@ -259,7 +319,7 @@ impl Sampler {
             activity: ThreadActivity::from_syscall(syscall),
             ready: figures.ready.min(u32::MAX as u64) as u32,
             lateness: figures.earliest_timer.map(|w| (t - w) as f32),
-            stack: rec.intern_stack(&stack),
+            stack: rec.intern_stack(stack),
             callback,
             task,
             busy_for: figures.loop_time.filter(|_| is_busy(state)).map(|lt| (t - lt).max(0.0) as f32),

@@ -129,6 +129,12 @@ impl Looker {
             match self.look_once(target) {
                 Ok(view) => return Ok(view),
                 Err(LookError::Failure(f)) => return Err(f),
+                // An unknown loop class may be a stale pointer read mid-change: look again;
+                // if it stays, it is the answer.
+                Err(LookError::Unsupported(f)) => {
+                    last = Some(f);
+                    target.reader.clear_caches();
+                }
                 Err(LookError::Read(e)) => {
                     let failure = target.explain(&e);
                     if !matches!(failure, Failure::Unreadable { .. }) {
@@ -230,7 +236,7 @@ impl Looker {
     ) -> Result<LoopView, LookError> {
         let (kind, class_name) = eventloop::kind_of(r, addr)?;
         let Some(kind) = kind else {
-            return Err(LookError::Failure(Failure::UnsupportedLoop { pid: self.pid, class: class_name }));
+            return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid: self.pid, class: class_name }));
         };
         let figures = self.loops.figures(r, kind, addr)?;
         let read_at = procfs::monotonic_now() + clock_offset;
@@ -314,6 +320,7 @@ impl Looker {
 enum LookError {
     Read(reader::Error),
     Failure(Failure),
+    Unsupported(Failure),
 }
 
 impl From<reader::Error> for LookError {

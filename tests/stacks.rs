@@ -44,7 +44,79 @@ fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     record(&test, version, flavor, "pass");
 }
 
+/// The sampler's walk reads where the previous walk's frames were, all in one call, and
+/// follows the chain in those bytes (`frames/sampled.rs`). With the target paused between
+/// rounds and its stack changing in between (a busy loop, stacks 4–18 deep), that walk must
+/// give exactly the frames of the plain walk, round after round, and py-spy's functions.
+fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
+    let test = "stacks/sampled_walk";
+    let Some(interp_) = require(version, test) else { return };
+    if flavor == "uvloop" && interp_.uvloop.is_none() {
+        record(test, version, flavor, "skipped (no uvloop wheel)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops.txt");
+    let mut cmd = std::process::Command::new(&interp_.path);
+    cmd.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py")).arg(&ops);
+    if flavor == "uvloop" {
+        cmd.env("PYTHONPATH", interp_.uvloop.as_ref().unwrap()).arg("--uvloop");
+    }
+    let child = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
+    let _kill = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&ops).unwrap_or_default().lines().count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "Python {version}: throughput.py did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = _kill.0.id() as i32;
+    let mut target = Target::attach(pid, AttachOptions::default()).unwrap();
+    let tids = loopspy::procfs::tids(pid).unwrap();
+    let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
+    let (mut sampled, mut plain) = (StackReader::new(), StackReader::new());
+    let (mut refs, mut stack) = (Vec::new(), Vec::new());
+    let mut depths = std::collections::BTreeSet::new();
+    let plumbing = |file: &str| ["", "<shim>", "__init__"].contains(&file);
+    for round in 0..150u64 {
+        {
+            let _paused = target.spy.process.lock().expect("pause the target");
+            let theirs = target.spy.get_stack_traces().unwrap_or_default();
+            for t in &threads {
+                let r = &target.reader;
+                sampled.sample_stack(r, t.tstate, &mut refs, &mut stack).expect("sampled walk");
+                let mut walked = loopspy::frames::walk(r, t.tstate).expect("plain walk");
+                walked.retain(|f| !plumbing(&plain.frame(r, f).unwrap().file));
+                let expected: Vec<_> = walked.iter().map(|f| plain.frame(r, f).unwrap()).collect();
+                assert_eq!(refs, walked, "Python {version} [{flavor}] round {round}: frames");
+                assert_eq!(stack, expected, "Python {version} [{flavor}] round {round}: stack");
+                if let Some(trace) = theirs.iter().find(|tr| tr.thread_id == t.ident) {
+                    let spy: Vec<(String, String)> =
+                        trace.frames.iter().filter(|f| !plumbing(&f.filename)).map(|f| (f.name.clone(), f.filename.clone())).collect();
+                    let ours: Vec<(String, String)> = stack.iter().map(|f| (f.function.to_string(), f.file.to_string())).collect();
+                    assert_eq!(ours, spy, "Python {version} [{flavor}] round {round}: py-spy's functions");
+                }
+                depths.insert(stack.len());
+            }
+        }
+        // Let the target run on for 0–3 ms: a new stack each round, as at 1000 Hz.
+        std::thread::sleep(std::time::Duration::from_micros(round * 7919 % 3000));
+    }
+    assert!(depths.len() >= 3, "Python {version} [{flavor}]: the stack did not change: depths {depths:?}");
+    record(test, version, flavor, "pass");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn check(version: &str) {
+    sampled_walk_follows_a_changing_stack(version, "stock");
+    sampled_walk_follows_a_changing_stack(version, "uvloop");
     same_stacks(version, "stock", "blocked_callback.py", &[]);
     same_stacks(version, "stock", "blocked_task.py", &[]);
     same_stacks(version, "stock", "idle.py", &[]);

@@ -31,6 +31,13 @@ pub struct SelectorObjects {
 pub struct SelectorLoop {
     timer_slots: HashMap<u64, TimerSlots>,
     bools: HashMap<u64, bool>,
+    /// Per timer heap (list), where its item array was at the last sample: where to look
+    /// first for the earliest timer (checked against the list's own pointer every time).
+    heap_items: HashMap<u64, u64>,
+    /// The type of the last earliest timer (`TimerHandle`), to read its type and slots in
+    /// one go.
+    last_timer_type: Option<u64>,
+    buf: Vec<u8>,
 }
 
 impl SelectorLoop {
@@ -46,11 +53,42 @@ impl SelectorLoop {
         Ok(SelectorObjects { ready, scheduled, selector })
     }
 
-    /// Ready depth and timers: a handful of reads.
+    /// Ready depth and timers: usually three reads. The ready deque's and the timer heap's
+    /// headers are read in one call, followed (in the same call) by the first item of the
+    /// heap's array where it was last time, which is used only if the heap still points
+    /// there; then the earliest timer (type and slots together) and its `when`.
     pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &SelectorObjects) -> Result<LoopFigures> {
-        let ready = r.deque_len(o.ready)?;
-        let (timers, earliest_timer, cancelled_timers_seen) = self.timers(r, o.scheduled)?;
-        Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds: None, selector: None, loop_time: None })
+        let hs = r.list_head_span();
+        let guess = self.heap_items.get(&o.scheduled).copied();
+        let ranges = [(o.ready, hs), (o.scheduled, hs), (guess.unwrap_or(0), 8)];
+        let n_ranges = if guess.is_some() { 3 } else { 2 };
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(2 * hs + 8, 0);
+        let result = (|| {
+            let got = r.memory().read_many(&ranges[..n_ranges], &mut buf)?;
+            if got < 2 * hs {
+                // One of the headers did not read: read both alone (failing as they would).
+                r.memory().read(o.ready, &mut buf[..hs])?;
+                r.memory().read(o.scheduled, &mut buf[hs..2 * hs])?;
+            }
+            let ready = r.deque_len_in(o.ready, &buf[..hs])?;
+            let (len, items) = r.list_head_in(o.scheduled, &buf[hs..2 * hs])?;
+            let head = match len {
+                0 => None,
+                _ if guess == Some(items) && got == 2 * hs + 8 => Some(u64::from_le_bytes(buf[2 * hs..2 * hs + 8].try_into().unwrap())),
+                _ => Some(r.u64(items)?),
+            };
+            if len > 0 {
+                self.heap_items.insert(o.scheduled, items);
+            }
+            let (timers, earliest_timer, cancelled_timers_seen) = match head {
+                None => (0, None, 0),
+                Some(head) => self.timers_from(r, o.scheduled, len, head)?,
+            };
+            Ok(LoopFigures { ready, timers, earliest_timer, cancelled_timers_seen, fds: None, selector: None, loop_time: None })
+        })();
+        self.buf = buf;
+        result
     }
 
     /// Everything, including the selector's registered descriptors.
@@ -67,15 +105,14 @@ impl SelectorLoop {
         Ok(figures)
     }
 
-    /// `(len(heap), earliest live when, cancelled seen)`. The heap's head is the minimum of
-    /// all timers; only when it is cancelled do we scan the rest.
-    fn timers<M: Memory>(&mut self, r: &ObjectReader<M>, heap: u64) -> Result<(u64, Option<f64>, u64)> {
-        let len = r.list_len(heap)?;
-        if len == 0 {
-            return Ok((0, None, 0));
+    /// `(len(heap), earliest live when, cancelled seen)`, the heap's length and first item
+    /// being known. The heap's head is the minimum of all timers; only when it is cancelled
+    /// do we scan the rest.
+    fn timers_from<M: Memory>(&mut self, r: &ObjectReader<M>, heap: u64, len: u64, head: u64) -> Result<(u64, Option<f64>, u64)> {
+        if !crate::reader::plausible_pointer(head) {
+            return Err(Error::invalid(heap, "timer heap item is not a pointer"));
         }
-        let (head, _) = r.list_items(heap, 1)?;
-        let (when, cancelled) = self.timer(r, head[0])?;
+        let (when, cancelled) = self.timer(r, head)?;
         if !cancelled {
             return Ok((len, Some(when), 0));
         }
@@ -94,22 +131,24 @@ impl SelectorLoop {
     }
 
     fn timer<M: Memory>(&mut self, r: &ObjectReader<M>, timer: u64) -> Result<(f64, bool)> {
-        let tp = r.type_of(timer)?;
-        let slots = match self.timer_slots.get(&tp) {
-            Some(s) => *s,
-            None => {
-                let missing = || Error::invalid(timer, "timer has no _when/_cancelled slot");
-                let s = TimerSlots {
-                    when: r.slot_offset(tp, "_when")?.ok_or_else(missing)?,
-                    cancelled: r.slot_offset(tp, "_cancelled")?.ok_or_else(missing)?,
-                };
-                self.timer_slots.insert(tp, s);
-                s
+        // Usually the type is the last timer's: then its type and both slots in one read.
+        let ob_type = r.layout().object.ob_type;
+        let guessed = self.last_timer_type.and_then(|tp| Some((tp, *self.timer_slots.get(&tp)?)));
+        let (tp, slots, block, lo) = match guessed {
+            Some((tp, slots)) => {
+                let lo = ob_type.min(slots.when).min(slots.cancelled);
+                let hi = ob_type.max(slots.when).max(slots.cancelled);
+                let block = r.bytes(timer + lo, (hi - lo) as usize + 8)?;
+                let actual = u64::from_le_bytes(block[(ob_type - lo) as usize..(ob_type - lo) as usize + 8].try_into().unwrap());
+                if actual == tp {
+                    (tp, slots, block, lo)
+                } else {
+                    self.timer_plain(r, timer)?
+                }
             }
+            None => self.timer_plain(r, timer)?,
         };
-        // Both slot pointers in one read.
-        let (lo, hi) = (slots.when.min(slots.cancelled), slots.when.max(slots.cancelled));
-        let block = r.bytes(timer + lo, (hi - lo) as usize + 8)?;
+        self.last_timer_type = Some(tp);
         let at = |off: u64| u64::from_le_bytes(block[(off - lo) as usize..(off - lo) as usize + 8].try_into().unwrap());
         let (when_obj, cancelled_obj) = (at(slots.when), at(slots.cancelled));
         if !crate::reader::plausible_pointer(when_obj) || !crate::reader::plausible_pointer(cancelled_obj) {
@@ -128,5 +167,26 @@ impl SelectorLoop {
             }
         };
         Ok((when, cancelled))
+    }
+
+    /// The timer's type and slot offsets, then both slot pointers in one read: `(type, slots,
+    /// bytes from `lo`, lo)`.
+    fn timer_plain<M: Memory>(&mut self, r: &ObjectReader<M>, timer: u64) -> Result<(u64, TimerSlots, Vec<u8>, u64)> {
+        let tp = r.type_of(timer)?;
+        let slots = match self.timer_slots.get(&tp) {
+            Some(s) => *s,
+            None => {
+                let missing = || Error::invalid(timer, "timer has no _when/_cancelled slot");
+                let s = TimerSlots {
+                    when: r.slot_offset(tp, "_when")?.ok_or_else(missing)?,
+                    cancelled: r.slot_offset(tp, "_cancelled")?.ok_or_else(missing)?,
+                };
+                self.timer_slots.insert(tp, s);
+                s
+            }
+        };
+        let (lo, hi) = (slots.when.min(slots.cancelled), slots.when.max(slots.cancelled));
+        let block = r.bytes(timer + lo, (hi - lo) as usize + 8)?;
+        Ok((tp, slots, block, lo))
     }
 }

@@ -44,11 +44,20 @@ impl UvLoop {
         Ok(figures)
     }
 
-    /// Ready depth, timers and the loop's clock: three reads.
+    /// Ready depth, timers and the loop's clock: two reads (the deque's header and the
+    /// `uv_loop_t` fields in one call, then the earliest timer).
     pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &UvObjects) -> Result<LoopFigures> {
-        let ready = r.deque_len(o.ready)?;
         let uv = o.uv;
-        let head = r.bytes(uv + LIBUV.uv_timer_min, (LIBUV.uv_time - LIBUV.uv_timer_min + 8) as usize)?;
+        let hs = r.list_head_span();
+        let uv_len = (LIBUV.uv_time - LIBUV.uv_timer_min + 8) as usize;
+        let mut buf = vec![0u8; hs + uv_len];
+        if r.memory().read_many(&[(o.ready, hs), (uv + LIBUV.uv_timer_min, uv_len)], &mut buf)? < hs + uv_len {
+            // Read each alone, failing as they would.
+            r.memory().read(o.ready, &mut buf[..hs])?;
+            r.memory().read(uv + LIBUV.uv_timer_min, &mut buf[hs..])?;
+        }
+        let ready = r.deque_len_in(o.ready, &buf[..hs])?;
+        let head = &buf[hs..];
         let word = |off: u64| u64::from_le_bytes(head[(off - LIBUV.uv_timer_min) as usize..][..8].try_into().unwrap());
         let min = word(LIBUV.uv_timer_min);
         let timers = word(LIBUV.uv_timer_count) & 0xffff_ffff;

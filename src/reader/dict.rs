@@ -22,6 +22,33 @@ struct KeysShape {
     value_at: u64,
 }
 
+/// Bytes read at once from a keys table whose entries may follow: a table of 8 slots whole.
+const SMALL_KEYS: usize = 256;
+
+/// Live entries among `raw` (consecutive entries from index `first`), appended to `out` up to
+/// `max`; `vals` are the split values of the same entries.
+fn decode_entries(shape: KeysShape, raw: &[u8], vals: Option<&[u64]>, first: u64, max: usize, out: &mut Vec<(u64, u64, u64)>) -> Result<()> {
+    for j in 0..raw.len() / shape.entry_size as usize {
+        if out.len() >= max {
+            break;
+        }
+        let e = &raw[j * shape.entry_size as usize..];
+        let key = u64::from_le_bytes(e[shape.key_at as usize..][..8].try_into().unwrap());
+        let value = match vals {
+            Some(v) => v[j],
+            None => u64::from_le_bytes(e[shape.value_at as usize..][..8].try_into().unwrap()),
+        };
+        if key == 0 || value == 0 {
+            continue;
+        }
+        if !super::plausible_pointer(key) || !super::plausible_pointer(value) {
+            return Err(Error::invalid(shape.entries, "dict entry is not a pointer"));
+        }
+        out.push((first + j as u64, key, value));
+    }
+    Ok(())
+}
+
 impl<M: Memory> ObjectReader<M> {
     /// `len(d)` (`ma_used`) of a dict or dict subclass.
     pub fn dict_len(&self, dict: u64) -> Result<u64> {
@@ -48,12 +75,47 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     /// `d[key]` where the key is compared by identity (objects hashed by `id`, like loops).
+    ///
+    /// Two reads for a small combined dict (the sampler asks `_current_tasks[loop]` at every
+    /// busy sample): the dict's type and table pointers together, then the keys table's header
+    /// with its first bytes, which hold a small table whole.
     pub fn dict_get_identity(&self, dict: u64, key: u64) -> Result<Option<u64>> {
-        Ok(self
-            .dict_entries(dict, limits::ITEMS)?
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v))
+        let (d, o) = (&self.layout.dict, &self.layout.object);
+        let word = |b: &[u8], at: u64| u64::from_le_bytes(b[at as usize..at as usize + 8].try_into().unwrap());
+        let block = self.bytes(dict, o.ob_type.max(d.ma_keys).max(d.ma_values) as usize + 8)?;
+        let tp = word(&block, o.ob_type);
+        if tp == 0 || !super::plausible_pointer(tp) {
+            return Err(Error::invalid(dict + o.ob_type, format!("{tp:#x} is not an object pointer")));
+        }
+        let info = self.type_info(tp)?;
+        if !info.has(flags::DICT_SUBCLASS) {
+            return Err(Error::invalid(dict, format!("expected dict, found {}", info.name)));
+        }
+        let keys = word(&block, d.ma_keys);
+        if keys == 0 || !super::plausible_pointer(keys) {
+            return Err(Error::invalid(dict + d.ma_keys, format!("{keys:#x} is not an object pointer")));
+        }
+        let values = word(&block, d.ma_values);
+        if values != 0 && !super::plausible_pointer(values) {
+            return Err(Error::invalid(dict + d.ma_values, format!("{values:#x} is not a pointer")));
+        }
+        let split = (values != 0).then_some(SplitValues { first: values + d.values_header });
+        let entries = match (split, self.bytes(keys, SMALL_KEYS)) {
+            (None, Ok(head)) => {
+                let shape = self.keys_shape_in(keys, &head)?;
+                let start = (shape.entries - keys) as usize;
+                let end = start + (shape.nentries * shape.entry_size) as usize;
+                if end <= head.len() {
+                    let mut out = Vec::new();
+                    decode_entries(shape, &head[start..end], None, 0, limits::ITEMS, &mut out)?;
+                    out
+                } else {
+                    self.keys_entries_indexed(shape, None, limits::ITEMS)?
+                }
+            }
+            _ => self.keys_entries_indexed(self.keys_shape(keys)?, split, limits::ITEMS)?,
+        };
+        Ok(entries.into_iter().find(|(_, k, _)| *k == key).map(|(_, _, v)| v))
     }
 
     fn expect_dict(&self, dict: u64) -> Result<()> {
@@ -73,9 +135,23 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     fn keys_shape(&self, keys: u64) -> Result<KeysShape> {
+        let head = self.bytes(keys, self.keys_head_len())?;
+        self.keys_shape_in(keys, &head)
+    }
+
+    /// Bytes of a keys table's header.
+    fn keys_head_len(&self) -> usize {
+        match self.layout.dict.keys_format {
+            KeysFormat::Sized => 40,
+            KeysFormat::Log2 => 32,
+        }
+    }
+
+    /// The shape of the keys table at `keys`, from its first bytes (at least
+    /// `keys_head_len()` of them).
+    fn keys_shape_in(&self, keys: u64, head: &[u8]) -> Result<KeysShape> {
         match self.layout.dict.keys_format {
             KeysFormat::Sized => {
-                let head = self.bytes(keys, 40)?;
                 let size = i64::from_le_bytes(head[8..16].try_into().unwrap());
                 let nentries = i64::from_le_bytes(head[32..40].try_into().unwrap());
                 if !(8..=1 << limits::DICT_LOG2_SIZE).contains(&size) || size & (size - 1) != 0 {
@@ -99,7 +175,6 @@ impl<M: Memory> ObjectReader<M> {
                 })
             }
             KeysFormat::Log2 => {
-                let head = self.bytes(keys, 32)?;
                 let (log2_size, log2_index_bytes, kind) = (head[8], head[9], head[10]);
                 if !(3..=limits::DICT_LOG2_SIZE).contains(&log2_size)
                     || log2_index_bytes < log2_size
@@ -146,24 +221,7 @@ impl<M: Memory> ObjectReader<M> {
                 Some(v) => Some(self.pointer_array(v.first + i * 8, n as usize)?),
                 None => None,
             };
-            for j in 0..n as usize {
-                let e = &raw[j * shape.entry_size as usize..];
-                let key = u64::from_le_bytes(e[shape.key_at as usize..][..8].try_into().unwrap());
-                let value = match &vals {
-                    Some(v) => v[j],
-                    None => u64::from_le_bytes(e[shape.value_at as usize..][..8].try_into().unwrap()),
-                };
-                if key == 0 || value == 0 {
-                    continue;
-                }
-                if !super::plausible_pointer(key) || !super::plausible_pointer(value) {
-                    return Err(Error::invalid(shape.entries, "dict entry is not a pointer"));
-                }
-                out.push((i + j as u64, key, value));
-                if out.len() >= max {
-                    break;
-                }
-            }
+            decode_entries(shape, &raw, vals.as_deref(), i, max, &mut out)?;
             i += n;
         }
         Ok(out)

@@ -8,7 +8,7 @@
 mod dict;
 mod object;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -100,15 +100,52 @@ pub struct PyStr {
     pub truncated: bool,
 }
 
+/// A fast hasher for the caches keyed by addresses (the std SipHash showed in the sampler's
+/// profile). FxHash's mixing: keys come from the target's memory, and a target that made
+/// them collide on purpose would only slow its own profiling down.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64)
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64)
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64)
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64)
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 /// Reads Python objects through a [`Memory`] using one version's [`Layout`].
 pub struct ObjectReader<M: Memory> {
     mem: M,
     layout: &'static Layout,
-    types: RefCell<HashMap<u64, Rc<TypeInfo>>>,
+    types: RefCell<FastMap<u64, Rc<TypeInfo>>>,
     /// `(keys table, name) → (entry index, key object)` of past string-key lookups.
-    lookups: RefCell<HashMap<(u64, String), (u64, u64)>>,
+    lookups: RefCell<FastMap<(u64, String), (u64, u64)>>,
     /// `(type, base name) → is a subclass`.
-    subclasses: RefCell<HashMap<(u64, String), bool>>,
+    subclasses: RefCell<FastMap<(u64, String), bool>>,
 }
 
 impl<M: Memory> ObjectReader<M> {
@@ -116,9 +153,9 @@ impl<M: Memory> ObjectReader<M> {
         ObjectReader {
             mem,
             layout,
-            types: RefCell::new(HashMap::new()),
-            lookups: RefCell::new(HashMap::new()),
-            subclasses: RefCell::new(HashMap::new()),
+            types: RefCell::new(FastMap::default()),
+            lookups: RefCell::new(FastMap::default()),
+            subclasses: RefCell::new(FastMap::default()),
         }
     }
 

@@ -35,8 +35,12 @@ impl TypeInfo {
 }
 
 impl<M: Memory> ObjectReader<M> {
-    /// The type pointer of an object.
+    /// The type pointer of an object (whose address is checked first: it often comes from
+    /// the target's memory).
     pub fn type_of(&self, obj: u64) -> Result<u64> {
+        if !super::plausible_pointer(obj) {
+            return Err(Error::invalid(obj, "not an object address"));
+        }
         self.obj_ptr(obj + self.layout.object.ob_type)
     }
 
@@ -285,6 +289,42 @@ impl<M: Memory> ObjectReader<M> {
         Ok((info, check_len(obj, word(&block, o.ob_size) as i64)?))
     }
 
+    /// Bytes at the start of a list (or deque) object that hold its type, `ob_size` and
+    /// (for a list) its items pointer: what [`ObjectReader::list_head_in`] and
+    /// [`ObjectReader::deque_len_in`] decode.
+    pub fn list_head_span(&self) -> usize {
+        let c = &self.layout;
+        c.object.ob_size.max(c.containers.list_items).max(c.object.ob_type) as usize + 8
+    }
+
+    /// `(len, items pointer)` of a `list` (or subclass) from its first
+    /// [`list_head_span`](ObjectReader::list_head_span) bytes, read by the caller. The items
+    /// pointer is checked only when the list is not empty.
+    pub fn list_head_in(&self, obj: u64, block: &[u8]) -> Result<(u64, u64)> {
+        let c = &self.layout;
+        let info = self.type_info(word(block, c.object.ob_type))?;
+        if !info.has(flags::LIST_SUBCLASS) {
+            return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
+        }
+        let len = check_len(obj, word(block, c.object.ob_size) as i64)?;
+        let items = word(block, c.containers.list_items);
+        if len > 0 && !super::plausible_pointer(items) {
+            return Err(Error::invalid(obj, "list items pointer"));
+        }
+        Ok((len, items))
+    }
+
+    /// `len(deque)` of a `collections.deque` (or subclass) from its first
+    /// [`list_head_span`](ObjectReader::list_head_span) bytes, read by the caller.
+    pub fn deque_len_in(&self, obj: u64, block: &[u8]) -> Result<u64> {
+        let o = &self.layout.object;
+        let info = self.type_info(word(block, o.ob_type))?;
+        if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
+            return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
+        }
+        check_len(obj, word(block, o.ob_size) as i64)
+    }
+
     /// Length of a `list` (or subclass).
     pub fn list_len(&self, obj: u64) -> Result<u64> {
         let (info, len) = self.typed_len(obj)?;
@@ -460,7 +500,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Is `obj` the `None` singleton?
     pub fn is_none(&self, obj: u64) -> Result<bool> {
-        Ok(self.type_name(obj)? == "NoneType")
+        Ok(self.type_info_of(obj)?.name == "NoneType")
     }
 }
 
