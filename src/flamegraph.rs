@@ -29,7 +29,7 @@ pub enum Category {
 }
 
 impl Category {
-    fn label(self, threshold_ms: f64) -> String {
+    pub(crate) fn label(self, threshold_ms: f64) -> String {
         match self {
             Category::Blocked => format!("BLOCKING the loop (callbacks >= {threshold_ms:.0} ms)"),
             Category::Busy => "busy (shorter callbacks, loop bookkeeping)".to_string(),
@@ -121,7 +121,7 @@ pub fn categorize(rec: &Recording, analysis: &Analysis) -> Vec<Category> {
             LoopState::Unknown => Category::Unknown,
             state if is_busy(state) => {
                 let episodes = &analysis.loops[s.loop_index as usize].episodes;
-                if episodes.iter().any(|e| s.t >= e.start && s.t <= e.end) {
+                if in_episode(episodes, s.t) {
                     Category::Blocked
                 } else {
                     Category::Busy
@@ -132,47 +132,71 @@ pub fn categorize(rec: &Recording, analysis: &Analysis) -> Vec<Category> {
         .collect()
 }
 
+/// Is `t` within one of the episodes? They come in time order and do not overlap (each is a
+/// run of busy samples between idle ones), so a binary search finds the only candidate.
+fn in_episode(episodes: &[crate::metrics::Episode], t: f64) -> bool {
+    if episodes.windows(2).all(|p| p[0].end <= p[1].start) {
+        let i = episodes.partition_point(|e| e.end < t);
+        episodes.get(i).is_some_and(|e| t >= e.start && t <= e.end)
+    } else {
+        episodes.iter().any(|e| t >= e.start && t <= e.end)
+    }
+}
+
 /// Fold a recording into weighted stacks: root (thread and loop), category, frames.
+///
+/// Samples are summed per interned stack first, then each distinct stack is labelled once:
+/// the cost is one addition per sample plus one label per distinct frame.
 pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads: bool) -> Folded {
     let categories = categorize(rec, analysis);
-    let mut folded = Folded::default();
     let interval = rec.interval();
-    for (li, meta) in rec.loops.iter().enumerate() {
-        let root = format!(
-            "{} ({})",
-            meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))),
-            meta.loop_class
-        );
-        let idx: Vec<usize> = (0..rec.samples.len()).filter(|i| rec.samples[*i].loop_index as usize == li).collect();
-        for (k, i) in idx.iter().enumerate() {
-            let s = &rec.samples[*i];
-            let next = idx.get(k + 1).map(|j| rec.samples[*j].t);
-            let weight = next.map(|n| (n - s.t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
-            let cat = categories[*i];
-            let mut frames = vec![root.clone(), cat.label(analysis.threshold_ms)];
-            let mut stack: Vec<&StackFrame> = rec.stack(s.stack).collect();
-            stack.reverse();
-            frames.extend(stack.iter().map(|f| frame_label(f, cwd)));
-            *folded.stacks.entry((frames, Some(cat))).or_insert(0) += (weight * 1e6).round() as u64;
+    let weight_us = |t: f64, next: Option<f64>| -> u64 {
+        let weight = next.map(|n| (n - t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
+        (weight * 1e6).round() as u64
+    };
+    // (root, stack id, category) → µs; root: loop index, or u32::MAX - thread id.
+    let mut by_stack: HashMap<(u32, u32, Option<Category>), u64> = HashMap::new();
+    let mut next_of_loop: Vec<Option<f64>> = vec![None; rec.loops.len()];
+    for (i, s) in rec.samples.iter().enumerate().rev() {
+        let Some(next) = next_of_loop.get_mut(s.loop_index as usize) else { continue };
+        *by_stack.entry((s.loop_index as u32, s.stack, Some(categories[i]))).or_insert(0) += weight_us(s.t, *next);
+        *next = Some(s.t);
+    }
+    let mut thread_roots: HashMap<u32, String> = HashMap::new();
+    if all_threads {
+        let mut next_of_thread: HashMap<u32, f64> = HashMap::new();
+        for s in rec.other_threads.iter().rev() {
+            let next = next_of_thread.insert(s.thread, s.t);
+            *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
+            thread_roots.entry(s.thread).or_insert_with(|| format!("{} (no event loop)", rec.threads.get(s.thread)));
         }
     }
-    if all_threads {
-        let mut by_thread: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (i, s) in rec.other_threads.iter().enumerate() {
-            by_thread.entry(s.thread).or_default().push(i);
-        }
-        for (thread, idx) in by_thread {
-            for (k, i) in idx.iter().enumerate() {
-                let s = &rec.other_threads[*i];
-                let next = idx.get(k + 1).map(|j| rec.other_threads[*j].t);
-                let weight = next.map(|n| (n - s.t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
-                let mut frames = vec![format!("{} (no event loop)", rec.threads.get(thread))];
-                let mut stack: Vec<&StackFrame> = rec.stack(s.stack).collect();
-                stack.reverse();
-                frames.extend(stack.iter().map(|f| frame_label(f, cwd)));
-                *folded.stacks.entry((frames, None)).or_insert(0) += (weight * 1e6).round() as u64;
+    let loop_roots: Vec<String> = rec
+        .loops
+        .iter()
+        .map(|meta| {
+            format!(
+                "{} ({})",
+                meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))),
+                meta.loop_class
+            )
+        })
+        .collect();
+    let mut labels: HashMap<u32, String> = HashMap::new();
+    let mut folded = Folded::default();
+    for ((root, stack, cat), us) in by_stack {
+        let mut frames = Vec::new();
+        match cat {
+            Some(cat) => {
+                frames.push(loop_roots[root as usize].clone());
+                frames.push(cat.label(analysis.threshold_ms));
             }
+            None => frames.push(thread_roots[&(u32::MAX - root)].clone()),
         }
+        for &frame in rec.stacks.get(stack).iter().rev() {
+            frames.push(labels.entry(frame).or_insert_with(|| frame_label(rec.frames.get(frame), cwd)).clone());
+        }
+        *folded.stacks.entry((frames, cat)).or_insert(0) += us;
     }
     folded
 }

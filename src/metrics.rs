@@ -346,6 +346,48 @@ fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> E
     }
 }
 
+/// The per-window figures: one pass over the samples (in time order), each put in the window
+/// its time falls in.
+fn per_window(rec: &Recording, samples: &[&Sample], w: &[f64], episodes: &[Episode], origin: f64, window: f64) -> Vec<Window> {
+    let n = (((rec.ended - origin).max(0.0) / window).ceil() as usize).max(1);
+    let index = |t: f64| -> Option<usize> {
+        let k = ((t - origin) / window).floor();
+        (k >= 0.0 && (k as usize) < n).then_some(k as usize)
+    };
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, s) in samples.iter().enumerate() {
+        if let Some(k) = index(s.t) {
+            members[k].push(i);
+        }
+    }
+    let mut episode_counts = vec![0u32; n];
+    for e in episodes {
+        if let Some(k) = index(e.start) {
+            episode_counts[k] += 1;
+        }
+    }
+    members
+        .iter()
+        .enumerate()
+        .map(|(k, idx)| {
+            let in_w: Vec<&Sample> = idx.iter().map(|i| samples[*i]).collect();
+            let ww: f64 = idx.iter().map(|i| w[*i]).sum();
+            let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).sum();
+            let lag = lag_stats(&in_w);
+            Window {
+                start_s: origin + k as f64 * window - rec.started,
+                samples: in_w.len() as u32,
+                busy_pct: if ww > 0.0 { 100.0 * busy / ww } else { 0.0 },
+                lag_p99_ms: lag.p99_ms,
+                lag_max_ms: lag.max_ms,
+                ready_mean: if in_w.is_empty() { 0.0 } else { in_w.iter().map(|s| s.ready as f64).sum::<f64>() / in_w.len() as f64 },
+                ready_max: in_w.iter().map(|s| s.ready).max().unwrap_or(0),
+                episodes: episode_counts[k],
+            }
+        })
+        .collect()
+}
+
 fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSummary {
     let since = opts.since.unwrap_or(f64::MIN);
     let samples: Vec<&Sample> = rec.samples.iter().filter(|s| s.loop_index == loop_index && s.t >= since).collect();
@@ -397,28 +439,11 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         trend_per_s: slope(&samples.iter().map(|s| (s.t - rec.started, s.ready as f64)).collect::<Vec<_>>()),
     };
 
-    let mut windows = Vec::new();
-    if opts.window > 0.0 && !samples.is_empty() {
-        let n = (((rec.ended - origin).max(0.0) / opts.window).ceil() as usize).max(1);
-        for k in 0..n {
-            let (lo, hi) = (origin + k as f64 * opts.window, origin + (k + 1) as f64 * opts.window);
-            let idx: Vec<usize> = (0..samples.len()).filter(|i| samples[*i].t >= lo && samples[*i].t < hi).collect();
-            let in_w: Vec<&Sample> = idx.iter().map(|i| samples[*i]).collect();
-            let ww: f64 = idx.iter().map(|i| w[*i]).sum();
-            let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).sum();
-            let lag = lag_stats(&in_w);
-            windows.push(Window {
-                start_s: lo - rec.started,
-                samples: in_w.len() as u32,
-                busy_pct: if ww > 0.0 { 100.0 * busy / ww } else { 0.0 },
-                lag_p99_ms: lag.p99_ms,
-                lag_max_ms: lag.max_ms,
-                ready_mean: if in_w.is_empty() { 0.0 } else { in_w.iter().map(|s| s.ready as f64).sum::<f64>() / in_w.len() as f64 },
-                ready_max: in_w.iter().map(|s| s.ready).max().unwrap_or(0),
-                episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
-            });
-        }
-    }
+    let windows = if opts.window > 0.0 && !samples.is_empty() {
+        per_window(rec, &samples, &w, &episodes, origin, opts.window)
+    } else {
+        Vec::new()
+    };
 
     let counts: Vec<&crate::recording::TaskCountSample> =
         rec.task_counts.iter().filter(|c| c.loop_index == loop_index && c.t >= since).collect();
