@@ -56,6 +56,7 @@ w = max(len("%s [%s]" % r) for r in rows)
 print("%-*s  %s" % (w, "test [loop]", "  ".join("%-6s" % v for v in versions)))
 short = {"pass": "pass", "unsupported (reported by name)": "unsup"}
 skipped = []
+details = []
 for t, var in rows:
     line = []
     for v in versions:
@@ -63,8 +64,16 @@ for t, var in rows:
         if c.startswith("skipped"):
             skipped.append("%s [%s] on %s: %s" % (t, var, v, c))
             c = "SKIP"
+        elif c.startswith("pass ("):
+            details.append("%s [%s] on %s: %s" % (t, var, v, c))
+            c = "pass"
         line.append("%-6s" % short.get(c, c[:6]))
     print("%-*s  %s" % (w, "%s [%s]" % (t, var), "  ".join(line)))
+if details:
+    print()
+    print("Measured by the passing tests:")
+    for d in details:
+        print("   " + d)
 if skipped:
     print()
     print("!! %d cell(s) SKIPPED -- these were NOT tested:" % len(skipped))

@@ -32,3 +32,6 @@ pub mod target;
 pub mod task_counter;
 pub mod tasks;
 pub mod tui;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -211,3 +211,22 @@ macro_rules! for_each_version {
 }
 
 for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+
+/// The target dies under the dashboard: it says so, keeps the last figures, and `q` still
+/// leaves a restored terminal.
+#[test]
+fn target_death_under_top() {
+    let py = loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
+    let scenario = Scenario::start(py, "periodic_block.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("death", dir.path(), &wrapped(&format!("top --pid {}", scenario.pid())));
+    tmux.wait_for("the dashboard", Duration::from_secs(20), |s| row_times(s, "slow_query").is_some());
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(scenario.pid()), nix::sys::signal::Signal::SIGKILL);
+    let screen = tmux.wait_for("the exit notice", Duration::from_secs(10), |s| s.contains("TARGET EXITED"));
+    assert!(row_times(&screen, "slow_query").is_some(), "the last figures stay:\n{screen}");
+    tmux.send("q");
+    let screen = tmux.wait_for("loopspy to exit", Duration::from_secs(10), |s| s.contains("LOOPSPY-EXIT="));
+    assert!(screen.contains("LOOPSPY-EXIT=0") && screen.contains("TTY-RESTORED"), "{screen}");
+    assert!(screen.contains("the target exited"), "{screen}");
+    drop(scenario);
+}

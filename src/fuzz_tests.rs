@@ -1,0 +1,252 @@
+//! Property tests ("fuzzing") of everything that reads target memory or turns samples into
+//! figures: random and adversarial memory (garbage, pointers that point back into the same
+//! garbage, cycles, huge sizes, wrong type pointers) must give an error or a value, never a
+//! panic, a hang or a huge allocation; random sample sequences must give consistent figures.
+//!
+//! CI runs a bounded campaign (`LOOPSPY_FUZZ_CASES`, default 500 per property); a longer one
+//! by hand: `LOOPSPY_FUZZ_CASES=200000 cargo test --release --lib fuzz_tests` (see
+//! docs/reliability.md for the campaigns run and their sizes).
+
+use proptest::prelude::*;
+
+use crate::eventloop::{LoopKind, LoopReaders};
+use crate::frames::{self, StackFrame, StackReader};
+use crate::layout::{for_version, SUPPORTED};
+use crate::loopstate::LoopState;
+use crate::memory::FakeMemory;
+use crate::metrics::{self, Options};
+use crate::reader::{plausible_pointer, ObjectReader};
+use crate::recording::{LoopMeta, Recording, Sample, ThreadActivity};
+use crate::{callback, interp, tasks};
+
+fn cases() -> u32 {
+    std::env::var("LOOPSPY_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
+}
+
+/// Memory made of one random blob, mapped at a base address and again at every address the
+/// blob itself points to (so pointer chasing goes somewhere, and often back into itself).
+fn adversarial_memory(blob: &[u8], extra: &[u64]) -> (FakeMemory, u64) {
+    let mut mem = FakeMemory::new();
+    let base = 0x7f00_0000_0000u64;
+    mem.map(base, blob.to_vec());
+    let mut seen = std::collections::HashSet::new();
+    for p in blob.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).chain(extra.iter().copied()).take(64) {
+        if plausible_pointer(p) && seen.insert(p) {
+            mem.map(p, blob.to_vec());
+        }
+    }
+    (mem, base)
+}
+
+/// A blob whose words are mostly pointers back into itself: chains and cycles everywhere.
+fn self_referential(seed: &[u64], len_words: usize, base: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len_words * 8);
+    for i in 0..len_words {
+        let s = seed[i % seed.len().max(1)].wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+        let word = match s % 5 {
+            0 | 1 => base + (s >> 8) % (len_words as u64) * 8, // a pointer into the blob
+            2 => s >> 3,                                         // a small number
+            3 => u64::MAX - (s & 0xff),                          // a huge one
+            _ => s,
+        };
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
+fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
+    let layout = for_version(SUPPORTED[row]).unwrap();
+    let r = ObjectReader::new(mem, layout);
+    let _ = frames::walk(&r, obj);
+    let _ = StackReader::new().stack(&r, obj);
+    let _ = frames::stack_top(&r, obj);
+    let _ = frames::frame_at(&r, obj);
+    let _ = tasks::coroutine_chain(&r, &mut StackReader::new(), obj);
+    let _ = tasks::enumerate(&r, obj, &[]);
+    let _ = interp::threads(&r, obj, &[1, 2, 3]);
+    let _ = interp::running_loop(&r, obj);
+    let _ = interp::thread_names(&r, obj);
+    let _ = callback::describe(&r, obj);
+    let _ = callback::task_name(&r, obj);
+    let _ = crate::eventloop::kind_of(&r, obj);
+    let mut readers = LoopReaders::new();
+    let _ = readers.figures(&r, LoopKind::Selector, obj);
+    let _ = readers.figures(&r, LoopKind::Uvloop, obj);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), .. ProptestConfig::default() })]
+
+    /// Random bytes, read as threads, frames, coroutines, loops and tasks.
+    #[test]
+    fn random_memory_never_panics_in_the_walkers(
+        row in 0..SUPPORTED.len(),
+        blob in proptest::collection::vec(any::<u8>(), 0..4096),
+        offset in 0u64..4096,
+        extra in proptest::collection::vec(any::<u64>(), 0..8),
+    ) {
+        let (mem, base) = adversarial_memory(&blob, &extra);
+        exercise_everything(&mem, row, base + (offset & !7));
+    }
+
+    /// Memory where most words point back into the same block: long chains and cycles.
+    #[test]
+    fn self_referential_memory_never_hangs(
+        row in 0..SUPPORTED.len(),
+        seed in proptest::collection::vec(any::<u64>(), 1..32),
+        words in 16usize..2048,
+        start in 0usize..2048,
+    ) {
+        let base = 0x5500_0000_0000u64;
+        let blob = self_referential(&seed, words, base);
+        let mut mem = FakeMemory::new();
+        mem.map(base, blob);
+        let started = std::time::Instant::now();
+        exercise_everything(&mem, row, base + 8 * (start % words) as u64);
+        prop_assert!(started.elapsed().as_secs() < 5, "bounded walks must finish quickly");
+    }
+
+    /// Random sample sequences: the figures stay consistent.
+    #[test]
+    fn random_samples_give_consistent_figures(
+        kinds in proptest::collection::vec((0u8..4, any::<u8>(), 0u32..50, -2000i32..2000), 0..600),
+        rate in prop_oneof![Just(10.0), Just(100.0), Just(1000.0)],
+        threshold_ms in 1.0f64..500.0,
+    ) {
+        let meta = LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let mut rec = Recording::new(rate, vec![meta], 10.0);
+        let stacks: Vec<u32> = (0..4)
+            .map(|i| rec.intern_stack(&[StackFrame { function: format!("f{i}").into(), file: "/app/x.py".into(), line: i }]))
+            .collect();
+        let mut t = 10.0;
+        for (state, jitter, ready, late) in &kinds {
+            t += (1.0 + (*jitter as f64 - 128.0) / 512.0) / rate;
+            let state = [LoopState::Idle, LoopState::Callback, LoopState::Loop, LoopState::Unknown][*state as usize];
+            rec.samples.push(Sample {
+                t,
+                loop_index: 0,
+                state,
+                activity: if jitter % 2 == 0 { ThreadActivity::OnCpu } else { ThreadActivity::Waiting(230) },
+                ready: *ready,
+                lateness: (jitter % 7 != 0).then_some(*late as f32 / 1000.0),
+                stack: stacks[(*jitter % 4) as usize],
+                callback: metrics::is_busy(state).then_some((*jitter % 3) as u64),
+                task: None,
+                busy_for: None,
+            });
+        }
+        rec.ended = t + 1.0 / rate;
+        let a = metrics::analyze(&rec, &Options { threshold: threshold_ms / 1e3, ..Options::default() });
+        let l = &a.loops[0];
+        if !rec.samples.is_empty() {
+            prop_assert!((l.busy_pct + l.select_pct + l.unknown_pct - 100.0).abs() < 1e-6);
+        }
+        prop_assert!(l.lag.p50_ms <= l.lag.p99_ms + 1e-9 && l.lag.p99_ms <= l.lag.max_ms + 1e-9);
+        prop_assert!(l.lag.p50_ms >= 0.0);
+        let mut last_end = f64::MIN;
+        for e in &l.episodes {
+            prop_assert!(e.duration_ms >= threshold_ms - 1e-6, "episode shorter than the threshold");
+            prop_assert!(e.start >= last_end - 1e-9, "episodes overlap");
+            prop_assert!(e.end >= e.start);
+            last_end = e.end;
+        }
+        let blocked: f64 = a.blocking_frames.iter().map(|f| f.blocked_ms).sum();
+        let total: f64 = l.episodes.iter().map(|e| e.duration_ms).sum();
+        prop_assert!((blocked - total).abs() < 1e-6);
+        prop_assert_eq!(l.windows.iter().map(|w| w.samples as usize).sum::<usize>(), rec.samples.len());
+        // The flame graph folds every sample's time.
+        let folded = crate::flamegraph::fold(&rec, &a, None, false);
+        let weight: u64 = folded.stacks.values().sum();
+        prop_assert!(weight as f64 <= (rec.ended - 10.0) * 1e6 * 2.0 + 1e6);
+        // The fast fold and per-window figures equal the plain per-sample computations.
+        prop_assert_eq!(&folded, &reference_fold(&rec, &a));
+        let reference = reference_windows(&rec, l, 1.0);
+        prop_assert_eq!(l.windows.len(), reference.len());
+        for (w, (samples, busy, episodes)) in l.windows.iter().zip(&reference) {
+            prop_assert_eq!(w.samples, *samples);
+            prop_assert_eq!(w.episodes, *episodes);
+            prop_assert!((w.busy_pct - busy).abs() < 1e-9);
+        }
+    }
+}
+
+/// The flame graph's fold as first written: every sample labelled and aggregated on its own.
+fn reference_fold(rec: &Recording, a: &metrics::Analysis) -> crate::flamegraph::Folded {
+    use crate::flamegraph::{frame_label, Category, Folded};
+    let mut folded = Folded::default();
+    let interval = rec.interval();
+    for (li, meta) in rec.loops.iter().enumerate() {
+        let root = format!("{} ({})", meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))), meta.loop_class);
+        let idx: Vec<usize> = (0..rec.samples.len()).filter(|i| rec.samples[*i].loop_index as usize == li).collect();
+        for (k, i) in idx.iter().enumerate() {
+            let s = &rec.samples[*i];
+            let next = idx.get(k + 1).map(|j| rec.samples[*j].t);
+            let weight = next.map(|n| (n - s.t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
+            let cat = match s.state {
+                LoopState::Idle => Category::Idle,
+                LoopState::Unknown => Category::Unknown,
+                state if metrics::is_busy(state) => {
+                    if a.loops[li].episodes.iter().any(|e| s.t >= e.start && s.t <= e.end) {
+                        Category::Blocked
+                    } else {
+                        Category::Busy
+                    }
+                }
+                _ => Category::Unknown,
+            };
+            let mut frames = vec![root.clone(), cat.label(a.threshold_ms)];
+            let mut stack: Vec<&StackFrame> = rec.stack(s.stack).collect();
+            stack.reverse();
+            frames.extend(stack.iter().map(|f| frame_label(f, None)));
+            *folded.stacks.entry((frames, Some(cat))).or_insert(0) += (weight * 1e6).round() as u64;
+        }
+    }
+    folded
+}
+
+/// Per window of `window` s from the start: (samples, busy % by time, episodes starting in it),
+/// each window filtering all samples.
+fn reference_windows(rec: &Recording, l: &metrics::LoopSummary, window: f64) -> Vec<(u32, f64, u32)> {
+    let samples: Vec<&Sample> = rec.samples.iter().collect();
+    let interval = rec.interval();
+    let w: Vec<f64> = (0..samples.len())
+        .map(|i| match samples.get(i + 1) {
+            Some(n) => (n.t - samples[i].t).clamp(0.0, 2.0 * interval),
+            None => interval,
+        })
+        .collect();
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    let n = (((rec.ended - rec.started).max(0.0) / window).ceil() as usize).max(1);
+    (0..n)
+        .map(|k| {
+            let (lo, hi) = (rec.started + k as f64 * window, rec.started + (k + 1) as f64 * window);
+            let idx: Vec<usize> = (0..samples.len()).filter(|i| samples[*i].t >= lo && samples[*i].t < hi).collect();
+            let ww: f64 = idx.iter().map(|i| w[*i]).sum();
+            let busy: f64 = idx.iter().filter(|i| metrics::is_busy(samples[**i].state)).map(|i| w[*i]).sum();
+            let episodes = l.episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32;
+            (idx.len() as u32, if ww > 0.0 { 100.0 * busy / ww } else { 0.0 }, episodes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_frame_chain_that_loops_is_an_error_not_a_hang() {
+    for row in 0..SUPPORTED.len() {
+        let layout = for_version(SUPPORTED[row]).unwrap();
+        // A "thread state" whose frame pointer points at a frame whose back pointer is itself.
+        let base = 0x6000_0000_0000u64;
+        let mut blob = vec![0u8; 4096];
+        let frame = base + 1024;
+        for w in blob.chunks_exact_mut(8) {
+            w.copy_from_slice(&frame.to_le_bytes());
+        }
+        let mut mem = FakeMemory::new();
+        mem.map(base, blob);
+        let r = ObjectReader::new(&mem, layout);
+        let started = std::time::Instant::now();
+        assert!(frames::walk(&r, base).is_err(), "{}", layout.version);
+        assert!(started.elapsed().as_secs() < 2);
+    }
+}
