@@ -17,13 +17,15 @@ it gets done) and measures, for loopspy (non-blocking, and --blocking) and py-sp
 4. the target's throughput loss at 100 Hz and 1000 Hz: windows with and without a profiler,
    interleaved (baseline, profiler, baseline, profiler, ..., baseline) in shuffled order,
    over several rounds, each profiler window compared with the baselines either side of it;
+4b. the same loss, finely, for the non-blocking modes: one profiler frozen (SIGSTOP) and
+   thawed every 0.1 s for 150 s, each thawed window against the frozen ones either side;
 5. the profiler's RSS (VmHWM from /proc/PID/status) after a long run at 1000 Hz: 60 s by
    default, 10 minutes with --long;
 6. (in the cargo bench) rendering a flame graph of 1,000,000 synthetic samples.
 
 Prints one markdown table at the end and keeps everything it measured under
 target/compare/<time>/ (results.json, table.md, the profilers' outputs). Standard library
-only. Takes about 10 minutes (--quick: about 4, --long: about 45).
+only. Takes about 22 minutes (--quick: about 5, --long: about 90).
 """
 
 import argparse
@@ -34,6 +36,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -175,10 +178,10 @@ def vmhwm_mb(pid):
 class Target:
     """benches/targets/throughput.py, running; its ops counter read from its report file."""
 
-    def __init__(self, python, uvloop_dir, workdir, name):
+    def __init__(self, python, uvloop_dir, workdir, name, interval=0.1):
         self.ops_path = workdir / f"ops-{name}.txt"
         env = dict(os.environ)
-        args = [python, THROUGHPUT, self.ops_path]
+        args = [python, THROUGHPUT, self.ops_path, "--interval", interval]
         if uvloop_dir:
             env["PYTHONPATH"] = uvloop_dir
             args.append("--uvloop")
@@ -204,10 +207,11 @@ class Target:
             pass
         return pts
 
-    def ops_rate(self, t0, t1):
+    def ops_rate(self, t0, t1, pts=None):
         """Ops per second between two CLOCK_MONOTONIC times (interpolated)."""
-        time.sleep(0.25)  # let the reporter write past t1
-        pts = self.points()
+        if pts is None:
+            time.sleep(0.25)  # let the reporter write past t1
+            pts = self.points()
 
         def ops_at(t):
             for (ta, a), (tb, b) in zip(pts, pts[1:]):
@@ -451,6 +455,64 @@ def summarize_windows(results):
         "windows": len(baseline_ops),
     }
 
+PAIRED = [("loopspy", 100), ("pyspy-nonblocking", 100), ("loopspy", 1000), ("pyspy-nonblocking", 1000)]
+
+
+def paired(args, py, uv, workdir, pyspy):
+    """Item 4, finely, for the non-blocking modes: one profiler runs for `paired_seconds`
+    and is frozen (SIGSTOP) and thawed (SIGCONT) every `paired_window` seconds, so the
+    target's ops rate alternates between windows without and with sampling. Each "on" window
+    is compared with the mean of the "off" windows either side: the machine's slow drifts
+    cancel and hundreds of pairs give a tight interval. Freezing a blocking profiler could
+    leave the target stopped, so the blocking modes are measured by `windows` only.
+    py-spy catches up on missed samples after a freeze (loopspy does not): the samples each
+    took per second of "on" time are reported beside the loss."""
+    w = args.paired_window
+    log(f"\n== throughput, paired: {args.paired_seconds} s per profiler, frozen and thawed every {w} s")
+    out = {}
+    target = Target(py, uv, workdir, "paired", interval=0.02)
+    time.sleep(3)
+    try:
+        for key, rate in PAIRED:
+            p, _ = start_profiler(key, target, rate, args.paired_seconds + 3.0, workdir, f"paired-{rate}", pyspy, 1.0)
+            windows_ = []  # (t0, t1, on)
+            end = time.monotonic() + args.paired_seconds
+            on = True
+            while time.monotonic() < end and p.alive():
+                os.kill(p.pid, signal.SIGCONT if on else signal.SIGSTOP)
+                t0 = time.monotonic()
+                time.sleep(w)
+                windows_.append((t0, time.monotonic(), on))
+                on = not on
+            os.kill(p.pid, signal.SIGCONT)
+            os.kill(p.pid, signal.SIGINT)  # both write their output on Ctrl-C
+            p.wait(timeout=60)
+            time.sleep(0.1)
+            pts = target.points()
+            rates = [(target.ops_rate(a, b, pts), on) for a, b, on in windows_]
+            losses = [1 - r / ((rates[k - 1][0] + rates[k + 1][0]) / 2)
+                      for k, (r, on) in enumerate(rates) if on and 0 < k < len(rates) - 1]
+            # The same computation with the roles swapped: an estimate of the method's bias.
+            control = [1 - r / ((rates[k - 1][0] + rates[k + 1][0]) / 2)
+                       for k, (r, on) in enumerate(rates) if not on and 0 < k < len(rates) - 1]
+            n, secs, failed = p.samples()
+            # Unfrozen time: the settling second before the first window, and the "on" windows.
+            on_time = 1.0 + sum(b - a for a, b, on in windows_ if on)
+            e = {
+                "pairs": len(losses),
+                "loss_mean": statistics.mean(losses),
+                "loss_ci95": 1.96 * statistics.stdev(losses) / len(losses) ** 0.5,
+                "control_mean": -statistics.mean(control),
+                "samples": n, "failed": failed,
+                "samples_per_unfrozen_second": n / on_time,
+            }
+            out[f"{key}@{rate}"] = e
+            log(f"  {key} @{rate} Hz: loss {100 * e['loss_mean']:+.2f} % ±{100 * e['loss_ci95']:.2f} over {e['pairs']} pairs "
+                f"(control {100 * e['control_mean']:+.2f} %), {e['samples_per_unfrozen_second']:.0f} samples per unfrozen second")
+    finally:
+        target.stop()
+    return out
+
 
 def rss(args, py, uv, workdir, pyspy):
     """Item 5: two profilers at a time (one non-blocking, one blocking: two blocking ones
@@ -493,7 +555,7 @@ def fmt_pct(x, digits=1):
     return "—" if x is None else f"{100 * x:+.{digits}f} %"
 
 
-def table(info, bench, sust, summary, noise, rss_out, args):
+def table(info, bench, sust, summary, noise, rss_out, args, pair=None):
     per = bench.get("per_sample", {}).get("samplers", {})
     bench_names = {
         "loopspy": "loopspy Sampler::sample",
@@ -539,6 +601,20 @@ def table(info, bench, sust, summary, noise, rss_out, args):
             f"machine's speed noise."
         )
         lines.append("")
+    if pair:
+        lines.append(f"Target throughput loss of the non-blocking modes, paired (the profiler frozen and thawed every "
+                     f"{args.paired_window} s for {args.paired_seconds} s; mean ± 95 % half-width; control: the same "
+                     f"computation on the frozen windows, i.e. the method's own bias):")
+        lines.append("")
+        lines.append("| tool | rate asked | samples per unfrozen second | throughput loss | pairs | control |")
+        lines.append("|---|---|---|---|---|---|")
+        for key, rate in PAIRED:
+            e = pair.get(f"{key}@{rate}")
+            if e:
+                tool = dict((k, f"{t} {m}") for k, t, m in MODES)[key]
+                lines.append(f"| {tool} | {rate} Hz | {e['samples_per_unfrozen_second']:.0f} | {fmt_pct(e['loss_mean'], 2)} "
+                             f"±{100 * e['loss_ci95']:.2f} | {e['pairs']} | {fmt_pct(e['control_mean'], 2)} |")
+        lines.append("")
     fg = bench.get("flamegraph")
     if fg:
         lines.append(
@@ -575,10 +651,13 @@ def main():
     ap.add_argument("--iterations", type=int, default=2000, help="per-sample rounds in the cargo bench")
     ap.add_argument("--check", type=int, default=200, help="paused samples checked against py-spy (0: skip)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--skip", default="", help="comma-separated: bench,sustained,windows,rss")
+    ap.add_argument("--paired-seconds", type=int, help="seconds per profiler in the paired throughput test")
+    ap.add_argument("--paired-window", type=float, default=0.1, help="seconds between freezing and thawing the profiler")
+    ap.add_argument("--skip", default="", help="comma-separated: bench,sustained,windows,paired,rss")
     args = ap.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 10 if args.long else 4)
     args.window = args.window or (2 if args.quick else 5 if args.long else 4)
+    args.paired_seconds = args.paired_seconds or (20 if args.quick else 600 if args.long else 150)
     args.rss_seconds = args.rss_seconds or (20 if args.quick else 600 if args.long else 60)
     skip = set(filter(None, args.skip.split(",")))
 
@@ -601,11 +680,12 @@ def main():
     sust = {} if "sustained" in skip else sustained(args, py, uv, workdir, pyspy)
     wins = [] if "windows" in skip else windows(args, py, uv, workdir, pyspy)
     summary, noise = summarize_windows(wins) if wins else ({}, {})
+    pair = {} if "paired" in skip else paired(args, py, uv, workdir, pyspy)
     rss_out = {} if "rss" in skip else rss(args, py, uv, workdir, pyspy)
 
-    text = table(info, bench, sust, summary, noise, rss_out, args)
+    text = table(info, bench, sust, summary, noise, rss_out, args, pair)
     (workdir / "results.json").write_text(json.dumps(
-        {"info": info, "bench": bench, "sustained": sust, "windows": wins, "summary": summary, "noise": noise, "rss": rss_out},
+        {"info": info, "bench": bench, "sustained": sust, "windows": wins, "summary": summary, "noise": noise, "paired": pair, "rss": rss_out},
         indent=2))
     (workdir / "table.md").write_text(text + "\n")
     print("\n" + text)

@@ -48,7 +48,7 @@ impl Target {
             collect_thread_names: false,
             ..Config::default()
         };
-        let spy = PythonSpy::new(pid, &config).map_err(|e| classify_spy_error(pid, &e))?;
+        let spy = new_spy(pid, &config)?;
         let version = PyVersion::new(spy.version.major as u8, spy.version.minor as u8);
         let version_text = format!("{}.{}.{}", spy.version.major, spy.version.minor, spy.version.patch);
         let layout = layout::for_version(version).ok_or_else(|| Failure::UnsupportedPython {
@@ -153,6 +153,43 @@ fn first_readable_address(maps: &str) -> Option<u64> {
     })
 }
 
+/// Attempts at py-spy's attach when a Python process is not recognised.
+const ATTACH_ATTEMPTS: u32 = 10;
+
+/// py-spy's attach. It validates the interpreter it finds by reading the threads' state, and
+/// on a busy target (3.15 most often) that read can be torn, after which it reports "not a
+/// Python interpreter". A process that looks like Python (its executable or a mapped
+/// libpython) is given more attempts before that answer is believed.
+fn new_spy(pid: i32, config: &Config) -> Result<PythonSpy, Failure> {
+    let mut attempt = 1;
+    loop {
+        let failure = match PythonSpy::new(pid, config) {
+            Ok(spy) => return Ok(spy),
+            Err(e) => classify_spy_error(pid, &e),
+        };
+        let retry = matches!(failure, Failure::NotPython { .. })
+            && attempt < ATTACH_ATTEMPTS
+            && looks_like_python(
+                &fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
+                procfs::exe(pid).ok().as_deref(),
+            );
+        if !retry {
+            return Err(failure);
+        }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Does the process look like a Python interpreter: an executable called `python…`, or a
+/// libpython mapped?
+fn looks_like_python(maps: &str, exe: Option<&std::path::Path>) -> bool {
+    let exe_is_python = exe
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    exe_is_python || maps.lines().any(|l| l.rsplit('/').next().is_some_and(|f| f.starts_with("libpython")))
+}
+
 fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
     let detail = format!("{err:#}");
     if procfs::is_dead(pid) {
@@ -185,6 +222,15 @@ mod tests {
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14t"))), Some("3.14t".into()));
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14"))), None);
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/pythonista"))), None);
+    }
+
+    #[test]
+    fn python_looking_processes() {
+        let lib = "7f00-7f10 r-xp 0 0:0 0 /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0\n";
+        assert!(looks_like_python(lib, Some(std::path::Path::new("/usr/bin/uwsgi"))));
+        assert!(looks_like_python("", Some(std::path::Path::new("/root/.pyenv/versions/3.12.7/bin/python3.12"))));
+        assert!(!looks_like_python("7f00-7f10 r-xp 0 0:0 0 /usr/bin/bash\n", Some(std::path::Path::new("/usr/bin/bash"))));
+        assert!(!looks_like_python("", None));
     }
 
     #[test]

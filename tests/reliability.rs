@@ -180,6 +180,52 @@ fn no_harm(version: &str) {
     record(test, version, "stock", &note);
 }
 
+/// A busy target (a loop running deep call chains flat out) is attached to again and again:
+/// each `dump` gives a report (or, rarely, "changed too fast", exit 11), never "not Python".
+/// py-spy's attach can misread a busy interpreter once; loopspy must not pass that on.
+fn busy_attach(version: &str) {
+    let test = "reliability/busy_attach";
+    let Some(interp) = require(version, test) else { return };
+    if !supported(version) {
+        return;
+    }
+    record(test, version, "stock", "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let ops = dir.path().join("ops.txt");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py");
+    let target = Command::new(&interp.path).arg(script).arg(&ops).stdin(std::process::Stdio::null()).spawn().unwrap();
+    let target = KillOnDrop(target);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&ops).unwrap_or_default().lines().count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "Python {version}: throughput.py did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = target.0.id().to_string();
+    let mut codes = Vec::new();
+    for _ in 0..25 {
+        let out = Command::new(loopspy_bin()).args(["dump", "--json", "--pid", &pid]).output().unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(11)),
+            "Python {version}: dump of a busy target after {codes:?}: {}",
+            describe(&out)
+        );
+        codes.push(out.status.code().unwrap());
+    }
+    drop(target);
+    let reports = codes.iter().filter(|c| **c == 0).count();
+    assert!(reports >= 20, "Python {version}: only {reports} of 25 dumps gave a report: {codes:?}");
+    record(test, version, "stock", &format!("pass ({reports} of 25 dumps of a busy target gave a report, the rest exit 11)"));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 macro_rules! for_each_version {
     ($check:ident: $($name:ident: $version:literal),* $(,)?) => {
         mod $check {$(
@@ -190,6 +236,7 @@ macro_rules! for_each_version {
 
 for_each_version!(churn: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
 for_each_version!(dump_during_churn: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+for_each_version!(busy_attach: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
 for_each_version!(no_harm: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
 
 /// Every misuse of every command: a clear message and its documented exit code.

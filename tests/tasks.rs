@@ -219,6 +219,8 @@ fn growing(version: &str) {
 
 mod record_series {
     #[test] fn py3_8() { super::growing("3.8") }
+    #[test] fn py3_9() { super::growing("3.9") }
+    #[test] fn py3_10() { super::growing("3.10") }
     #[test] fn py3_11() { super::growing("3.11") }
     #[test] fn py3_12() { super::growing("3.12") }
     #[test] fn py3_13() { super::growing("3.13") }
