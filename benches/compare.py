@@ -492,7 +492,8 @@ def paired(args, py, uv, workdir, pyspy):
             rates = [(target.ops_rate(a, b, pts), on) for a, b, on in windows_]
             losses = [1 - r / ((rates[k - 1][0] + rates[k + 1][0]) / 2)
                       for k, (r, on) in enumerate(rates) if on and 0 < k < len(rates) - 1]
-            # The same computation with the roles swapped: an estimate of the method's bias.
+            # The same loss estimated the other way round (each frozen window against its thawed
+            # neighbours): a second estimate, a check on the first.
             control = [1 - r / ((rates[k - 1][0] + rates[k + 1][0]) / 2)
                        for k, (r, on) in enumerate(rates) if not on and 0 < k < len(rates) - 1]
             n, secs, failed = p.samples()
@@ -508,7 +509,7 @@ def paired(args, py, uv, workdir, pyspy):
             }
             out[f"{key}@{rate}"] = e
             log(f"  {key} @{rate} Hz: loss {100 * e['loss_mean']:+.2f} % ±{100 * e['loss_ci95']:.2f} over {e['pairs']} pairs "
-                f"(control {100 * e['control_mean']:+.2f} %), {e['samples_per_unfrozen_second']:.0f} samples per unfrozen second")
+                f"(check {100 * e['control_mean']:+.2f} %), {e['samples_per_unfrozen_second']:.0f} samples per unfrozen second")
     finally:
         target.stop()
     return out
@@ -603,10 +604,10 @@ def table(info, bench, sust, summary, noise, rss_out, args, pair=None):
         lines.append("")
     if pair:
         lines.append(f"Target throughput loss of the non-blocking modes, paired (the profiler frozen and thawed every "
-                     f"{args.paired_window} s for {args.paired_seconds} s; mean ± 95 % half-width; control: the same "
-                     f"computation on the frozen windows, i.e. the method's own bias):")
+                     f"{args.paired_window} s for {args.paired_seconds} s; mean ± 95 % half-width; check: the same loss "
+                     f"estimated from each frozen window against its thawed neighbours):")
         lines.append("")
-        lines.append("| tool | rate asked | samples per unfrozen second | throughput loss | pairs | control |")
+        lines.append("| tool | rate asked | samples per unfrozen second | throughput loss | pairs | check |")
         lines.append("|---|---|---|---|---|---|")
         for key, rate in PAIRED:
             e = pair.get(f"{key}@{rate}")
