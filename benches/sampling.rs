@@ -26,8 +26,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use loopspy::eventloop::LoopKind;
@@ -97,51 +96,6 @@ fn interpreter(choice: Option<&str>) -> common::Interp {
     }
 }
 
-/// `benches/targets/throughput.py`, running; killed on drop.
-struct Throughput {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Throughput {
-    fn start(interp: &common::Interp, uvloop: bool) -> Throughput {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("ops.txt");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py");
-        let mut cmd = Command::new(&interp.path);
-        cmd.arg(script).arg(&out);
-        if uvloop {
-            let dir = interp.uvloop.as_ref().expect("no uvloop for this Python in the manifest");
-            cmd.env("PYTHONPATH", dir).arg("--uvloop");
-        }
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("start throughput.py");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let lines = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
-            if lines >= 3 {
-                break;
-            }
-            if let Ok(Some(s)) = child.try_wait() {
-                panic!("throughput.py exited: {s}");
-            }
-            assert!(Instant::now() < deadline, "throughput.py did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Throughput { child, _dir: dir }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for Throughput {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Timing {
     name: &'static str,
     micros: Vec<f64>,
@@ -172,7 +126,7 @@ fn sampler(pid: i32, blocking: bool) -> (Sampler, Recording) {
 }
 
 fn per_sample(a: &Args, interp: &common::Interp) -> Value {
-    let target = Throughput::start(interp, a.uvloop);
+    let target = common::Throughput::start(interp, a.uvloop);
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
     let (mut ours, mut rec) = sampler(pid, false);
@@ -435,7 +389,7 @@ fn flame(a: &Args) -> Value {
 /// sample after sample, as the target's stack changes between pauses.
 fn check(a: &Args, interp: &common::Interp) {
     use loopspy::frames::{self, StackReader};
-    let target = Throughput::start(interp, a.uvloop);
+    let target = common::Throughput::start(interp, a.uvloop);
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
     let mut t = retry("loopspy attach", || Target::attach(pid, AttachOptions::default()));
@@ -461,7 +415,7 @@ fn check(a: &Args, interp: &common::Interp) {
                 // The plain walk keeps interpreter plumbing (shim code objects), which stacks
                 // do not show.
                 let mut walked = frames::walk(r, th.tstate).expect("walk");
-                let plumbing = |file: &str| ["", "<shim>", "__init__"].contains(&file);
+                let plumbing = |file: &str| frames::SHIM_FILES.contains(&file);
                 walked.retain(|f| !plumbing(&plain.frame(r, f).expect("frame").file));
                 let expected: Vec<_> = walked.iter().map(|f| plain.frame(r, f).expect("frame")).collect();
                 assert_eq!(refs, walked, "Python {} round {i}: frame refs", interp.version);

@@ -19,7 +19,7 @@ mod sampled;
 /// File names of code objects that are interpreter plumbing, not Python source: 3.13+'s
 /// `__init__` clean-up shim (frames pushed when a class's `__init__` is called) and the
 /// `<shim>` entry frames. Frames running them are not shown.
-const SHIM_FILES: &[&str] = &["", "<shim>", "__init__"];
+pub const SHIM_FILES: &[&str] = &["", "<shim>", "__init__"];
 
 /// Deepest stack walked.
 pub const MAX_FRAMES: usize = 1024;

@@ -123,8 +123,11 @@ pub struct TaskPoint {
 /// Everything about one loop.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoopSummary {
+    /// Which loop of the recording (its metadata stands beside the summary in reports).
+    #[serde(skip)]
     pub loop_index: u16,
     pub samples: u32,
+    #[serde(skip)]
     pub wall_s: f64,
     /// Share of wall time idle in `selector.select` / epoll, and busy (callbacks and loop
     /// bookkeeping); the rest is unknown (samples whose state could not be told).
@@ -137,8 +140,11 @@ pub struct LoopSummary {
     pub busy_now_ms: Option<f64>,
     /// The longest stretch of busy samples (any callbacks).
     pub longest_busy_ms: f64,
+    /// Per-window figures (`series` in the JSON report).
+    #[serde(rename = "series")]
     pub windows: Vec<Window>,
     pub episodes: Vec<Episode>,
+    /// Pending tasks over the recording (counted about once a second).
     pub tasks: Option<TaskStats>,
     pub task_series: Vec<TaskPoint>,
 }

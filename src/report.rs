@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::metrics::{Analysis, BlockingFrame, Episode, LagStats, ReadyStats, TaskPoint, TaskStats, Window};
+use crate::metrics::{Analysis, BlockingFrame, LoopSummary};
 use crate::published::LayoutCheck;
 use crate::recording::{EndReason, LoopMeta, Recording};
 
@@ -51,19 +51,8 @@ pub struct RecordingFacts {
 pub struct LoopReport {
     #[serde(flatten)]
     pub meta: LoopMeta,
-    pub samples: u32,
-    pub select_pct: f64,
-    pub busy_pct: f64,
-    pub unknown_pct: f64,
-    pub lag: LagStats,
-    pub ready: ReadyStats,
-    pub busy_now_ms: Option<f64>,
-    pub longest_busy_ms: f64,
-    pub series: Vec<Window>,
-    pub episodes: Vec<Episode>,
-    /// Pending tasks over the recording (counted about once a second).
-    pub tasks: Option<TaskStats>,
-    pub task_series: Vec<TaskPoint>,
+    #[serde(flatten)]
+    pub summary: LoopSummary,
 }
 
 pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
@@ -85,21 +74,7 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
         loops: analysis
             .loops
             .iter()
-            .map(|l| LoopReport {
-                meta: rec.loops[l.loop_index as usize].clone(),
-                samples: l.samples,
-                select_pct: l.select_pct,
-                busy_pct: l.busy_pct,
-                unknown_pct: l.unknown_pct,
-                lag: l.lag,
-                ready: l.ready,
-                busy_now_ms: l.busy_now_ms,
-                longest_busy_ms: l.longest_busy_ms,
-                series: l.windows.clone(),
-                episodes: l.episodes.clone(),
-                tasks: l.tasks.clone(),
-                task_series: l.task_series.clone(),
-            })
+            .map(|l| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() })
             .collect(),
         blocking_frames: analysis.blocking_frames.clone(),
     }
@@ -157,12 +132,12 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
         r.failed_samples,
         if r.failed_samples == 1 { "" } else { "s" }
     );
-    for l in &rep.loops {
+    for LoopReport { meta, summary: l } in &rep.loops {
         let _ = writeln!(
             out,
             "  {} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
-            l.meta.thread_name.as_deref().unwrap_or("thread"),
-            l.meta.loop_class,
+            meta.thread_name.as_deref().unwrap_or("thread"),
+            meta.loop_class,
             l.busy_pct,
             l.select_pct,
             duration_ms(l.lag.p50_ms),

@@ -190,17 +190,8 @@ fn busy_attach(version: &str) {
         return;
     }
     record(test, version, "stock", "FAIL");
-    let dir = tempfile::tempdir().unwrap();
-    let ops = dir.path().join("ops.txt");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py");
-    let target = Command::new(&interp.path).arg(script).arg(&ops).stdin(std::process::Stdio::null()).spawn().unwrap();
-    let target = KillOnDrop(target);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_to_string(&ops).unwrap_or_default().lines().count() < 3 {
-        assert!(std::time::Instant::now() < deadline, "Python {version}: throughput.py did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = target.0.id().to_string();
+    let target = Throughput::start(interp, false);
+    let pid = target.pid().to_string();
     let mut codes = Vec::new();
     for _ in 0..25 {
         let out = Command::new(loopspy_bin()).args(["dump", "--json", "--pid", &pid]).output().unwrap();
@@ -214,16 +205,7 @@ fn busy_attach(version: &str) {
     drop(target);
     let reports = codes.iter().filter(|c| **c == 0).count();
     assert!(reports >= 20, "Python {version}: only {reports} of 25 dumps gave a report: {codes:?}");
-    record(test, version, "stock", &format!("pass ({reports} of 25 dumps of a busy target gave a report, the rest exit 11)"));
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    record(test, version, "stock", &format!("pass ({reports} of 25 dumps of a busy target gave a report, {} exit 11)", 25 - reports));
 }
 
 macro_rules! for_each_version {

@@ -55,28 +55,15 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
         record(test, version, flavor, "skipped (no uvloop wheel)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let ops = dir.path().join("ops.txt");
-    let mut cmd = std::process::Command::new(&interp_.path);
-    cmd.arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py")).arg(&ops);
-    if flavor == "uvloop" {
-        cmd.env("PYTHONPATH", interp_.uvloop.as_ref().unwrap()).arg("--uvloop");
-    }
-    let child = cmd.stdin(std::process::Stdio::null()).spawn().unwrap();
-    let _kill = KillOnDrop(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_to_string(&ops).unwrap_or_default().lines().count() < 3 {
-        assert!(std::time::Instant::now() < deadline, "Python {version}: throughput.py did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = _kill.0.id() as i32;
+    let busy = Throughput::start(interp_, flavor == "uvloop");
+    let pid = busy.pid();
     let mut target = Target::attach(pid, AttachOptions::default()).unwrap();
     let tids = loopspy::procfs::tids(pid).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let (mut sampled, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
     let mut depths = std::collections::BTreeSet::new();
-    let plumbing = |file: &str| ["", "<shim>", "__init__"].contains(&file);
+    let plumbing = |file: &str| loopspy::frames::SHIM_FILES.contains(&file);
     for round in 0..150u64 {
         {
             let _paused = target.spy.process.lock().expect("pause the target");
@@ -103,15 +90,6 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     }
     assert!(depths.len() >= 3, "Python {version} [{flavor}]: the stack did not change: depths {depths:?}");
     record(test, version, flavor, "pass");
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn check(version: &str) {

@@ -219,3 +219,49 @@ pub fn log(line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// `benches/targets/throughput.py` running (a busy loop whose stacks, 4–18 frames deep, change
+/// all the time); killed on drop.
+pub struct Throughput {
+    pub child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Throughput {
+    pub fn start(interp: &Interp, uvloop: bool) -> Throughput {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ops.txt");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/targets/throughput.py");
+        let mut cmd = Command::new(&interp.path);
+        cmd.arg(script).arg(&out);
+        if uvloop {
+            let dir = interp.uvloop.as_ref().expect("no uvloop for this Python in the manifest");
+            cmd.env("PYTHONPATH", dir).arg("--uvloop");
+        }
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("start throughput.py");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lines = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+            if lines >= 3 {
+                break;
+            }
+            if let Ok(Some(s)) = child.try_wait() {
+                panic!("throughput.py exited: {s}");
+            }
+            assert!(Instant::now() < deadline, "throughput.py did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Throughput { child, _dir: dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Throughput {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
