@@ -169,7 +169,7 @@ impl Looker {
         } else {
             None
         };
-        let traces = target.spy.get_stack_traces();
+        let traces = crate::target::contained(|| target.spy.get_stack_traces());
         if target.options.blocking {
             target.spy.config.blocking = LockingStrategy::Lock;
         }

@@ -163,7 +163,7 @@ const ATTACH_ATTEMPTS: u32 = 10;
 fn new_spy(pid: i32, config: &Config) -> Result<PythonSpy, Failure> {
     let mut attempt = 1;
     loop {
-        let failure = match PythonSpy::new(pid, config) {
+        let failure = match contained(|| PythonSpy::new(pid, config)) {
             Ok(spy) => return Ok(spy),
             Err(e) => classify_spy_error(pid, &e),
         };
@@ -179,6 +179,38 @@ fn new_spy(pid: i32, config: &Config) -> Result<PythonSpy, Failure> {
         attempt += 1;
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+thread_local! {
+    /// Set while py-spy code runs on this thread (see [`contained`]).
+    static IN_PYSPY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs py-spy code that reads the target, turning a panic in it into an error. py-spy
+/// trusts some of what it reads (an overflowing add on a torn thread state, an `unwrap` on a
+/// frame pointer); a busy target's torn read must cost a retry, not loopspy. Its panic
+/// message is not printed (the error carries it).
+pub(crate) fn contained<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PYSPY.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = IN_PYSPY.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_PYSPY.with(|c| c.set(was));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(anyhow::anyhow!("py-spy failed reading the target: {what}"))
+    })
 }
 
 /// Does the process look like a Python interpreter: an executable called `python…`, or a
@@ -222,6 +254,19 @@ mod tests {
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14t"))), Some("3.14t".into()));
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/python3.14"))), None);
         assert_eq!(free_threaded_build("", Some(std::path::Path::new("/usr/bin/pythonista"))), None);
+    }
+
+    #[test]
+    fn a_panic_in_pyspy_code_is_an_error() {
+        let r: anyhow::Result<()> = contained(|| {
+            let v: Vec<u8> = Vec::new();
+            let _ = v[3];
+            Ok(())
+        });
+        assert!(r.unwrap_err().to_string().contains("index out of bounds"));
+        assert_eq!(contained(|| Ok(7)).unwrap(), 7);
+        // Outside `contained`, panics are reported as before (the hook only stays quiet inside).
+        assert!(!IN_PYSPY.with(|c| c.get()));
     }
 
     #[test]
