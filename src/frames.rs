@@ -21,10 +21,36 @@ mod sampled;
 /// `<shim>` entry frames. Frames running them are not shown.
 pub const SHIM_FILES: &[&str] = &["", "<shim>", "__init__"];
 
-/// Deepest stack walked.
-pub const MAX_FRAMES: usize = 1024;
+/// Deepest stack walked. Real programs recurse deeply (parsers, ORMs, `sys.setrecursionlimit`);
+/// a walk must reach the bottom to be trusted, so the limit only stops a chain gone wrong.
+pub const MAX_FRAMES: usize = 100_000;
 /// Largest line table read.
 const MAX_LINETABLE: u64 = 1 << 20;
+
+/// Is this file part of Python itself or an installed package (not the application)?
+pub fn is_library_file(path: &str) -> bool {
+    if path.starts_with("<frozen") || path.contains("/site-packages/") || path.contains("/dist-packages/") {
+        return true;
+    }
+    is_stdlib_file(path)
+}
+
+/// `.../lib/python3.X/...` (or lib64), but not its site-packages: the standard library.
+pub fn is_stdlib_file(path: &str) -> bool {
+    if path.contains("/site-packages/") || path.contains("/dist-packages/") {
+        return false;
+    }
+    for marker in ["/lib/python3.", "/lib64/python3."] {
+        if let Some(at) = path.find(marker) {
+            let rest = &path[at + marker.len()..];
+            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+            if digits > 0 && rest[digits..].starts_with('/') {
+                return true;
+            }
+        }
+    }
+    false
+}
 
 /// One frame: its address, its code object, where it is in that code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +257,8 @@ struct CodeEntry {
     function: Rc<str>,
     file: Rc<str>,
     first_line: i32,
+    /// `co_flags`.
+    flags: u32,
     table: Vec<u8>,
 }
 
@@ -294,6 +322,7 @@ impl StackReader {
         if fresh {
             let info = code_info(r, code)?;
             let first_line = r.i32(code + c.firstlineno)?;
+            let flags = r.u32(code + c.flags)?;
             let table = match r.ptr(code + c.linetable)? {
                 0 => Vec::new(),
                 bytes => {
@@ -311,7 +340,7 @@ impl StackReader {
             self.lines.retain(|(c, _), _| *c != code);
             let function: Rc<str> = info.qualname.as_str().into();
             let file: Rc<str> = info.filename.as_str().into();
-            self.codes.insert(code, CodeEntry { identity, checked: 0, info: Rc::new(info), function, file, first_line, table });
+            self.codes.insert(code, CodeEntry { identity, checked: 0, info: Rc::new(info), function, file, first_line, flags, table });
         }
         Ok(&self.codes[&code])
     }

@@ -130,6 +130,7 @@ proptest! {
                 ready: *ready,
                 lateness: (jitter % 7 != 0).then_some(*late as f32 / 1000.0),
                 stack: stacks[(*jitter % 4) as usize],
+                loop_frames: (*jitter % 2) as u16,
                 callback: metrics::is_busy(state).then_some((*jitter % 3) as u64),
                 task: None,
                 busy_for: None,

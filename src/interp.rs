@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use crate::layout::{CurrentTask, RunningLoop, RUNNING_LOOP_KEY};
 use crate::memory::Memory;
-use crate::reader::{limits, Error, ObjectReader, Result};
+use crate::reader::{limits, Check, Error, ObjectReader, Result, Watch};
 
 /// Most thread states walked before we call the list corrupt.
 pub const MAX_THREADS: usize = 4096;
@@ -85,6 +85,82 @@ pub fn running_loop<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Optio
         return Ok(None);
     }
     Ok(Some(found))
+}
+
+/// Where a thread state records its running loop, as words a sampler reads with its other
+/// reads: a loop that ends, or another that starts in the same thread, shows at the next
+/// sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningLoopWatch {
+    watch: Watch,
+    place: Place,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// 3.13+: a thread-state field holds the loop.
+    Field,
+    /// 3.12: the thread-state dict's entry holds the loop (or `None`).
+    Entry,
+    /// 3.8–3.11: the entry holds a `_RunningLoopHolder` (a new one each time a loop starts or
+    /// stops), which holds the loop at `loop_at`.
+    Holder { holder: u64, loop_at: u64 },
+    /// No dict or no entry yet: nothing to watch cheaply (every check resolves again).
+    Missing,
+}
+
+impl RunningLoopWatch {
+    pub fn resolve<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<RunningLoopWatch> {
+        let l = r.layout();
+        let missing = RunningLoopWatch { watch: Watch::field(tstate + l.thread.dict), place: Place::Missing };
+        Ok(match l.thread.running_loop {
+            RunningLoop::Field { offset } => RunningLoopWatch { watch: Watch::field(tstate + offset), place: Place::Field },
+            RunningLoop::InDict | RunningLoop::HolderInDict { .. } => {
+                let dict_at = tstate + l.thread.dict;
+                let dict = r.ptr(dict_at)?;
+                let found = if dict == 0 { None } else { r.watch_dict_key(dict, RUNNING_LOOP_KEY)? };
+                let Some(mut watch) = found else { return Ok(missing) };
+                watch.checks.insert(0, Check { addr: dict_at, mask: u64::MAX, expect: dict });
+                let place = match l.thread.running_loop {
+                    RunningLoop::HolderInDict { holder_loop } => {
+                        Place::Holder { holder: r.u64(watch.slot)?, loop_at: holder_loop }
+                    }
+                    _ => Place::Entry,
+                };
+                RunningLoopWatch { watch, place }
+            }
+        })
+    }
+
+    /// The words to read: the watch's, then (3.8–3.11) the holder's loop field.
+    pub fn addrs(&self) -> impl Iterator<Item = u64> + '_ {
+        let holder = match self.place {
+            Place::Holder { holder, loop_at } => Some(holder + loop_at),
+            _ => None,
+        };
+        self.watch.addrs().chain(holder)
+    }
+
+    pub fn len(&self) -> usize {
+        self.watch.len() + usize::from(matches!(self.place, Place::Holder { .. }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The object the thread names as its running loop (0, or the `None` object, when it
+    /// runs none), from `words` read at [`addrs`](Self::addrs); `None` when the place moved or
+    /// cannot be watched (call [`running_loop`] and resolve the watch again).
+    pub fn loop_from(&self, words: &[u64]) -> Option<u64> {
+        let n = self.watch.len();
+        let value = self.watch.value(words.get(..n)?)?;
+        match self.place {
+            Place::Field | Place::Entry => Some(value),
+            Place::Holder { holder, .. } if value == holder => words.get(n).copied(),
+            Place::Holder { .. } | Place::Missing => None,
+        }
+    }
 }
 
 /// The kernel tid of a glibc thread, read from its `struct pthread` and confirmed against the

@@ -10,11 +10,15 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::frames::{is_library_file, is_stdlib_file as stdlib_dir};
 use crate::loopstate::LoopState;
 use crate::recording::{Recording, Sample, ThreadActivity};
 
 /// Default blocking threshold: asyncio's own `slow_callback_duration`.
 pub const DEFAULT_THRESHOLD: f64 = 0.100;
+/// Samples an episode needs: one busy sample between two failed looks says nothing about
+/// how long the callback ran.
+pub const MIN_EPISODE_SAMPLES: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
@@ -84,10 +88,14 @@ pub struct Episode {
     /// Still going when the recording ended (its duration is a lower bound).
     pub ongoing: bool,
     pub samples: u32,
-    /// The frame that blocked: the deepest application frame seen most often.
+    /// The frame that blocked: the deepest application frame the callback was in for most
+    /// of the episode (else, with no application frame, the innermost frame).
     pub function: String,
     pub file: String,
     pub line: i32,
+    /// The innermost frame seen most often: where the time went (often a library or the
+    /// standard library, called by `function`).
+    pub innermost: FrameInfo,
     pub task: Option<String>,
     /// On a CPU in most samples (computing), or waiting in the kernel.
     pub on_cpu: bool,
@@ -96,6 +104,14 @@ pub struct Episode {
     /// Interned stack seen most often in the episode.
     #[serde(skip)]
     pub stack: u32,
+}
+
+/// A frame, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameInfo {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
 }
 
 /// The number of pending tasks over time.
@@ -171,40 +187,92 @@ pub struct Analysis {
     pub blocking_frames: Vec<BlockingFrame>,
 }
 
-/// Is this file part of Python itself or an installed package (not the application)?
-pub fn is_library_file(path: &str) -> bool {
-    if path.starts_with("<frozen") || path.contains("/site-packages/") || path.contains("/dist-packages/") {
-        return true;
-    }
-    stdlib_dir(path)
+/// Anonymous helper frames (generator expressions, comprehensions, lambdas): they stand for
+/// the function that made them, which is blamed instead.
+fn is_anonymous(function: &str) -> bool {
+    let last = function.rsplit('.').next().unwrap_or(function);
+    matches!(last, "<genexpr>" | "<listcomp>" | "<setcomp>" | "<dictcomp>" | "<lambda>")
 }
 
-/// `.../lib/python3.X/...` (or lib64), but not its site-packages: the standard library.
-fn stdlib_dir(path: &str) -> bool {
-    if path.contains("/site-packages/") || path.contains("/dist-packages/") {
-        return false;
+/// A frame must be on the stack in this share of an episode's samples to be blamed.
+pub const BLAME_PRESENCE: f64 = 0.75;
+
+/// What a busy stretch is blamed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blame {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    pub innermost: FrameInfo,
+}
+
+/// The callback's frames of a sample (innermost first): the stack above the loop's own.
+pub fn callback_frames<'a>(rec: &'a Recording, s: &Sample) -> Vec<&'a crate::frames::StackFrame> {
+    let stack: Vec<_> = rec.stack(s.stack).collect();
+    let keep = stack.len().saturating_sub(s.loop_frames as usize);
+    stack[..keep].to_vec()
+}
+
+/// Blame a stretch of busy samples: the deepest application frame (not an anonymous helper)
+/// present in at least [`BLAME_PRESENCE`] of them; without one, the deepest installed-package
+/// frame so present; else the innermost frame seen most often. Frames of the loop itself
+/// (and what runs it, down to the program's entry) are never blamed.
+pub fn blame(rec: &Recording, samples: &[&Sample]) -> Option<Blame> {
+    struct Seen {
+        count: usize,
+        depth: usize,
+        lines: Vec<i32>,
+        kind: u8,
     }
-    for marker in ["/lib/python3.", "/lib64/python3."] {
-        if let Some(at) = path.find(marker) {
-            let rest = &path[at + marker.len()..];
-            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-            if digits > 0 && rest[digits..].starts_with('/') {
-                return true;
+    let mut seen: HashMap<(std::rc::Rc<str>, std::rc::Rc<str>), Seen> = HashMap::new();
+    let mut innermost = Vec::new();
+    let mut n = 0usize;
+    for s in samples {
+        let frames = callback_frames(rec, s);
+        let Some(top) = frames.first() else { continue };
+        n += 1;
+        innermost.push((top.function.to_string(), top.file.to_string(), top.line));
+        let mut counted: Vec<(std::rc::Rc<str>, std::rc::Rc<str>)> = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let depth = frames.len() - i; // 1 = the frame the loop called
+            let key = (f.function.clone(), f.file.clone());
+            let e = seen.entry(key.clone()).or_insert_with(|| Seen {
+                count: 0,
+                depth: 0,
+                lines: Vec::new(),
+                kind: if !is_library_file(&f.file) {
+                    0
+                } else if !stdlib_dir(&f.file) {
+                    1
+                } else {
+                    2
+                },
+            });
+            e.depth = e.depth.max(depth);
+            e.lines.push(f.line);
+            if !counted.contains(&key) {
+                e.count += 1;
+                counted.push(key);
             }
         }
     }
-    false
-}
-
-/// The frame to blame in a stack (innermost first): the deepest application frame; else the
-/// deepest frame outside the standard library (an installed package); else the innermost.
-pub fn blamed_frame<'a>(stack: &[&'a crate::frames::StackFrame]) -> Option<&'a crate::frames::StackFrame> {
-    stack
-        .iter()
-        .find(|f| !is_library_file(&f.file))
-        .or_else(|| stack.iter().find(|f| !stdlib_dir(&f.file)))
-        .or_else(|| stack.first())
-        .copied()
+    if n == 0 {
+        return None;
+    }
+    let (function, file, line) = mode(innermost.iter().cloned())?;
+    let innermost = FrameInfo { function, file, line };
+    let need = (n as f64 * BLAME_PRESENCE).ceil() as usize;
+    for kind in [0u8, 1] {
+        let best = seen
+            .iter()
+            .filter(|((func, _), e)| e.kind == kind && e.count >= need && !is_anonymous(func))
+            .max_by_key(|(key, e)| (e.depth, std::cmp::Reverse(key.0.clone())));
+        if let Some(((function, file), e)) = best {
+            let line = mode(e.lines.iter().copied()).unwrap_or(0);
+            return Some(Blame { function: function.to_string(), file: file.to_string(), line, innermost });
+        }
+    }
+    Some(Blame { function: innermost.function.clone(), file: innermost.file.clone(), line: innermost.line, innermost })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -256,11 +324,16 @@ pub struct Run {
 }
 
 /// Split a loop's samples into busy runs: maximal stretches of busy samples with the same
-/// callback identity.
+/// callback identity. A sample whose state is unknown between two samples of one callback
+/// does not split it (nor do failed looks, which are not samples); an idle sample or another
+/// callback does.
 pub fn busy_runs(samples: &[&Sample]) -> Vec<Run> {
     let mut runs = Vec::new();
     let mut open: Option<Run> = None;
     for (i, s) in samples.iter().enumerate() {
+        if s.state == LoopState::Unknown {
+            continue;
+        }
         let busy = is_busy(s.state);
         match open {
             Some(run) if busy && samples[run.last].callback == s.callback => open = Some(Run { last: i, ..run }),
@@ -275,15 +348,23 @@ pub fn busy_runs(samples: &[&Sample]) -> Vec<Run> {
     runs
 }
 
-/// Start and end of a run: halfway to the neighbouring samples (so each end is off by at most
-/// half a sample interval), or the sample itself at the edges of the recording.
-fn run_bounds(samples: &[&Sample], run: Run) -> (f64, f64, bool) {
+/// Busy samples in a run (unknown ones inside it are not counted).
+fn run_samples(samples: &[&Sample], run: Run) -> usize {
+    samples[run.first..=run.last].iter().filter(|s| is_busy(s.state)).count()
+}
+
+/// Start and end of a run: halfway to the neighbouring samples, but never more than one
+/// sample interval beyond the run's own samples (a gap of failed looks says nothing about
+/// when the run started), or the sample itself at the edges of the recording.
+fn run_bounds(samples: &[&Sample], run: Run, interval: f64) -> (f64, f64, bool) {
+    let first = samples[run.first].t;
     let start = match run.first {
-        0 => samples[0].t,
-        i => (samples[i - 1].t + samples[i].t) / 2.0,
+        0 => first,
+        i => first - ((first - samples[i - 1].t) / 2.0).min(interval),
     };
+    let last = samples[run.last].t;
     let ongoing = run.last + 1 == samples.len();
-    let end = if ongoing { samples[run.last].t } else { (samples[run.last].t + samples[run.last + 1].t) / 2.0 };
+    let end = if ongoing { last } else { last + ((samples[run.last + 1].t - last) / 2.0).min(interval) };
     (start, end, ongoing)
 }
 
@@ -308,24 +389,55 @@ fn mode<K: Eq + std::hash::Hash + Clone>(items: impl Iterator<Item = K>) -> Opti
     best.map(|(k, _)| k)
 }
 
+/// The callback running at the end of the recording on a loop: how long it has run (from
+/// the start of its run, as an episode's start) and what it is blamed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentRun {
+    pub duration_ms: f64,
+    pub samples: usize,
+    pub blame: Option<Blame>,
+    pub task: Option<String>,
+}
+
+/// The run of the callback the loop is in at its last sample (`None` when not in one).
+pub fn current_run(rec: &Recording, loop_index: u16) -> Option<CurrentRun> {
+    // Enough trailing samples for any run we would show (a few minutes at 1000 Hz).
+    let recent: Vec<&Sample> = rec.samples.iter().rev().filter(|s| s.loop_index == loop_index).take(200_000).collect();
+    let last = recent.iter().find(|s| s.state != LoopState::Unknown)?;
+    if last.state != LoopState::Callback {
+        return None;
+    }
+    let mut run: Vec<&Sample> = Vec::new();
+    let mut before = None;
+    for s in &recent {
+        match s.state {
+            LoopState::Unknown => continue,
+            LoopState::Callback if s.callback == last.callback => run.push(s),
+            _ => {
+                before = Some(s.t);
+                break;
+            }
+        }
+    }
+    run.reverse();
+    let first = run.first()?.t;
+    let start = before.map_or(first, |b| first - ((first - b) / 2.0).min(rec.interval()));
+    Some(CurrentRun {
+        duration_ms: (last.t - start).max(0.0) * 1e3,
+        samples: run.len(),
+        blame: blame(rec, &run),
+        task: mode(run.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone()),
+    })
+}
+
 /// Describe one run as an episode.
 fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> Episode {
-    let (start, end, ongoing) = run_bounds(samples, run);
-    let span = &samples[run.first..=run.last];
-    let blamed: Vec<(String, String, i32)> = span
-        .iter()
-        .filter_map(|s| {
-            let stack: Vec<_> = rec.stack(s.stack).collect();
-            blamed_frame(&stack).map(|f| (f.function.to_string(), f.file.to_string(), f.line))
-        })
-        .collect();
-    let key = mode(blamed.iter().map(|(f, file, _)| (f.clone(), file.clone())));
-    let (function, file, line) = match key {
-        Some((function, file)) => {
-            let line = mode(blamed.iter().filter(|b| b.0 == function && b.1 == file).map(|b| b.2)).unwrap_or(0);
-            (function, file, line)
-        }
-        None => ("<unknown>".to_string(), String::new(), 0),
+    let (start, end, ongoing) = run_bounds(samples, run, rec.interval());
+    let span: Vec<&Sample> = samples[run.first..=run.last].iter().filter(|s| is_busy(s.state)).copied().collect();
+    let blamed = blame(rec, &span);
+    let (function, file, line, innermost) = match blamed {
+        Some(b) => (b.function, b.file, b.line, b.innermost),
+        None => ("<unknown>".to_string(), String::new(), 0, FrameInfo { function: "<unknown>".into(), file: String::new(), line: 0 }),
     };
     let task = mode(span.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone());
     let on_cpu_samples = span.iter().filter(|s| s.activity == ThreadActivity::OnCpu).count();
@@ -345,6 +457,7 @@ fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> E
         function,
         file,
         line,
+        innermost,
         task,
         on_cpu,
         waiting_in,
@@ -414,8 +527,8 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
     let episodes: Vec<Episode> = runs
         .iter()
         .filter(|run| {
-            let (start, end, _) = run_bounds(&samples, **run);
-            end - start >= opts.threshold
+            let (start, end, _) = run_bounds(&samples, **run, rec.interval());
+            run_samples(&samples, **run) >= MIN_EPISODE_SAMPLES && end - start >= opts.threshold
         })
         .map(|run| episode(rec, &samples, *run, loop_index))
         .collect();
@@ -572,7 +685,8 @@ mod tests {
                 _ => (LoopState::Unknown, ThreadActivity::Unknown, idle, None, None),
             };
             let lateness = if state == LoopState::Idle { Some(-0.005) } else { Some(0.001 * i as f32) };
-            rec.samples.push(Sample { t, loop_index: 0, state, activity, ready: i as u32 % 4, lateness, stack, callback, task, busy_for: None });
+            let loop_frames = if state == LoopState::Idle { 1 } else { 2 };
+            rec.samples.push(Sample { t, loop_index: 0, state, activity, ready: i as u32 % 4, lateness, stack, loop_frames, callback, task, busy_for: None });
         }
         rec.ended = 100.0 + s.len() as f64 / rate;
         rec
@@ -586,13 +700,36 @@ mod tests {
         assert!(is_library_file("<frozen importlib._bootstrap>"));
         assert!(!is_library_file("/srv/app/db.py"));
         assert!(!is_library_file("/srv/lib/python3x/app.py"));
+        // Blame: stacks innermost first; the last two frames are the loop's own.
+        let meta = LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let mut rec = Recording::new(100.0, vec![meta], 0.0);
         let json = frame("decode", "/usr/lib/python3.12/json/decoder.py", 1);
         let app = frame("parse_report", "/srv/app.py", 2);
         let pkg = frame("execute", "/venv/lib/python3.12/site-packages/db/cursor.py", 3);
-        assert_eq!(blamed_frame(&[&json, &app]).unwrap().function.as_ref(), "parse_report");
-        assert_eq!(blamed_frame(&[&json, &pkg]).unwrap().function.as_ref(), "execute");
-        assert_eq!(blamed_frame(&[&json]).unwrap().function.as_ref(), "decode");
-        assert!(blamed_frame(&[]).is_none());
+        let genexpr = frame("parse_report.<locals>.<genexpr>", "/srv/app.py", 4);
+        let run = frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84);
+        let main = frame("<module>", "/srv/main.py", 116);
+        let mut sample = |frames: &[&StackFrame]| {
+            let owned: Vec<StackFrame> = frames.iter().map(|f| (*f).clone()).collect();
+            let stack = rec.intern_stack(&owned);
+            Sample { t: 0.0, loop_index: 0, state: LoopState::Callback, activity: ThreadActivity::OnCpu, ready: 0, lateness: None, stack, loop_frames: 2, callback: Some(1), task: None, busy_for: None }
+        };
+        let s1 = sample(&[&json, &app, &run, &main]);
+        let s2 = sample(&[&genexpr, &app, &run, &main]);
+        let s3 = sample(&[&json, &pkg, &run, &main]);
+        let s4 = sample(&[&json, &run, &main]);
+        let s5 = sample(&[&app, &run, &main]);
+        let who = |v: &[&Sample]| blame(&rec, v).map(|b| (b.function, b.innermost.function));
+        // The application frame under the library one; the generator expression is its own.
+        assert_eq!(who(&[&s1, &s2, &s1, &s2]), Some(("parse_report".into(), "decode".into())));
+        // No application frame: an installed package's; else the innermost frame.
+        assert_eq!(who(&[&s3]), Some(("execute".into(), "decode".into())));
+        assert_eq!(who(&[&s4]), Some(("decode".into(), "decode".into())));
+        // The program's entry frame below the loop (`<module>`) is never blamed.
+        assert_eq!(who(&[&s4, &s4]).unwrap().0, "decode");
+        // A frame in under 75 % of the samples is not the blamed one.
+        assert_eq!(who(&[&s3, &s5, &s5, &s5]).unwrap().0, "parse_report");
+        assert!(blame(&rec, &[]).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::elf::ElfFile;
-use crate::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop};
+use crate::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom};
 use crate::memory::Memory;
 
 /// Largest offset we accept from the published tables (the biggest real one, the interpreter
@@ -187,6 +187,10 @@ fn field_of<'a>(l: &'a mut Layout, name: &str) -> Option<&'a mut u64> {
         "thread_state.interp" => &mut l.thread.interp,
         "thread_state.current_frame" => match &mut l.frame.chain {
             FrameChain::Direct { tstate_current_frame } => tstate_current_frame,
+            _ => return None,
+        },
+        "thread_state.base_frame" => match &mut l.frame.bottom {
+            StackBottom::BaseFrame { tstate_base_frame } => tstate_base_frame,
             _ => return None,
         },
         "thread_state.thread_id" => &mut l.thread.thread_id,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::eventloop::LoopKind;
 use crate::frames::StackFrame;
 use crate::loopstate::LoopState;
+use crate::probe::FailReason;
 use crate::procfs::{syscall_name, Syscall};
 
 /// Values stored once and referred to by index.
@@ -107,6 +108,9 @@ pub struct Sample {
     pub lateness: Option<f32>,
     /// Interned stack of the loop thread, innermost first.
     pub stack: u32,
+    /// How many of the stack's outermost frames are the loop's own (its dispatch and what
+    /// runs it); the frames above them are the callback's.
+    pub loop_frames: u16,
     /// Identity of the callback running (the `Handle` object, or the task for a task step);
     /// `None` when idle or unknown. Consecutive busy samples with the same identity belong to
     /// one callback.
@@ -115,6 +119,14 @@ pub struct Sample {
     pub task: Option<u32>,
     /// How long the current loop iteration has been running (uvloop keeps the time).
     pub busy_for: Option<f32>,
+}
+
+/// A look at a loop that was not a sample, and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailedSample {
+    pub t: f64,
+    pub loop_index: u16,
+    pub reason: FailReason,
 }
 
 /// A stack of another thread (`--all-threads`).
@@ -172,8 +184,8 @@ pub struct Recording {
     pub other_threads: Vec<ThreadSample>,
     /// Task counts, about once a second.
     pub task_counts: Vec<TaskCountSample>,
-    /// Sample attempts whose reads failed or made no sense (torn reads of a changing target).
-    pub failed_samples: u64,
+    /// Looks at a loop that were not samples (after retries), with their reasons.
+    pub failures: Vec<FailedSample>,
     pub started: f64,
     pub ended: f64,
     pub end: EndReason,
@@ -191,7 +203,7 @@ impl Recording {
             samples: Vec::new(),
             other_threads: Vec::new(),
             task_counts: Vec::new(),
-            failed_samples: 0,
+            failures: Vec::new(),
             started,
             ended: started,
             end: EndReason::Running,
@@ -207,6 +219,21 @@ impl Recording {
     /// The frames of an interned stack, innermost first.
     pub fn stack(&self, id: u32) -> impl Iterator<Item = &StackFrame> + '_ {
         self.stacks.get(id).iter().map(|f| self.frames.get(*f))
+    }
+
+    /// Failed looks, by reason (every reason listed, in order).
+    pub fn failures_by_reason(&self) -> Vec<(FailReason, u64)> {
+        FailReason::ALL.iter().map(|r| (*r, self.failures.iter().filter(|f| f.reason == *r).count() as u64)).collect()
+    }
+
+    /// Share of looks that failed, in percent (0 without looks).
+    pub fn failed_pct(&self) -> f64 {
+        let all = self.samples.len() + self.failures.len();
+        if all == 0 {
+            0.0
+        } else {
+            100.0 * self.failures.len() as f64 / all as f64
+        }
     }
 
     pub fn duration(&self) -> f64 {

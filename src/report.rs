@@ -3,6 +3,7 @@
 //! Plain data built from a [`Recording`] and its [`Analysis`]; schema in
 //! `docs/json-schema.md`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -41,7 +42,10 @@ pub struct RecordingFacts {
     pub end_time: f64,
     pub duration_s: f64,
     pub samples: usize,
+    /// Looks that were not samples (after retries), and why.
     pub failed_samples: u64,
+    pub failed_pct: f64,
+    pub failed_by_reason: BTreeMap<&'static str, u64>,
     pub end: EndReason,
     pub blocking_mode: bool,
     pub threshold_ms: f64,
@@ -66,7 +70,9 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             end_time: rec.ended,
             duration_s: rec.duration(),
             samples: rec.samples.len(),
-            failed_samples: rec.failed_samples,
+            failed_samples: rec.failures.len() as u64,
+            failed_pct: rec.failed_pct(),
+            failed_by_reason: rec.failures_by_reason().into_iter().map(|(r, n)| (r.as_str(), n)).collect(),
             end: rec.end,
             blocking_mode,
             threshold_ms: analysis.threshold_ms,

@@ -1,29 +1,29 @@
 //! Continuous sampling of a process's event loops without stopping it.
 //!
-//! Everything that can be resolved once is (the loop's `_ready` and `_scheduled` objects, the
-//! thread state, the syscall file, the current-task source), so that one sample of one loop
-//! costs a read of the thread's `/proc` syscall file, one read per frame of its stack (code
-//! objects cached), and a few reads for the ready queue and the earliest timer. Loops that
-//! start or stop are picked up by a refresh about once a second.
+//! Each loop has a [`LoopProbe`] (the per-loop code `dump` uses too). A look that fails is
+//! retried while the sample's time budget lasts, then recorded as a failure with its reason,
+//! never as data. Loops that start or stop are picked up by a refresh about once a second,
+//! and at once when a loop is seen to end.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
-use crate::callback::{self, running_handle};
 use crate::error::Failure;
-use crate::eventloop::{self, LoopKind, LoopObjects, LoopReaders};
-use crate::frames::{self, StackFrame, StackReader};
+use crate::frames::StackReader;
 use crate::interp::{self, CurrentTaskSource, PyThread};
-use crate::loopstate::{self, FrameName};
-use crate::metrics::is_busy;
-use crate::procfs::{self, Syscall};
+use crate::probe::{LookFailure, LoopProbe, LoopSample, TaskIdent};
+use crate::procfs;
 use crate::reader;
-use crate::recording::{LoopMeta, Recording, Sample, ThreadActivity, ThreadSample};
+use crate::recording::{FailedSample, LoopMeta, Recording, Sample, ThreadActivity, ThreadSample};
 use crate::target::Target;
+use crate::eventloop::LoopReaders;
 
 /// How often the thread list is re-read for loops that started or stopped (seconds).
 const REFRESH_EVERY: f64 = 1.0;
+/// Looks at a loop per sample before a failure is recorded.
+const ATTEMPTS: usize = 4;
+/// Task names kept (by task identity) before the cache is emptied.
+const MAX_TASK_NAMES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SamplerOptions {
@@ -31,52 +31,28 @@ pub struct SamplerOptions {
     pub all_threads: bool,
 }
 
-/// One loop being sampled.
-struct SampledLoop {
-    meta: u16,
-    thread: PyThread,
-    addr: u64,
-    kind: LoopKind,
-    objects: LoopObjects,
-    selector: Option<String>,
-    syscall: Option<File>,
-}
-
 /// Why a sample could not be taken.
 #[derive(Debug)]
 pub enum SampleError {
     /// The target is gone: stop.
     Exited,
-    /// This attempt read inconsistent data (counted, not shown).
-    Torn(String),
+    /// Every look failed (counted in the recording, not shown).
+    Failed,
 }
 
 pub struct Sampler {
     pub target: Target,
-    loops: Vec<SampledLoop>,
+    probes: Vec<(u16, LoopProbe)>,
     readers: LoopReaders,
     stacks: StackReader,
     tasks: CurrentTaskSource,
-    task_names: HashMap<u64, u32>,
+    task_names: HashMap<TaskIdent, u32>,
     clock_offset: f64,
     options: SamplerOptions,
     others: Vec<PyThread>,
     last_refresh: f64,
     /// The class of the last loop found that loopspy cannot read.
     unsupported: Option<String>,
-    frame_refs: Vec<frames::FrameRef>,
-    stack: Vec<StackFrame>,
-}
-
-fn open_syscall(pid: i32, tid: Option<i32>) -> Option<File> {
-    File::open(format!("/proc/{pid}/task/{}/syscall", tid?)).ok()
-}
-
-fn read_syscall(file: &Option<File>) -> Option<Syscall> {
-    let f = file.as_ref()?;
-    let mut buf = [0u8; 256];
-    let n = f.read_at(&mut buf, 0).ok()?;
-    procfs::parse_syscall(&buf[..n]).ok()
 }
 
 impl Sampler {
@@ -87,7 +63,7 @@ impl Sampler {
         let mut sampler = Sampler {
             tasks: CurrentTaskSource::None,
             target,
-            loops: Vec::new(),
+            probes: Vec::new(),
             readers: LoopReaders::new(),
             stacks: StackReader::new(),
             task_names: HashMap::new(),
@@ -96,8 +72,6 @@ impl Sampler {
             others: Vec::new(),
             last_refresh: 0.0,
             unsupported: None,
-            frame_refs: Vec::new(),
-            stack: Vec::new(),
         };
         let mut metas = Vec::new();
         let mut last = None;
@@ -114,66 +88,76 @@ impl Sampler {
                     }
                     last = Some(f);
                     metas.clear();
-                    sampler.loops.clear();
+                    sampler.probes.clear();
                 }
             }
         }
         if let Some(f) = last {
             return Err(f);
         }
-        if sampler.loops.is_empty() {
+        if sampler.probes.is_empty() {
             if let Some(class) = sampler.unsupported.take() {
                 return Err(Failure::UnsupportedLoop { pid: sampler.target.pid, class });
             }
             let view = crate::snapshot::Looker::new().look(&mut sampler.target)?;
             return Err(Failure::NoEventLoop { pid: sampler.target.pid, threads: view.threads });
         }
+        sampler.last_refresh = sampler.now();
         Ok((sampler, metas))
     }
 
-    /// Walk the threads; start sampling loops not seen before, drop loops that stopped.
-    /// New loops are appended to `metas`.
+    /// Walk the threads; start probing loops not seen before, drop loops that stopped. New
+    /// loops are appended to `metas`.
     fn discover(&mut self, metas: &mut Vec<LoopMeta>) -> reader::Result<()> {
         let pid = self.target.pid;
         let r = &self.target.reader;
         let tids = procfs::tids(pid).unwrap_or_default();
         let threads = interp::threads(r, self.target.interp, &tids)?;
         let names: HashMap<u64, String> = interp::thread_names(r, self.target.interp).unwrap_or_default().into_iter().collect();
-        self.loops.retain(|l| threads.iter().any(|t| t.tstate == l.thread.tstate && t.running_loop == Some(l.addr)));
+        self.probes.retain(|(_, p)| threads.iter().any(|t| t.tstate == p.thread.tstate && t.running_loop == Some(p.addr)));
         self.others.clear();
         for t in threads {
             let Some(addr) = t.running_loop else {
                 self.others.push(t);
                 continue;
             };
-            if self.loops.iter().any(|l| l.addr == addr && l.thread.tstate == t.tstate) {
+            if self.probes.iter().any(|(_, p)| p.addr == addr && p.thread.tstate == t.tstate) {
                 continue;
             }
-            let (kind, class) = eventloop::kind_of(r, addr)?;
-            let Some(kind) = kind else {
-                // A loop class loopspy cannot read (or a stale pointer read mid-change): not
-                // sampled. `start` reports it when no loop can be sampled at all.
-                self.unsupported = Some(class);
-                continue;
+            let name = names.get(&t.ident).cloned();
+            let probe = match LoopProbe::new(pid, r, &mut self.readers, t, addr)? {
+                Ok(p) => p,
+                Err(class) => {
+                    // A loop class loopspy cannot read (or a stale pointer read mid-change):
+                    // not sampled. `start` reports it when no loop can be sampled at all.
+                    self.unsupported = Some(class);
+                    continue;
+                }
             };
-            let objects = self.readers.resolve(r, kind, addr)?;
-            let selector = match objects {
-                LoopObjects::Selector(o) => o.selector.map(|s| r.type_name(s)).transpose()?,
-                LoopObjects::Uvloop(_) => None,
+            let selector = match &probe.objects {
+                crate::eventloop::LoopObjects::Selector(o) => o.selector.map(|s| r.type_name(s)).transpose()?,
+                crate::eventloop::LoopObjects::Uvloop(_) => None,
             };
-            let meta = metas.len() as u16;
-            metas.push(LoopMeta {
-                native_id: t.native_id,
-                thread_name: names.get(&t.ident).cloned(),
-                loop_class: class,
-                loop_kind: kind,
-                selector: selector.clone(),
-            });
-            let syscall = open_syscall(pid, t.native_id);
-            self.loops.push(SampledLoop { meta, thread: t, addr, kind, objects, selector, syscall });
+            // A thread's next loop (it ran `asyncio.run()` again) continues its timeline.
+            let same = metas
+                .iter()
+                .position(|m: &LoopMeta| m.native_id == probe.thread.native_id && m.loop_class == probe.class_name);
+            let meta = match same {
+                Some(i) => i as u16,
+                None => {
+                    metas.push(LoopMeta {
+                        native_id: probe.thread.native_id,
+                        thread_name: name,
+                        loop_class: probe.class_name.clone(),
+                        loop_kind: probe.kind,
+                        selector,
+                    });
+                    (metas.len() - 1) as u16
+                }
+            };
+            self.probes.push((meta, probe));
         }
         self.tasks = CurrentTaskSource::resolve(r, self.target.interp)?;
-        self.task_names.clear();
         Ok(())
     }
 
@@ -183,93 +167,74 @@ impl Sampler {
 
     /// The loops being sampled: `(index in the recording's loops, loop object address)`.
     pub fn loop_addresses(&self) -> Vec<(u16, u64)> {
-        self.loops.iter().map(|l| (l.meta, l.addr)).collect()
+        self.probes.iter().map(|(m, p)| (*m, p.addr)).collect()
     }
 
     /// The task running now on the recording's loop `meta`, if any.
     pub fn current_task(&self, meta: u16) -> Option<u64> {
-        let l = self.loops.iter().find(|l| l.meta == meta)?;
-        self.tasks.task(&self.target.reader, &l.thread, l.addr).ok().flatten()
+        let (_, p) = self.probes.iter().find(|(m, _)| *m == meta)?;
+        self.tasks.task(&self.target.reader, &p.thread, p.addr).ok().flatten()
     }
 
-    /// Take one sample of every loop into `rec`. A torn read is retried once, then counted.
-    pub fn sample(&mut self, rec: &mut Recording) -> Result<(), SampleError> {
+    /// Take one sample of every loop into `rec`, within `budget` seconds of retries.
+    pub fn sample(&mut self, rec: &mut Recording, budget: f64) -> Result<(), SampleError> {
         let now = self.now();
-        if now - self.last_refresh >= REFRESH_EVERY {
+        if now - self.last_refresh >= REFRESH_EVERY || self.probes.is_empty() {
             self.last_refresh = now;
             let mut metas = rec.loops.clone();
             match self.discover(&mut metas) {
                 Ok(()) => rec.loops = metas,
-                Err(e) => return Err(self.classify(e)),
+                Err(e) if e.is_gone() || procfs::is_dead(self.target.pid) => return Err(SampleError::Exited),
+                Err(_) => {} // the next refresh tries again
             }
         }
-        let mut result = self.sample_once(rec);
-        if let Err(SampleError::Torn(_)) = result {
-            result = self.sample_once(rec);
-        }
-        if let Err(SampleError::Torn(_)) = &result {
-            rec.failed_samples += 1;
-        }
-        result
-    }
-
-    fn classify(&self, e: reader::Error) -> SampleError {
-        if e.is_gone() || procfs::is_dead(self.target.pid) {
-            SampleError::Exited
-        } else {
-            SampleError::Torn(e.to_string())
-        }
-    }
-
-    fn sample_once(&mut self, rec: &mut Recording) -> Result<(), SampleError> {
-        // The kernel's view first: a ptrace stop would hide the syscall.
-        let syscalls: Vec<Option<Syscall>> = self.loops.iter().map(|l| read_syscall(&l.syscall)).collect();
         let _lock = if self.target.options.blocking {
-            let lock = self.target.spy.process.lock().map_err(|e| {
-                if procfs::is_dead(self.target.pid) {
-                    SampleError::Exited
-                } else {
-                    SampleError::Torn(format!("could not pause the target: {e}"))
-                }
-            })?;
-            Some(lock)
+            match self.target.spy.process.lock() {
+                Ok(lock) => Some(lock),
+                Err(_) if procfs::is_dead(self.target.pid) => return Err(SampleError::Exited),
+                Err(_) => None,
+            }
         } else {
             None
         };
-        // Each loop on its own: one that stopped (closed, its thread gone) is dropped, one
-        // whose read was torn is counted, and neither spoils the others' samples.
-        let mut batch = Vec::with_capacity(self.loops.len());
-        let mut ended = Vec::new();
-        let mut torn = None;
-        for (i, syscall) in syscalls.into_iter().enumerate() {
-            match self.sample_loop(i, syscall, rec) {
-                Ok(s) => batch.push(s),
-                Err(e) => match self.classify(e) {
-                    SampleError::Exited => return Err(SampleError::Exited),
-                    e if !self.still_running(i) => {
-                        let _ = e;
-                        ended.push(i);
+        let started = Instant::now();
+        let mut any = false;
+        let mut gone = Vec::new();
+        for i in 0..self.probes.len() {
+            let mut outcome = self.look(i);
+            let mut attempts = 1;
+            while matches!(outcome, Err(LookFailure::Failed(..))) && attempts < ATTEMPTS && started.elapsed().as_secs_f64() < budget {
+                outcome = self.look(i);
+                attempts += 1;
+            }
+            let meta = self.probes[i].0;
+            match outcome {
+                Ok(s) => {
+                    any = true;
+                    let sample = self.record_sample(rec, meta, &s);
+                    rec.samples.push(sample);
+                }
+                Err(LookFailure::Failed(reason, detail)) => {
+                    if std::env::var_os("LOOPSPY_DEBUG_FAILURES").is_some() {
+                        eprintln!("loopspy: failed look ({}): {}", reason.as_str(), crate::escape::terminal(&detail));
                     }
-                    e => {
-                        torn.get_or_insert(e);
-                    }
-                },
+                    rec.failures.push(FailedSample { t: self.now(), loop_index: meta, reason })
+                }
+                Err(LookFailure::LoopGone) => gone.push(i),
+                Err(LookFailure::Exited) => return Err(SampleError::Exited),
             }
         }
-        for i in ended.into_iter().rev() {
-            self.loops.remove(i);
-        }
-        if batch.is_empty() {
-            if let Some(e) = torn {
-                return Err(e);
+        if !gone.is_empty() {
+            for i in gone.into_iter().rev() {
+                self.probes.remove(i);
             }
-        } else if torn.is_some() {
-            rec.failed_samples += 1;
+            // A loop ended: look for the one that may replace it at the next sample.
+            self.last_refresh = f64::MIN;
         }
         if self.options.all_threads {
             let t = self.now();
             for thread in self.others.clone() {
-                // A short-lived thread may be gone already: skip it.
+                // A short-lived thread may be gone already, a walk may be cut: skip it.
                 let Ok(stack) = self.stacks.stack(&self.target.reader, thread.tstate) else { continue };
                 let name = format!("thread {}", thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident)));
                 let thread_id = rec.threads.intern(name);
@@ -277,78 +242,47 @@ impl Sampler {
                 rec.other_threads.push(ThreadSample { t, thread: thread_id, stack });
             }
         }
-        rec.samples.extend(batch);
-        Ok(())
+        if any || self.probes.is_empty() {
+            Ok(())
+        } else {
+            Err(SampleError::Failed)
+        }
     }
 
-    /// Does loop `i`'s thread still run it?
-    fn still_running(&self, i: usize) -> bool {
-        let l = &self.loops[i];
-        matches!(interp::running_loop(&self.target.reader, l.thread.tstate), Ok(Some(addr)) if addr == l.addr)
-    }
-
-    fn sample_loop(&mut self, i: usize, syscall: Option<Syscall>, rec: &mut Recording) -> reader::Result<Sample> {
-        // Buffers reused from sample to sample.
-        let (mut frame_refs, mut stack) = (std::mem::take(&mut self.frame_refs), std::mem::take(&mut self.stack));
-        let result = self.sample_loop_with(i, syscall, rec, &mut frame_refs, &mut stack);
-        (self.frame_refs, self.stack) = (frame_refs, stack);
-        result
-    }
-
-    fn sample_loop_with(
-        &mut self,
-        i: usize,
-        syscall: Option<Syscall>,
-        rec: &mut Recording,
-        frame_refs: &mut Vec<frames::FrameRef>,
-        stack: &mut Vec<StackFrame>,
-    ) -> reader::Result<Sample> {
+    fn look(&mut self, i: usize) -> Result<LoopSample, LookFailure> {
         let r = &self.target.reader;
-        let l = &self.loops[i];
-        self.stacks.sample_stack(r, l.thread.tstate, frame_refs, stack)?;
-        let figures = self.readers.quick(r, &l.objects)?;
-        let t = self.now();
-        let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
-        let state = loopstate::classify(l.kind, &names, syscall, l.selector.as_deref());
-        let (callback, task) = if is_busy(state) { self.busy_identity(i, frame_refs, rec)? } else { (None, None) };
-        let l = &self.loops[i];
-        Ok(Sample {
-            t,
-            loop_index: l.meta,
-            state,
-            activity: ThreadActivity::from_syscall(syscall),
-            ready: figures.ready.min(u32::MAX as u64) as u32,
-            lateness: figures.earliest_timer.map(|w| (t - w) as f32),
-            stack: rec.intern_stack(stack),
-            callback,
+        self.probes[i].1.look(r, &mut self.readers, &mut self.stacks, &self.tasks, self.clock_offset)
+    }
+
+    fn record_sample(&mut self, rec: &mut Recording, meta: u16, s: &LoopSample) -> Sample {
+        let task = s.task.and_then(|t| self.task_name(rec, t));
+        Sample {
+            t: s.t,
+            loop_index: meta,
+            state: s.state,
+            activity: ThreadActivity::from_syscall(s.syscall),
+            ready: s.figures.ready.min(u32::MAX as u64) as u32,
+            lateness: s.lateness().map(|l| l as f32),
+            stack: rec.intern_stack(&s.frames),
+            loop_frames: s.loop_frames.min(u16::MAX as usize) as u16,
+            callback: s.callback,
             task,
-            busy_for: figures.loop_time.filter(|_| is_busy(state)).map(|lt| (t - lt).max(0.0) as f32),
-        })
+            busy_for: s.busy_for.map(|b| b as f32),
+        }
     }
 
-    /// Which callback is running (an identity to tell callbacks apart) and its task's name.
-    fn busy_identity(&mut self, i: usize, frame_refs: &[frames::FrameRef], rec: &mut Recording) -> reader::Result<(Option<u64>, Option<u32>)> {
-        let r = &self.target.reader;
-        let l = &self.loops[i];
-        let task = self.tasks.task(r, &l.thread, l.addr)?;
-        let callback = match l.kind {
-            LoopKind::Selector => running_handle(r, &mut self.stacks, frame_refs)?,
-            // uvloop: the task, or the frame C entered for a plain callback.
-            LoopKind::Uvloop => task.or_else(|| {
-                frame_refs.iter().rev().skip(1).rev().find(|f| f.entered_from_c == Some(true)).map(|f| f.addr)
-            }),
-        };
-        let task_name = match task {
-            None => None,
-            Some(addr) => Some(match self.task_names.get(&addr) {
-                Some(id) => *id,
-                None => {
-                    let id = rec.tasks.intern(callback::task_name(r, addr)?);
-                    self.task_names.insert(addr, id);
-                    id
-                }
-            }),
-        };
-        Ok((callback, task_name))
+    /// The interned name of a task, read once per task (by the pointers that identify it, so
+    /// a new task at a freed task's address is read anew).
+    fn task_name(&mut self, rec: &mut Recording, t: TaskIdent) -> Option<u32> {
+        if let Some(id) = self.task_names.get(&t) {
+            return Some(*id);
+        }
+        let name = crate::callback::task_name(&self.target.reader, t.addr).ok()?;
+        if self.task_names.len() >= MAX_TASK_NAMES {
+            self.task_names.clear();
+        }
+        let id = rec.tasks.intern(name);
+        self.task_names.insert(t, id);
+        Some(id)
     }
 }

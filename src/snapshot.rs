@@ -1,27 +1,29 @@
 //! One look at every event loop of an attached process: for each Python thread, its running
 //! loop (if any), the loop's figures, state, current callback and Python stack.
 //!
-//! This is the glue between the target (py-spy + object reader), `/proc`, the loop readers
-//! and the state classifier. `dump` prints one of these; the sampler will take many.
+//! Each loop is looked at by the same [`LoopProbe`] the sampler uses (same stack walk, same
+//! rules for what is a complete read); a look adds what a sample does not need: the
+//! selector's descriptors, the callback by name, the tasks.
 
 use std::collections::HashMap;
 
-use py_spy::config::LockingStrategy;
-
 use crate::callback::{self, CallbackKind};
 use crate::error::{Failure, ThreadBrief};
-use crate::eventloop::{self, LoopFigures, LoopKind, LoopReaders};
-use crate::frames::{self, StackFrame, StackReader};
-use crate::interp::{self, PyThread};
-use crate::loopstate::{self, FrameName, LoopState};
+use crate::eventloop::{LoopFigures, LoopKind, LoopReaders};
+use crate::frames::{StackFrame, StackReader};
+use crate::interp::{self, CurrentTaskSource, PyThread};
+use crate::loopstate::LoopState;
 use crate::memory::Memory;
+use crate::probe::{LookFailure, LoopProbe, LoopSample};
 use crate::procfs::{self, Syscall};
 use crate::reader::{self, ObjectReader};
 use crate::target::Target;
 use crate::tasks::{self, TaskCounts, TaskDetail, TaskSet, TaskState, TreeNode};
 
-/// How many times a torn read of a changing target is retried before giving up.
+/// How many times a look at the whole process is tried before giving up.
 pub const READ_ATTEMPTS: usize = 5;
+/// How many times one loop is looked at, within one look at the process.
+const LOOK_ATTEMPTS: usize = 20;
 
 /// What a loop's thread is running, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct LoopView {
     pub busy_for: Option<f64>,
     pub callback: Option<CallbackView>,
     pub stack: Vec<StackFrame>,
+    /// How many of the stack's outermost frames are the loop's own.
+    pub loop_frames: usize,
     /// The loop's tasks, when asked for.
     pub tasks: Option<LoopTasks>,
 }
@@ -91,9 +95,10 @@ impl Default for LookOptions {
 pub const DEFAULT_MAX_TASKS: usize = 1000;
 
 impl LoopView {
-    /// Seconds the earliest live timer is overdue (positive) or still due in (negative).
+    /// Seconds the most overdue live timer (in the heap or waiting in the ready queue) is
+    /// late (positive) or still due in (negative).
     pub fn timer_lateness(&self) -> Option<f64> {
-        self.figures.earliest_timer.map(|when| self.read_at - when)
+        self.figures.most_overdue().map(|when| self.read_at - when)
     }
 }
 
@@ -122,7 +127,7 @@ impl Looker {
         Looker { options, ..Self::default() }
     }
 
-    /// Look at every loop. Torn reads are retried; a target that dies is reported as such.
+    /// Look at every loop. Failed looks are retried; a target that dies is reported as such.
     pub fn look(&mut self, target: &mut Target) -> Result<ProcessView, Failure> {
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
@@ -152,49 +157,24 @@ impl Looker {
         let pid = target.pid;
         self.pid = pid;
         let tids = procfs::tids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
-        // The kernel's view of each thread first: a ptrace stop (--blocking) would hide it.
-        let syscalls: HashMap<i32, Syscall> =
-            tids.iter().filter_map(|t| Some((*t, procfs::thread_syscall(pid, *t).ok()?))).collect();
-
+        // The kernel's view is read by each probe before its memory reads; with --blocking
+        // the target is paused for the reads (a ptrace stop hides the syscall, so the threads
+        // without a loop are read first).
         let _lock = if target.options.blocking {
-            let lock = target.spy.process.lock().map_err(|e| {
+            Some(target.spy.process.lock().map_err(|e| {
                 LookError::Failure(if procfs::is_dead(pid) {
                     Failure::TargetExited { pid }
                 } else {
                     Failure::PermissionDenied { pid, detail: format!("could not pause the target: {e}") }
                 })
-            })?;
-            target.spy.config.blocking = LockingStrategy::AlreadyLocked;
-            Some(lock)
+            })?)
         } else {
             None
         };
-        let traces = crate::target::contained(|| target.spy.get_stack_traces());
-        if target.options.blocking {
-            target.spy.config.blocking = LockingStrategy::Lock;
-        }
-        let traces = traces.map_err(|e| {
-            if procfs::is_dead(pid) {
-                LookError::Failure(Failure::TargetExited { pid })
-            } else {
-                LookError::Read(reader::Error::invalid(0, format!("py-spy: {e:#}")))
-            }
-        })?;
-        let stacks: HashMap<u64, Vec<StackFrame>> = traces
-            .into_iter()
-            .map(|t| {
-                let frames = t
-                    .frames
-                    .into_iter()
-                    .map(|f| StackFrame { function: f.name.into(), file: f.filename.into(), line: f.line })
-                    .collect();
-                (t.thread_id, frames)
-            })
-            .collect();
-
         let r = &target.reader;
         let threads = interp::threads(r, target.interp, &tids)?;
         let names: HashMap<u64, String> = interp::thread_names(r, target.interp).unwrap_or_default().into_iter().collect();
+        let tasks_source = CurrentTaskSource::resolve(r, target.interp)?;
 
         let clock_offset = procfs::monotonic_offset(pid);
         let mut briefs = Vec::new();
@@ -205,15 +185,22 @@ impl Looker {
         };
         for thread in threads {
             let name = names.get(&thread.ident).cloned();
-            let stack = stacks.get(&thread.ident).cloned().unwrap_or_default();
+            let Some(addr) = thread.running_loop else {
+                // A thread without a loop: its innermost frame, when its stack reads whole.
+                let top = self.names.stack(r, thread.tstate).ok().and_then(|s| s.first().cloned());
+                briefs.push(ThreadBrief { native_id: thread.native_id, name, top_frame: top.map(|f| label(&f)) });
+                continue;
+            };
+            let probe = match LoopProbe::new(pid, r, &mut self.loops, thread.clone(), addr)? {
+                Ok(p) => p,
+                Err(class) => return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid, class })),
+            };
+            let mut view = self.look_at_loop(r, probe, name.clone(), &tasks_source, clock_offset)?;
             briefs.push(ThreadBrief {
                 native_id: thread.native_id,
-                name: name.clone(),
-                top_frame: stack.first().map(|f| format!("{} ({}:{})", f.function, f.file, f.line)),
+                name,
+                top_frame: view.stack.first().map(label),
             });
-            let Some(addr) = thread.running_loop else { continue };
-            let syscall = thread.native_id.and_then(|t| syscalls.get(&t).copied());
-            let mut view = self.look_at_loop(r, target.interp, thread, name, addr, syscall, stack, clock_offset)?;
             if let (Some(set), Some(max)) = (&task_set, self.options.tasks) {
                 view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
             }
@@ -222,30 +209,48 @@ impl Looker {
         Ok(ProcessView { threads: briefs, loops })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn look_at_loop<M: Memory>(
         &mut self,
         r: &ObjectReader<M>,
-        interp: u64,
-        thread: PyThread,
+        mut probe: LoopProbe,
         thread_name: Option<String>,
-        addr: u64,
-        syscall: Option<Syscall>,
-        stack: Vec<StackFrame>,
+        tasks_source: &CurrentTaskSource,
         clock_offset: f64,
     ) -> Result<LoopView, LookError> {
-        let (kind, class_name) = eventloop::kind_of(r, addr)?;
-        let Some(kind) = kind else {
-            return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid: self.pid, class: class_name }));
+        let mut attempt = 0;
+        let sample = loop {
+            attempt += 1;
+            match probe.look(r, &mut self.loops, &mut self.names, tasks_source, clock_offset) {
+                Ok(s) => break s,
+                Err(LookFailure::Exited) => return Err(LookError::Failure(Failure::TargetExited { pid: self.pid })),
+                Err(LookFailure::LoopGone) => {
+                    return Err(LookError::Read(reader::Error::invalid(probe.addr, "the loop stopped while it was read")))
+                }
+                Err(LookFailure::Failed(reason, detail)) if attempt >= LOOK_ATTEMPTS => {
+                    return Err(LookError::Read(reader::Error::invalid(probe.addr, format!("{}: {detail}", reason.describe()))))
+                }
+                Err(LookFailure::Failed(..)) => continue,
+            }
         };
-        let figures = self.loops.figures(r, kind, addr)?;
-        let read_at = procfs::monotonic_now() + clock_offset;
-        let names: Vec<FrameName> = stack.iter().map(|f| FrameName { function: &f.function, file: &f.file }).collect();
-        let state = loopstate::classify(kind, &names, syscall, figures.selector.as_deref());
-        let busy = matches!(state, LoopState::Callback | LoopState::Loop);
-        let busy_for = figures.loop_time.filter(|_| busy).map(|t| (read_at - t).max(0.0));
-        let callback = if state == LoopState::Callback { self.callback(r, interp, &thread, addr, kind)? } else { None };
-        Ok(LoopView { thread, thread_name, addr, kind, class_name, figures, state, syscall, read_at, busy_for, callback, stack, tasks: None })
+        let mut figures = sample.figures.clone();
+        self.loops.describe(r, &probe.objects, &mut figures)?;
+        let callback = if sample.state == LoopState::Callback { self.callback(r, &probe, &sample)? } else { None };
+        Ok(LoopView {
+            thread: probe.thread.clone(),
+            thread_name,
+            addr: probe.addr,
+            kind: probe.kind,
+            class_name: probe.class_name.clone(),
+            figures,
+            state: sample.state,
+            syscall: sample.syscall,
+            read_at: sample.t,
+            busy_for: sample.busy_for,
+            callback,
+            stack: sample.frames,
+            loop_frames: sample.loop_frames,
+            tasks: None,
+        })
     }
 
     fn loop_tasks<M: Memory>(&mut self, r: &ObjectReader<M>, interp: u64, view: &LoopView, set: &TaskSet, max: usize) -> Result<LoopTasks, LookError> {
@@ -269,37 +274,22 @@ impl Looker {
         Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, tree, cycles })
     }
 
-    fn callback<M: Memory>(
-        &mut self,
-        r: &ObjectReader<M>,
-        interp: u64,
-        thread: &PyThread,
-        event_loop: u64,
-        kind: LoopKind,
-    ) -> Result<Option<CallbackView>, LookError> {
-        let frames = frames::walk(r, thread.tstate)?;
-        let described = match kind {
-            LoopKind::Selector => match callback::running_handle(r, &mut self.names, &frames)? {
-                Some(handle) => Some(callback::describe_handle(r, handle)?),
-                None => None,
-            },
-            // uvloop runs handles from C: no Handle._run frame. The function it called is the
-            // innermost frame entered from C (not the outermost, which is the program's own
-            // entry); versions without entry marks leave it unknown unless a task runs.
-            LoopKind::Uvloop => match frames.iter().rev().skip(1).rev().find(|f| f.entered_from_c == Some(true)) {
-                Some(f) => Some(callback::Callback {
-                    kind: CallbackKind::Function,
-                    qualname: self.names.code_info(r, f.code)?.qualname.clone(),
-                    task: None,
-                }),
-                None => None,
-            },
+    /// What the busy loop runs: the `Handle`'s callback (stock loops) or the function uvloop
+    /// called; the task when it is a task step.
+    fn callback<M: Memory>(&mut self, r: &ObjectReader<M>, probe: &LoopProbe, s: &LoopSample) -> Result<Option<CallbackView>, LookError> {
+        let described = match (s.handle, s.callback_frame) {
+            (Some(handle), _) => Some(callback::describe_handle(r, handle)?),
+            (None, Some(f)) => Some(callback::Callback {
+                kind: CallbackKind::Function,
+                qualname: self.names.code_info(r, f.code)?.qualname.clone(),
+                task: None,
+            }),
+            (None, None) => None,
         };
-        // The loop's current task confirms (and, where no handle is visible, supplies) the task.
-        let current = interp::current_task(r, interp, thread, event_loop).unwrap_or(None);
+        let current = s.task.map(|t| t.addr);
         let (kind, qualname, task) = match described {
             // Under uvloop a running task means the callback is its step.
-            _ if kind == LoopKind::Uvloop && current.is_some() => {
+            _ if probe.kind == LoopKind::Uvloop && current.is_some() => {
                 let task = current.expect("checked");
                 (CallbackKind::TaskStep, callback::task_coro_qualname(r, task)?, Some(task))
             }
@@ -315,6 +305,10 @@ impl Looker {
         };
         Ok(Some(CallbackView { kind, qualname, task }))
     }
+}
+
+fn label(f: &StackFrame) -> String {
+    format!("{} ({}:{})", f.function, f.file, f.line)
 }
 
 enum LookError {

@@ -109,8 +109,8 @@ pub fn enumerate<M: Memory>(r: &ObjectReader<M>, interp: u64, threads: &[PyThrea
                 truncated |= weakset_members(r, set, &mut addrs)?;
             }
             if let Some(eager) = module_attr(r, interp, "_eager_tasks")? {
-                let (items, len) = r.set_items(eager, MAX_TASKS)?;
-                truncated |= len as usize > items.len();
+                let (items, _) = r.set_items(eager, MAX_TASKS)?;
+                truncated |= items.len() >= MAX_TASKS;
                 addrs.extend(items);
             }
         }
@@ -138,7 +138,7 @@ fn module_attr<M: Memory>(r: &ObjectReader<M>, interp: u64, name: &str) -> Resul
 /// The live members of a `weakref.WeakSet` (its `data` set holds weak references).
 fn weakset_members<M: Memory>(r: &ObjectReader<M>, weakset: u64, out: &mut Vec<u64>) -> Result<bool> {
     let data = r.attr(weakset, "data")?;
-    let (refs, len) = r.set_items(data, MAX_TASKS)?;
+    let (refs, _) = r.set_items(data, MAX_TASKS)?;
     let wr = r.layout().containers.weakref_object;
     // Read every reference's target in batches.
     // (Dead references point at None: dropped later, as not tasks.)
@@ -149,7 +149,9 @@ fn weakset_members<M: Memory>(r: &ObjectReader<M>, weakset: u64, out: &mut Vec<u
             out.push(target);
         }
     }
-    Ok(len as usize > refs.len())
+    // Cut only when the walk stopped at the limit: the set's `used` count, read apart from
+    // its table, may differ from the entries found while tasks come and go.
+    Ok(refs.len() >= MAX_TASKS)
 }
 
 /// A circular list through `task_node`: `head.next → node → ... → head`.

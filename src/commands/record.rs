@@ -149,10 +149,9 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
             continue;
         }
         let before = rec.samples.len();
-        match sampler.sample(&mut rec) {
-            Ok(()) => {}
+        match sampler.sample(&mut rec, period / 2.0) {
+            Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
-            Err(SampleError::Torn(_)) => {}
         }
         for s in &rec.samples[before..] {
             live.feed(s);
@@ -231,7 +230,7 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     let line = format!(
         "loopspy: recording [{elapsed:.1} s] {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
         rec.samples.len(),
-        rec.failed_samples,
+        rec.failures.len(),
         duration_ms(lag),
         busy * 100.0,
         live.count,

@@ -142,8 +142,8 @@ impl Session {
         if now < self.next {
             return true;
         }
-        match self.sampler.sample(&mut self.rec) {
-            Ok(()) | Err(SampleError::Torn(_)) => {}
+        match self.sampler.sample(&mut self.rec, 0.5 / self.rate) {
+            Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => {
                 self.rec.end = EndReason::TargetExited;
                 return false;

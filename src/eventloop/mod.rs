@@ -34,6 +34,9 @@ pub struct LoopFigures {
     pub timers: u64,
     /// `when` (in `loop.time()` seconds) of the earliest timer that is not cancelled.
     pub earliest_timer: Option<f64>,
+    /// `when` of the earliest live timer that is already due and waits in the ready queue
+    /// (asyncio moves due timers there; while a callback blocks, they wait there).
+    pub ready_timer: Option<f64>,
     /// Cancelled timers seen while looking for the earliest live one.
     pub cancelled_timers_seen: u64,
     /// File descriptors registered with the selector.
@@ -41,9 +44,11 @@ pub struct LoopFigures {
     /// Class of the selector (`EpollSelector`, ...).
     pub selector: Option<String>,
     /// The loop's own cached "now" (`loop.time()` seconds) when it keeps one: libuv updates
-    /// it once per loop iteration, so `now - loop_time` is how long the current iteration
-    /// has been running.
+    /// it once per loop iteration (and uvloop's `loop.time()` does too), so `now - loop_time`
+    /// is a lower bound of how long the current iteration has been running.
     pub loop_time: Option<f64>,
+    /// The loop's iteration counter when it keeps one (libuv's `loop_count`).
+    pub iteration: Option<u64>,
 }
 
 /// The loop's class, named as users know it: uvloop's public `uvloop.Loop` (a Python
@@ -73,8 +78,18 @@ pub fn kind_of<M: Memory>(r: &ObjectReader<M>, event_loop: u64) -> Result<(Optio
     Ok((kind, name))
 }
 
-/// The objects of one loop, resolved once so that sampling it costs a few reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl LoopFigures {
+    /// `when` of the most overdue timer, wherever it waits (heap head or ready queue).
+    pub fn most_overdue(&self) -> Option<f64> {
+        match (self.earliest_timer, self.ready_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The objects of one loop, watched so that sampling it costs a few reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoopObjects {
     Selector(SelectorObjects),
     Uvloop(UvObjects),
@@ -92,14 +107,6 @@ impl LoopReaders {
         Self::default()
     }
 
-    /// Everything one look at a loop shows.
-    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, kind: LoopKind, event_loop: u64) -> Result<LoopFigures> {
-        match kind {
-            LoopKind::Selector => self.selector.figures(r, event_loop),
-            LoopKind::Uvloop => self.uv.figures(r, event_loop),
-        }
-    }
-
     pub fn resolve<M: Memory>(&mut self, r: &ObjectReader<M>, kind: LoopKind, event_loop: u64) -> Result<LoopObjects> {
         Ok(match kind {
             LoopKind::Selector => LoopObjects::Selector(self.selector.resolve(r, event_loop)?),
@@ -107,11 +114,38 @@ impl LoopReaders {
         })
     }
 
-    /// Ready depth, timers and (uvloop) the loop's clock, from resolved objects.
-    pub fn quick<M: Memory>(&mut self, r: &ObjectReader<M>, o: &LoopObjects) -> Result<LoopFigures> {
+    /// Ready depth, timers and (uvloop) the loop's clock, reading the caller's `also` words in
+    /// the same system call (into `also_words`). `scan_ready`: also look for due timers that
+    /// wait in the ready queue (for a loop busy in a callback).
+    pub fn quick<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        event_loop: u64,
+        o: &mut LoopObjects,
+        also: &[u64],
+        also_words: &mut Vec<u64>,
+        scan_ready: bool,
+    ) -> Result<LoopFigures> {
         match o {
-            LoopObjects::Selector(s) => self.selector.quick(r, s),
-            LoopObjects::Uvloop(u) => self.uv.quick(r, u),
+            LoopObjects::Selector(s) => self.selector.quick(r, event_loop, s, also, also_words, scan_ready),
+            LoopObjects::Uvloop(u) => self.uv.quick(r, event_loop, u, also, also_words),
         }
+    }
+
+    /// Everything one look shows: the figures, the selector's class and its descriptors.
+    pub fn figures<M: Memory>(&mut self, r: &ObjectReader<M>, kind: LoopKind, event_loop: u64) -> Result<LoopFigures> {
+        let mut o = self.resolve(r, kind, event_loop)?;
+        let mut figures = self.quick(r, event_loop, &mut o, &[], &mut Vec::new(), true)?;
+        self.describe(r, &o, &mut figures)?;
+        Ok(figures)
+    }
+
+    /// Add the selector's class and the watched descriptors to `figures` (one-off looks).
+    pub fn describe<M: Memory>(&self, r: &ObjectReader<M>, o: &LoopObjects, figures: &mut LoopFigures) -> Result<()> {
+        match o {
+            LoopObjects::Selector(s) => (figures.selector, figures.fds) = self.selector.selector_facts(r, s)?,
+            LoopObjects::Uvloop(u) => figures.fds = Some(self.uv.fds(r, u)?),
+        }
+        Ok(())
     }
 }

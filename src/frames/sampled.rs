@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 
 use super::{code_header_span, decode_frame_unchecked, frame_span, identity, FrameRef, StackFrame, StackReader, MAX_FRAMES, SHIM_FILES};
-use crate::layout::{EntryMarker, FrameChain};
+use crate::layout::{EntryMarker, FrameChain, StackBottom, CO_GENERATOR_LIKE};
 use crate::memory::Memory;
 use crate::reader::{plausible_pointer, Error, ObjectReader, Result};
 
@@ -43,6 +43,8 @@ pub(super) struct Hint {
     walks: u32,
     /// The innermost frame of the last walk.
     innermost: u64,
+    /// The thread's base frame (3.15+: `PyThreadState.base_frame`, fixed for its life).
+    base_frame: Option<u64>,
     /// Frame addresses seen in recent walks (shims included), sorted by address.
     known: Vec<Known>,
 }
@@ -97,8 +99,17 @@ impl Hint {
 enum Step {
     /// A Python frame whose code pointer has not been checked yet.
     Frame(FrameRef),
-    /// A shim or entry frame (not Python code).
-    Shim,
+    /// A shim or entry frame (not Python code), at this address.
+    Shim(u64),
+}
+
+impl Step {
+    fn addr(&self) -> u64 {
+        match self {
+            Step::Frame(f) => f.addr,
+            Step::Shim(a) => *a,
+        }
+    }
 }
 
 /// Buffers kept from walk to walk so that the steady state allocates nothing.
@@ -271,7 +282,7 @@ impl StackReader {
                 None => false,
             };
             if shim {
-                s.steps.push(Step::Shim);
+                s.steps.push(Step::Shim(frame));
             } else if let Some(fr) = decode_frame_unchecked(r, frame, block) {
                 s.steps.push(Step::Frame(fr));
             }
@@ -327,7 +338,10 @@ impl StackReader {
             }
         }
 
-        // 4. The frames whose code is code, innermost first, but for interpreter plumbing
+        // 4. A stack only if the walk reached the bottom of the thread's stack.
+        self.check_bottom(r, tstate, hint, s)?;
+
+        // 5. The frames whose code is code, innermost first, but for interpreter plumbing
         // (`SHIM_FILES`); a shim marks the frame above it as called from C.
         for step in &s.steps {
             match step {
@@ -336,7 +350,7 @@ impl StackReader {
                         refs.push(*fr);
                     }
                 }
-                Step::Shim => {
+                Step::Shim(_) => {
                     if f.entry == EntryMarker::ShimBelow {
                         if let Some(last) = refs.last_mut() {
                             last.entered_from_c = Some(true);
@@ -352,6 +366,46 @@ impl StackReader {
     }
 }
 
+impl StackReader {
+    /// Did the walk reach the bottom of the thread's stack, as this version marks it? A chain
+    /// cut short (a generator or coroutine frame that yielded while we followed it: its link to
+    /// its caller is cleared) is [`Error::Incomplete`], never a stack.
+    fn check_bottom<M: Memory>(&mut self, r: &ObjectReader<M>, tstate: u64, hint: &mut Hint, s: &Scratch) -> Result<()> {
+        let Some(&last) = s.visited.last() else { return Ok(()) }; // no Python frames at all
+        let bottom = s.steps.last().filter(|step| step.addr() == last);
+        match r.layout().frame.bottom {
+            StackBottom::NotGenerator => match bottom {
+                Some(Step::Frame(fr)) if s.codes.contains(&fr.code) => {
+                    if self.codes[&fr.code].flags & CO_GENERATOR_LIKE != 0 {
+                        return Err(Error::Incomplete("the walk ended at a generator or coroutine frame (it yielded while read)"));
+                    }
+                    Ok(())
+                }
+                _ => Err(Error::Incomplete("the walk ended at a frame that runs no code")),
+            },
+            StackBottom::EntryFrame => match bottom {
+                Some(Step::Shim(_)) => Ok(()),
+                _ => Err(Error::Incomplete("the walk did not end at the thread's entry frame")),
+            },
+            StackBottom::BaseFrame { tstate_base_frame } => {
+                let base = match hint.base_frame {
+                    Some(b) => b,
+                    None => {
+                        let b = r.ptr(tstate + tstate_base_frame)?;
+                        hint.base_frame = Some(b);
+                        b
+                    }
+                };
+                if last == base {
+                    Ok(())
+                } else {
+                    Err(Error::Incomplete("the walk did not reach the thread's base frame"))
+                }
+            }
+        }
+    }
+}
+
 /// The bytes of the frame at `addr`, when the first call read them.
 fn prefetched<'a>(regions: &[Region], buf: &'a [u8], addr: u64, span: usize) -> Option<&'a [u8]> {
     regions.iter().find_map(|r| {
@@ -363,7 +417,7 @@ fn prefetched<'a>(regions: &[Region], buf: &'a [u8], addr: u64, span: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::super::{walk, StackReader};
-    use crate::layout::{EntryMarker, FrameChain, InstrPointer};
+    use crate::layout::{EntryMarker, FrameChain, InstrPointer, StackBottom};
     use std::cell::Cell;
 
     use crate::memory::{FakeMemory, Memory, ReadError};
@@ -430,6 +484,25 @@ mod tests {
             }
         }
 
+        /// The frame a thread's chain ends at, as the version marks it (an entry shim from
+        /// 3.12, the base frame the thread state points at from 3.15); 0 where a chain just
+        /// ends. `area` is where frames are.
+        fn bottom(&mut self, area: u64) -> u64 {
+            let at = area + 0x700;
+            match self.h.layout.frame.bottom {
+                StackBottom::NotGenerator => 0,
+                StackBottom::EntryFrame => {
+                    self.frame(at, None, 0);
+                    at
+                }
+                StackBottom::BaseFrame { tstate_base_frame } => {
+                    self.frame(at, None, 0);
+                    self.h.write_u64(self.tstate + tstate_base_frame, at);
+                    at
+                }
+            }
+        }
+
         fn set_top(&mut self, frame: u64) {
             match self.h.layout.frame.chain {
                 FrameChain::Objects { tstate_frame } => self.h.write_u64(self.tstate + tstate_frame, frame),
@@ -472,14 +545,16 @@ mod tests {
 
     #[test]
     fn sampled_walk_follows_the_chain_as_it_changes() {
-        for minor in [9u8, 10, 11, 12, 13, 14] {
+        for minor in [9u8, 10, 11, 12, 13, 14, 15] {
             let mut s = Stack::new(minor);
             let (main, run, step, leaf) =
                 (s.code("main", "/app/m.py", 1), s.code("run", "/app/m.py", 10), s.code("step", "/app/m.py", 20), s.code("leaf", "/app/m.py", 30));
             let a = s.area;
             let shims = s.h.layout.frame.owner.is_some();
-            // main <- run <- step <- leaf, with a shim under `run` where the version has them.
-            s.frame(a, Some(main), 0);
+            // main <- run <- step <- leaf, with a shim under `run` where the version has them,
+            // and the thread's entry (or base) frame under `main`.
+            let entry = s.bottom(a);
+            s.frame(a, Some(main), entry);
             let below_run = if shims {
                 s.frame(a + 0x100, None, a);
                 a + 0x100
@@ -527,6 +602,17 @@ mod tests {
             let not_code = s.h.str("not code");
             s.frame(a + 0x600, Some(not_code), a + 0x500);
             assert_eq!(s.both(&mut fast), names(&["run", "step", "other", "run", "main"], minor));
+            // A chain cut short: a generator's frame whose link to its caller was cleared (it
+            // yielded while we read) is not a stack, whatever the version marks.
+            let generator = s.code("gen", "/app/m.py", 40);
+            s.h.write(generator + c.flags, &0x20u32.to_le_bytes());
+            s.frame(a + 0x600, Some(generator), 0);
+            let r = s.h.reader();
+            let err = fast.sample_stack(&r, s.tstate, &mut Vec::new(), &mut Vec::new()).unwrap_err();
+            assert!(matches!(err, crate::reader::Error::Incomplete(_)), "Python 3.{minor}: {err}");
+            // The same frame called by the stack: a stack.
+            s.frame(a + 0x600, Some(generator), a + 0x500);
+            assert_eq!(s.both(&mut fast)[0], names(&["gen"], minor)[0]);
             // A chain that loops is an error, not an endless walk.
             s.frame(a, Some(main), a + 0x600);
             let r = s.h.reader();

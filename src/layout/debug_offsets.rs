@@ -90,6 +90,7 @@ const PY315: &[(&str, u64)] = &[
     ("thread_state.next", 192),
     ("thread_state.interp", 200),
     ("thread_state.current_frame", 208),
+    ("thread_state.base_frame", 216),
     ("thread_state.thread_id", 240),
     ("thread_state.native_thread_id", 248),
     ("interpreter_frame.previous", 320),

@@ -86,6 +86,22 @@ pub struct ContainerLayout {
     pub module_dict: u64,
     /// `PyBytesObject.ob_sval`.
     pub bytes_data: u64,
+    pub deque: DequeLayout,
+}
+
+/// `collections.deque` internals: a doubly linked list of blocks of `BLOCKLEN` item pointers
+/// (`struct BLOCK { leftlink; data[BLOCKLEN]; rightlink; }`); the first item is
+/// `leftblock->data[leftindex]`, the last `rightblock->data[rightindex]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DequeLayout {
+    pub leftblock: u64,
+    pub rightblock: u64,
+    pub leftindex: u64,
+    pub rightindex: u64,
+    /// `BLOCKLEN`.
+    pub block_len: u64,
+    /// `offsetof(block, data)`; `rightlink` follows the data.
+    pub block_data: u64,
 }
 
 /// How an `int` stores its sign and digit count.
@@ -195,6 +211,8 @@ pub struct CodeLayout {
     pub qualname: Option<u64>,
     /// `co_firstlineno` (an int).
     pub firstlineno: u64,
+    /// `co_flags` (an int): `CO_GENERATOR`, `CO_COROUTINE`, ...
+    pub flags: u64,
     /// The line table (`co_lnotab` / `co_linetable`, a bytes object) and its format.
     pub linetable: u64,
     pub line_format: LineTableFormat,
@@ -257,6 +275,24 @@ pub enum StackTop {
     StackPointer { offset: u64 },
 }
 
+/// `co_flags` bits of code that runs as a generator, coroutine or async generator: its frame is
+/// linked to a caller only while it runs.
+pub const CO_GENERATOR_LIKE: u32 = 0x20 | 0x80 | 0x100 | 0x200;
+
+/// How to know that a walk of a thread's frames reached the bottom of its stack (and was not
+/// cut short by a generator that yielded while we read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackBottom {
+    /// ≤ 3.11: the chain ends at a frame whose code is not a generator or coroutine (those are
+    /// linked to a caller only while they run; every thread starts in a plain function).
+    NotGenerator,
+    /// 3.12–3.14: the chain ends at the C-stack entry frame the interpreter pushes when a
+    /// thread first enters Python.
+    EntryFrame,
+    /// 3.15+: the chain ends at the sentinel frame `PyThreadState.base_frame` points to.
+    BaseFrame { tstate_base_frame: u64 },
+}
+
 /// How a thread's Python frames are linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameChain {
@@ -298,6 +334,7 @@ pub struct FrameLayout {
     pub entry: EntryMarker,
     pub instr: InstrPointer,
     pub stack_top: StackTop,
+    pub bottom: StackBottom,
 }
 
 /// Where a thread records its running event loop.
@@ -386,8 +423,13 @@ pub struct UvLayout {
     /// `uv_loop_t.timer_heap.min` / `.nelts`.
     pub uv_timer_min: u64,
     pub uv_timer_count: u64,
-    /// `uv_loop_t.time`: the loop's cached now, in ms, updated once per iteration.
+    /// `uv_loop_t.time`: the loop's cached now, in ms: updated once per iteration, and by
+    /// uvloop's `loop.time()` (so a callback that asks for the time moves it).
     pub uv_time: u64,
+    /// `uv_loop_t.internal_fields`, and in it `loop_metrics.metrics.loop_count`: +1 once per
+    /// iteration of `uv_run`, whatever the callbacks do.
+    pub uv_internal: u64,
+    pub internal_loop_count: u64,
     /// `uv_timer_t.node.heap` (what the heap links point at) and `uv_timer_t.timeout` (ms).
     pub timer_node: u64,
     pub timer_timeout: u64,
@@ -401,6 +443,8 @@ pub const LIBUV: UvLayout = UvLayout {
     uv_timer_min: 520,
     uv_timer_count: 528,
     uv_time: 544,
+    uv_internal: 40,
+    internal_loop_count: 8,
     timer_node: 104,
     timer_timeout: 128,
 };

@@ -32,6 +32,7 @@ const fn containers(tuple_items: u64) -> ContainerLayout {
         weakref_object: 16,
         module_dict: 16,
         bytes_data: 32,
+        deque: DequeLayout { leftblock: 24, rightblock: 32, leftindex: 40, rightindex: 48, block_len: 64, block_data: 8 },
     }
 }
 
@@ -97,6 +98,7 @@ pub const PY38: Layout = Layout {
         name: 112,
         qualname: None,
         firstlineno: 40,
+        flags: 36,
         linetable: 120,
         line_format: LineTableFormat::Lnotab,
         code_adaptive: None,
@@ -117,6 +119,7 @@ pub const PY38: Layout = Layout {
         entry: EntryMarker::Unknown,
         instr: InstrPointer::Lasti { offset: 104, unit: 1 },
         stack_top: StackTop::Pointer { offset: 72 },
+        bottom: StackBottom::NotGenerator,
     },
     thread: thread(152, 176, None, HOLDER),
     interp: InterpLayout { threads_head: 8, modules: 56 },
@@ -162,6 +165,7 @@ pub const PY311: Layout = Layout {
         name: 120,
         qualname: Some(128),
         firstlineno: 72,
+        flags: 48,
         linetable: 136,
         line_format: LineTableFormat::Locations311,
         code_adaptive: Some(184),
@@ -182,6 +186,7 @@ pub const PY311: Layout = Layout {
         entry: EntryMarker::Flag { offset: 68 },
         instr: InstrPointer::Pointer { offset: 56 },
         stack_top: StackTop::Index { offset: 64 },
+        bottom: StackBottom::NotGenerator,
     },
     thread: thread(128, 152, Some(160), HOLDER),
     interp: InterpLayout { threads_head: 16, modules: 888 },
@@ -212,6 +217,7 @@ pub const PY312: Layout = Layout {
         entry: EntryMarker::ShimBelow,
         instr: InstrPointer::Pointer { offset: 56 },
         stack_top: StackTop::Index { offset: 64 },
+        bottom: StackBottom::EntryFrame,
     },
     thread: thread(112, 136, Some(144), RunningLoop::InDict),
     interp: InterpLayout { threads_head: 72, modules: 944 },
@@ -246,6 +252,7 @@ pub const PY314: Layout = Layout {
         entry: EntryMarker::ShimBelow,
         instr: InstrPointer::Pointer { offset: 56 },
         stack_top: StackTop::StackPointer { offset: 64 },
+        bottom: StackBottom::EntryFrame,
     },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
     interp: InterpLayout { threads_head: 7344, modules: 7688 },
@@ -262,6 +269,7 @@ pub const PY314: Layout = Layout {
 
 pub const PY315: Layout = Layout {
     version: PyVersion::new(3, 15),
+    frame: FrameLayout { bottom: StackBottom::BaseFrame { tstate_base_frame: 80 }, ..PY314.frame },
     coro: CoroLayout { suspended: Suspension::CoroState { offset: 67, values: SUSPENDED_315 }, ..PY314.coro },
     types: types(888),
     thread: thread(152, 176, Some(184), RunningLoop::Field { offset: 1024 }),

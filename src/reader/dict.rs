@@ -14,12 +14,12 @@ struct SplitValues {
 
 /// The shape of a `PyDictKeysObject`, decoded and checked.
 #[derive(Debug, Clone, Copy)]
-struct KeysShape {
-    entries: u64,
-    nentries: u64,
-    entry_size: u64,
-    key_at: u64,
-    value_at: u64,
+pub(super) struct KeysShape {
+    pub(super) entries: u64,
+    pub(super) nentries: u64,
+    pub(super) entry_size: u64,
+    pub(super) key_at: u64,
+    pub(super) value_at: u64,
 }
 
 /// Bytes read at once from a keys table whose entries may follow: a table of 8 slots whole.
@@ -134,7 +134,7 @@ impl<M: Memory> ObjectReader<M> {
         Ok((keys, split))
     }
 
-    fn keys_shape(&self, keys: u64) -> Result<KeysShape> {
+    pub(super) fn keys_shape(&self, keys: u64) -> Result<KeysShape> {
         let head = self.bytes(keys, self.keys_head_len())?;
         self.keys_shape_in(keys, &head)
     }
@@ -154,6 +154,10 @@ impl<M: Memory> ObjectReader<M> {
             KeysFormat::Sized => {
                 let size = i64::from_le_bytes(head[8..16].try_into().unwrap());
                 let nentries = i64::from_le_bytes(head[32..40].try_into().unwrap());
+                if size == 1 && nentries == 0 {
+                    // `Py_EMPTY_KEYS`, shared by every empty dict.
+                    return Ok(KeysShape { entries: keys + 48, nentries: 0, entry_size: 24, key_at: 8, value_at: 16 });
+                }
                 if !(8..=1 << limits::DICT_LOG2_SIZE).contains(&size) || size & (size - 1) != 0 {
                     return Err(Error::invalid(keys, format!("dict keys size {size}")));
                 }
@@ -176,6 +180,11 @@ impl<M: Memory> ObjectReader<M> {
             }
             KeysFormat::Log2 => {
                 let (log2_size, log2_index_bytes, kind) = (head[8], head[9], head[10]);
+                let nentries = i64::from_le_bytes(head[24..32].try_into().unwrap());
+                if log2_size == 0 && nentries == 0 {
+                    // `Py_EMPTY_KEYS`, shared by every empty dict.
+                    return Ok(KeysShape { entries: keys + 32, nentries: 0, entry_size: 16, key_at: 0, value_at: 8 });
+                }
                 if !(3..=limits::DICT_LOG2_SIZE).contains(&log2_size)
                     || log2_index_bytes < log2_size
                     || log2_index_bytes > log2_size + 3
@@ -186,7 +195,6 @@ impl<M: Memory> ObjectReader<M> {
                         format!("dict keys log2_size {log2_size} index_bytes {log2_index_bytes} kind {kind}"),
                     ));
                 }
-                let nentries = i64::from_le_bytes(head[24..32].try_into().unwrap());
                 if nentries < 0 || nentries > 1 << log2_size {
                     return Err(Error::invalid(keys, format!("dict nentries {nentries}")));
                 }

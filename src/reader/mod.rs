@@ -7,6 +7,7 @@
 
 mod dict;
 mod object;
+mod watch;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -19,6 +20,7 @@ use crate::layout::Layout;
 use crate::memory::{Memory, ReadError};
 
 pub use object::TypeInfo;
+pub use watch::{words_of, Check, Watch};
 
 /// Type-flag bits (stable across 3.8–3.15).
 pub mod flags {
@@ -38,6 +40,8 @@ pub mod flags {
 pub mod limits {
     /// Longest string decoded, in code points; longer strings are cut (and say so).
     pub const STR_CHARS: usize = 4096;
+    /// Longest name (function, task, thread) shown whole; longer ones are cut visibly.
+    pub const NAME_CHARS: usize = 512;
     /// Longest type name (`tp_name` is a C string).
     pub const TYPE_NAME: usize = 256;
     /// Most items read from one list, tuple, set or dict.
@@ -56,6 +60,10 @@ pub enum Error {
     /// The bytes were read but do not describe what we expected (wrong type, impossible
     /// length, bad pointer). Usually a torn read of a changing object, or a stale pointer.
     Invalid { addr: u64, what: String },
+    /// A walk that did not reach where it must end: a thread's frames cut short because the
+    /// target changed them while we followed them (a generator that yielded), or that do not
+    /// hold the frames running the loop. Never data.
+    Incomplete(&'static str),
 }
 
 impl Error {
@@ -79,6 +87,7 @@ impl fmt::Display for Error {
         match self {
             Error::Read(e) => write!(f, "{e}"),
             Error::Invalid { addr, what } => write!(f, "unexpected data at {addr:#x}: {what}"),
+            Error::Incomplete(what) => write!(f, "incomplete read: {what}"),
         }
     }
 }
@@ -98,6 +107,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct PyStr {
     pub text: String,
     pub truncated: bool,
+    /// The string's whole length, in code points.
+    pub chars: usize,
 }
 
 /// A fast hasher for the caches keyed by addresses (the std SipHash showed in the sampler's

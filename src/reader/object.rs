@@ -146,7 +146,7 @@ impl<M: Memory> ObjectReader<M> {
         let raw = self.str_data(&head, &block, n)?;
         let text = decode_str(&raw, head.width, head.is_ascii)
             .ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
-        Ok(PyStr { text, truncated: n < head.length })
+        Ok(PyStr { text, truncated: n < head.length, chars: head.length })
     }
 
     /// Is `obj` a `str` equal to `expected`? Compares lengths before reading any text, so
@@ -220,13 +220,12 @@ impl<M: Memory> ObjectReader<M> {
         self.bytes(head.data, len)
     }
 
-    /// A `str` that must be short enough to be whole (names, identifiers).
+    /// A name (function, task, thread): whole when it has at most [`limits::NAME_CHARS`]
+    /// code points, else its start and a visible mark of the cut (generated code and request
+    /// data make long names; they are shown, never an error).
     pub fn name(&self, obj: u64) -> Result<String> {
-        let s = self.str(obj)?;
-        if s.truncated {
-            return Err(Error::invalid(obj, "name longer than the string limit"));
-        }
-        Ok(s.text)
+        let s = self.str_limited(obj, limits::NAME_CHARS)?;
+        Ok(if s.truncated { format!("{}...[{} chars]", s.text, s.chars) } else { s.text })
     }
 
     /// Decode an `int` (or `bool`) that fits in an i64.

@@ -296,7 +296,9 @@ fn long_strings_are_cut_and_say_so() {
     let got = h.reader().str(a).unwrap();
     assert_eq!(got.text.len(), limits::STR_CHARS);
     assert!(got.truncated);
-    assert!(h.reader().name(a).is_err());
+    assert_eq!(got.chars, limits::STR_CHARS + 10);
+    let name = h.reader().name(a).unwrap();
+    assert_eq!(name, format!("{}...[{} chars]", "x".repeat(limits::NAME_CHARS), limits::STR_CHARS + 10));
 }
 
 #[test]
@@ -560,5 +562,29 @@ proptest! {
         let _ = r.type_name(obj);
         let _ = r.mro(obj);
         let _ = r.c_string(obj, 64);
+    }
+}
+
+/// An empty dict points at the interpreter's shared empty keys table (`Py_EMPTY_KEYS`: size 1
+/// up to 3.10, log2 size 0 from 3.11): an empty dict, not a corrupt one.
+#[test]
+fn empty_dicts_share_the_empty_keys_table() {
+    for minor in [8u8, 10, 11, 12, 13, 14, 15] {
+        let mut h = Heap::new(minor);
+        let keys = h.reserve(64);
+        h.write_i64(keys, 1);
+        match h.layout.dict.keys_format {
+            KeysFormat::Sized => h.write_i64(keys + 8, 1),
+            KeysFormat::Log2 => h.write(keys + 8, &[0, 0, 1]),
+        }
+        let dict = h.object(h.dict_type, 48);
+        h.write_u64(dict + h.layout.dict.ma_keys, keys);
+        let key = h.str("__asyncio_running_event_loop__");
+        let r = h.reader();
+        assert_eq!(r.dict_len(dict).unwrap(), 0, "3.{minor}");
+        assert_eq!(r.dict_get_str(dict, "x").unwrap(), None, "3.{minor}");
+        assert_eq!(r.dict_get_identity(dict, key).unwrap(), None, "3.{minor}");
+        assert_eq!(r.dict_entries(dict, 10).unwrap(), vec![], "3.{minor}");
+        assert_eq!(r.watch_dict_key(dict, "x").unwrap(), None, "3.{minor}");
     }
 }

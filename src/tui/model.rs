@@ -209,16 +209,18 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
     };
     let summary = analysis.loops.first();
     if is_busy(last.state) {
-        let busy_ms = summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0);
-        let stack: Vec<_> = rec.stack(last.stack).collect();
-        let frame = if last.state == crate::loopstate::LoopState::Loop {
-            "event-loop bookkeeping".to_string()
-        } else {
-            metrics::blamed_frame(&stack)
-                .map(|f| format!("{} ({}:{})", f.function, crate::flamegraph::short_path(&f.file, target.cwd.as_deref()), f.line))
-                .unwrap_or_else(|| "<no Python frame>".into())
+        // The callback running now, blamed as its episode will be.
+        let run = metrics::current_run(rec, 0);
+        let busy_ms = match &run {
+            Some(r) => r.duration_ms,
+            None => summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0),
         };
-        let task = last.task.map(|t| format!(" task \"{}\"", rec.tasks.get(t))).unwrap_or_default();
+        let frame = match run.as_ref().and_then(|r| r.blame.as_ref()) {
+            _ if last.state == crate::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
+            Some(b) => format!("{} ({}:{})", b.function, crate::flamegraph::short_path(&b.file, target.cwd.as_deref()), b.line),
+            None => "<no Python frame>".into(),
+        };
+        let task = run.and_then(|r| r.task).map(|t| format!(" task \"{t}\"")).unwrap_or_default();
         let blocked = busy_ms >= ui.threshold * 1e3;
         let word = if blocked { "BLOCKED" } else { "busy" };
         StateLine {
@@ -277,11 +279,7 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
         100.0 * recent_samples.iter().filter(|s| is_busy(s.state)).count() as f64 / recent_samples.len() as f64
     };
     let last = rec.samples.iter().rev().find(|s| s.loop_index == 0);
-    let failed_pct = if rec.samples.is_empty() && rec.failed_samples == 0 {
-        0.0
-    } else {
-        100.0 * rec.failed_samples as f64 / (rec.samples.len() as u64 + rec.failed_samples) as f64
-    };
+    let failed_pct = rec.failed_pct();
     let header = format!(
         "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
         target.pid,

@@ -43,6 +43,7 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
             ready: if busy { 40 } else { 0 },
             lateness: Some(if busy { (t - 1000.0 - idle_s) as f32 } else { -0.005 }),
             stack: if busy { blocked } else { idle },
+            loop_frames: 1,
             callback: busy.then_some(0xbeef),
             task: busy.then_some(task),
             busy_for: None,

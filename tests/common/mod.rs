@@ -265,3 +265,38 @@ impl Drop for Throughput {
         let _ = self.child.wait();
     }
 }
+
+/// The supported versions, once: `versions!(gen)` expands to `gen!(py3_8: "3.8", ...)`, for
+/// per-version test modules. `tests/layout_tables.rs` checks it against
+/// `loopspy::layout::SUPPORTED`.
+#[macro_export]
+macro_rules! versions {
+    ($gen:ident) => {
+        $gen!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+    };
+}
+
+/// The interpreter for `version` with the loop flavour asked for, or `None` after recording
+/// why it was skipped (a missing uvloop is a failure under CI).
+pub fn require_flavor(version: &str, test: &str, flavor: &str) -> Option<&'static Interp> {
+    let interp = require(version, test)?;
+    if flavor == "uvloop" && interp.uvloop.is_none() {
+        if in_ci() {
+            panic!("CI=true but uvloop is not installed for Python {version}; run scripts/test-pythons.sh");
+        }
+        record(test, version, flavor, "skipped (no uvloop)");
+        return None;
+    }
+    Some(interp)
+}
+
+/// A command running `script` under `interp` (with uvloop on the path for that flavour).
+pub fn python(interp: &Interp, flavor: &str) -> Command {
+    let mut cmd = Command::new(&interp.path);
+    if flavor == "uvloop" {
+        if let Some(uv) = &interp.uvloop {
+            cmd.env("PYTHONPATH", uv);
+        }
+    }
+    cmd
+}
