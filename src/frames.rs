@@ -288,6 +288,8 @@ pub struct StackReader {
     /// Incremented by each sampler walk ([`StackReader::sample_stack`]); a code object checked
     /// in the current generation is not read again by [`StackReader::code_info`].
     generation: u64,
+    /// `(code, local name) → slot index`, for the few locals read by name.
+    locals: FastMap<(u64, &'static str), Option<u64>>,
     /// Per thread state, the frames the last walk went through (see `sampled`).
     hints: FastMap<u64, sampled::Hint>,
     scratch: sampled::Scratch,
@@ -338,11 +340,34 @@ impl StackReader {
                 self.lines.clear();
             }
             self.lines.retain(|(c, _), _| *c != code);
+            self.locals.retain(|(c, _), _| *c != code);
             let function: Rc<str> = info.qualname.as_str().into();
             let file: Rc<str> = info.filename.as_str().into();
             self.codes.insert(code, CodeEntry { identity, checked: 0, info: Rc::new(info), function, file, first_line, flags, table });
         }
         Ok(&self.codes[&code])
+    }
+
+    /// The slot index of local variable `name` in frames running `code` (cached per code
+    /// object, whose names never change).
+    pub fn local_index<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64, name: &'static str) -> Result<Option<u64>> {
+        if let Some(i) = self.locals.get(&(code, name)) {
+            return Ok(*i);
+        }
+        let names = r.obj_ptr(code + r.layout().code.local_names)?;
+        let (items, _) = r.tuple_items(names, 4096)?;
+        let mut found = None;
+        for (i, item) in items.iter().enumerate() {
+            if r.str_equals(*item, name)? {
+                found = Some(i as u64);
+                break;
+            }
+        }
+        if self.locals.len() > 4096 {
+            self.locals.clear();
+        }
+        self.locals.insert((code, name), found);
+        Ok(found)
     }
 
     /// The frame as function, file and line.

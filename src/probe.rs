@@ -116,6 +116,8 @@ pub struct LoopSample {
     /// The first frame of the callback (uvloop: the frame its C code called).
     pub callback_frame: Option<FrameRef>,
     pub task: Option<TaskIdent>,
+    /// Its name (read at every look: see [`text_mark`]).
+    pub task_name: Option<String>,
     /// How long the current loop iteration has been running (uvloop keeps its start).
     pub busy_for: Option<f64>,
 }
@@ -295,10 +297,11 @@ impl LoopProbe {
 
         // Who runs, for a busy loop.
         let busy = matches!(state, LoopState::Callback | LoopState::Loop);
-        let (mut handle, mut callback_frame, mut task) = (None, None, None);
+        let (mut handle, mut callback_frame, mut task, mut task_name) = (None, None, None, None);
         let mut callback = None;
         if state == LoopState::Callback {
             task = current_task(r, tasks, &self.thread, self.addr).map_err(fail)?;
+            task_name = task.map(|t| crate::callback::task_name(r, t.addr)).transpose().map_err(fail)?;
             match self.kind {
                 LoopKind::Selector => {
                     // `self` of `Handle._run`, and the callback's own frame above it.
@@ -310,7 +313,11 @@ impl LoopProbe {
                     }
                     handle = Some(obj);
                     callback_frame = h.checked_sub(1).map(|i| self.refs[i]);
-                    callback = Some(mix(&[obj, callback_frame.map_or(0, |f| f.code)]));
+                    // A freed Handle's memory is reused by the next one: the loop iteration
+                    // (`_run_once`'s `end_time`, a new time each iteration) and the task tell
+                    // two runs of the same callback apart.
+                    let iteration = self.iteration_mark(r, stacks, &frames, h).map_err(fail)?;
+                    callback = Some(mix(&[obj, callback_frame.map_or(0, |f| f.code), iteration, text_mark(task_name.as_deref())]));
                 }
                 LoopKind::Uvloop => {
                     callback_frame = loop_at.and_then(|a| a.checked_sub(1)).map(|i| self.refs[i]);
@@ -318,7 +325,7 @@ impl LoopProbe {
                     // tells callbacks apart.
                     let iteration = figures.iteration.unwrap_or(0);
                     let who = match (task, callback_frame) {
-                        (Some(t), _) => mix(&[t.addr, t.name, t.coro]),
+                        (Some(t), _) => mix(&[t.addr, t.coro, text_mark(task_name.as_deref())]),
                         (None, Some(f)) => mix(&[f.addr, f.code]),
                         (None, None) => 0,
                     };
@@ -330,7 +337,19 @@ impl LoopProbe {
         let loop_frames = loop_at.map_or(0, |i| frames.len() - i);
         let frames = cut_middle(frames, loop_frames);
         let loop_frames = loop_frames.min(frames.len());
-        Ok(LoopSample { t, state, syscall, figures, frames, loop_frames, callback, handle, callback_frame, task, busy_for })
+        Ok(LoopSample { t, state, syscall, figures, frames, loop_frames, callback, handle, callback_frame, task, task_name, busy_for })
+    }
+
+    /// Which iteration of the stock loop this is: the bits of `_run_once`'s `end_time` (the
+    /// loop's clock when the iteration started); 0 when it cannot be read.
+    fn iteration_mark<M: Memory>(&mut self, r: &ObjectReader<M>, stacks: &mut StackReader, frames: &[StackFrame], above: usize) -> reader::Result<u64> {
+        let Some(i) = frames[above..].iter().position(|f| base_name(&f.function) == "_run_once").map(|i| i + above) else {
+            return Ok(0);
+        };
+        let frame = self.refs[i];
+        let Some(slot) = stacks.local_index(r, frame.code, "end_time")? else { return Ok(0) };
+        let value = crate::frames::local(r, &frame, slot)?;
+        Ok(r.float(value)?.to_bits())
     }
 
     /// uvloop: the loop's state from the frames above its anchor. Idle in epoll with nothing
@@ -405,6 +424,12 @@ fn selector_state(frames: &[StackFrame]) -> Result<(LoopState, Option<usize>), L
         // Between callbacks: every frame is the loop's own.
         None => Ok((LoopState::Loop, Some(0))),
     }
+}
+
+/// A hash of a task's name: what tells a task apart from a task later created at its freed
+/// address (whose name and coroutine objects may even reuse the old ones' memory).
+fn text_mark(text: Option<&str>) -> u64 {
+    text.map_or(0, |t| t.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)))
 }
 
 /// The task the loop running in `thread` is executing, with the pointers that identify it.

@@ -203,6 +203,7 @@ fn field_of<'a>(l: &'a mut Layout, name: &str) -> Option<&'a mut u64> {
         "code_object.name" => &mut l.code.name,
         "code_object.qualname" => l.code.qualname.as_mut()?,
         "code_object.firstlineno" => &mut l.code.firstlineno,
+        "code_object.localsplusnames" => &mut l.code.local_names,
         "pyobject.size" => &mut l.object.head,
         "pyobject.ob_type" => &mut l.object.ob_type,
         "type_object.tp_name" => &mut l.types.tp_name,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::error::Failure;
 use crate::frames::StackReader;
 use crate::interp::{self, CurrentTaskSource, PyThread};
-use crate::probe::{LookFailure, LoopProbe, LoopSample, TaskIdent};
+use crate::probe::{LookFailure, LoopProbe, LoopSample};
 use crate::procfs;
 use crate::reader;
 use crate::recording::{FailedSample, LoopMeta, Recording, Sample, ThreadActivity, ThreadSample};
@@ -22,8 +22,6 @@ use crate::eventloop::LoopReaders;
 const REFRESH_EVERY: f64 = 1.0;
 /// Looks at a loop per sample before a failure is recorded.
 const ATTEMPTS: usize = 4;
-/// Task names kept (by task identity) before the cache is emptied.
-const MAX_TASK_NAMES: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SamplerOptions {
@@ -46,7 +44,6 @@ pub struct Sampler {
     readers: LoopReaders,
     stacks: StackReader,
     tasks: CurrentTaskSource,
-    task_names: HashMap<TaskIdent, u32>,
     clock_offset: f64,
     options: SamplerOptions,
     others: Vec<PyThread>,
@@ -66,7 +63,6 @@ impl Sampler {
             probes: Vec::new(),
             readers: LoopReaders::new(),
             stacks: StackReader::new(),
-            task_names: HashMap::new(),
             clock_offset,
             options,
             others: Vec::new(),
@@ -255,7 +251,7 @@ impl Sampler {
     }
 
     fn record_sample(&mut self, rec: &mut Recording, meta: u16, s: &LoopSample) -> Sample {
-        let task = s.task.and_then(|t| self.task_name(rec, t));
+        let task = s.task_name.as_ref().map(|n| rec.tasks.intern(n.clone()));
         Sample {
             t: s.t,
             loop_index: meta,
@@ -269,20 +265,5 @@ impl Sampler {
             task,
             busy_for: s.busy_for.map(|b| b as f32),
         }
-    }
-
-    /// The interned name of a task, read once per task (by the pointers that identify it, so
-    /// a new task at a freed task's address is read anew).
-    fn task_name(&mut self, rec: &mut Recording, t: TaskIdent) -> Option<u32> {
-        if let Some(id) = self.task_names.get(&t) {
-            return Some(*id);
-        }
-        let name = crate::callback::task_name(&self.target.reader, t.addr).ok()?;
-        if self.task_names.len() >= MAX_TASK_NAMES {
-            self.task_names.clear();
-        }
-        let id = rec.tasks.intern(name);
-        self.task_names.insert(t, id);
-        Some(id)
     }
 }

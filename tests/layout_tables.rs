@@ -148,6 +148,8 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         c.eq("co_filename", code.filename, "PyCodeObject.co_filename");
         c.eq("co_name", code.name, "PyCodeObject.co_name");
         c.eq("co_firstlineno", code.firstlineno, "PyCodeObject.co_firstlineno");
+        c.eq("co_flags", code.flags, "PyCodeObject.co_flags");
+        c.first("local names", code.local_names, &["PyCodeObject.co_localsplusnames", "PyCodeObject.co_varnames"]);
         match code.qualname {
             Some(q) => c.eq("co_qualname", q, "PyCodeObject.co_qualname"),
             None => assert!(c.get("PyCodeObject.co_qualname").is_none(), "{v}: co_qualname exists"),

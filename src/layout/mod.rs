@@ -213,6 +213,9 @@ pub struct CodeLayout {
     pub firstlineno: u64,
     /// `co_flags` (an int): `CO_GENERATOR`, `CO_COROUTINE`, ...
     pub flags: u64,
+    /// The names of the frame's local slots, in slot order: `co_varnames` (≤ 3.10: the
+    /// locals first in `f_localsplus`) or `co_localsplusnames` (3.11+).
+    pub local_names: u64,
     /// The line table (`co_lnotab` / `co_linetable`, a bytes object) and its format.
     pub linetable: u64,
     pub line_format: LineTableFormat,

@@ -300,3 +300,135 @@ pub fn python(interp: &Interp, flavor: &str) -> Command {
     }
     cmd
 }
+
+/// The framework venv (aiohttp, FastAPI, uvicorn, gunicorn...) built for `version` by
+/// `scripts/framework-venvs.sh`: its python. `None` after recording a skip; under CI a
+/// missing venv fails the test.
+pub fn framework_python(version: &str, test: &str, flavor: &str) -> Option<PathBuf> {
+    require(version, test)?;
+    let manifest = std::env::var_os("LOOPSPY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache/loopspy"))
+        .join("venvs/venvs.tsv");
+    let found = fs::read_to_string(&manifest).ok().and_then(|text| {
+        text.lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&version) && cols.len() >= 2)
+            .map(|cols| PathBuf::from(cols[1]))
+            .filter(|p| p.exists())
+    });
+    match found {
+        Some(p) => Some(p),
+        None if in_ci() => panic!("CI=true but no framework venv for Python {version} in {}; run scripts/framework-venvs.sh", manifest.display()),
+        None => {
+            eprintln!("SKIPPED {test}: no framework venv for Python {version} ({})", manifest.display());
+            record(test, version, flavor, "skipped (no framework venv)");
+            None
+        }
+    }
+}
+
+/// A bounded HTTP/1.1 load on 127.0.0.1: `clients` keep-alive connections each asking for
+/// `path` every `every`, until dropped.
+pub struct HttpLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl HttpLoad {
+    pub fn start(port: u16, path: &'static str, clients: usize, every: Duration) -> HttpLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    let mut conn: Option<std::net::TcpStream> = None;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let c = match conn.take() {
+                            Some(c) => c,
+                            None => match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                                Ok(c) => c,
+                                Err(_) => {
+                                    std::thread::sleep(every);
+                                    continue;
+                                }
+                            },
+                        };
+                        if let Ok(c) = http_exchange(c, path, true) {
+                            done += 1;
+                            conn = Some(c);
+                        }
+                        std::thread::sleep(every);
+                    }
+                    done
+                })
+            })
+            .collect();
+        HttpLoad { stop, threads }
+    }
+
+    /// Stop and say how many requests were answered.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.drain(..).map(|t| t.join().unwrap_or(0)).sum()
+    }
+}
+
+impl Drop for HttpLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One GET on a connection (kept open with `keep_alive`); the connection back once the whole
+/// response (Content-Length or chunked) was read.
+pub fn http_exchange(mut c: std::net::TcpStream, path: &str, keep_alive: bool) -> std::io::Result<std::net::TcpStream> {
+    use std::io::{BufRead, BufReader, Read};
+    c.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let conn = if keep_alive { "keep-alive" } else { "close" };
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {conn}\r\n\r\n").as_bytes())?;
+    let mut r = BufReader::new(c.try_clone()?);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("answer: {line:?}")));
+    }
+    let (mut length, mut chunked) = (None, false);
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+            chunked = true;
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let n = usize::from_str_radix(line.trim(), 16).map_err(std::io::Error::other)?;
+            let mut body = vec![0u8; n + 2];
+            r.read_exact(&mut body)?;
+            if n == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = length {
+        let mut body = vec![0u8; n];
+        r.read_exact(&mut body)?;
+    }
+    Ok(c)
+}
+
+/// GET `path` on a new connection, waiting for the whole answer.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<()> {
+    let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    http_exchange(c, path, false).map(|_| ())
+}
