@@ -5,8 +5,9 @@
 #   scripts/test.sh [extra cargo nextest/test arguments]
 #
 # 1. scripts/test-pythons.sh provisions CPython 3.8-3.15 and uvloop (cached after the first
-#    run; 3.8-3.13 must come from pyenv). Outside CI a failure there is reported and the
-#    tests run with what is present; under CI=true it is fatal.
+#    run; 3.8-3.13 must come from pyenv), scripts/framework-venvs.sh a venv per interpreter
+#    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached). Outside CI a failure there
+#    is reported and the tests run with what is present; under CI=true it is fatal.
 # 2. cargo nextest (or cargo test when nextest is missing) runs unit, property and
 #    integration tests. Integration tests start real Python targets that record their own
 #    ground truth.
@@ -23,6 +24,14 @@ if ! scripts/test-pythons.sh --quiet; then
         exit 1
     fi
     echo "test.sh: WARNING: scripts/test-pythons.sh failed; testing with the interpreters present" >&2
+fi
+# Real frameworks (aiohttp, FastAPI, uvicorn, gunicorn) in a venv per interpreter.
+if ! scripts/framework-venvs.sh; then
+    if $ci; then
+        echo "test.sh: provisioning the framework venvs failed (CI=true: fatal)" >&2
+        exit 1
+    fi
+    echo "test.sh: WARNING: scripts/framework-venvs.sh failed; the framework tests will be skipped" >&2
 fi
 
 matrix=target/tmp/matrix
