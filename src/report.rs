@@ -46,6 +46,10 @@ pub struct RecordingFacts {
     pub failed_samples: u64,
     pub failed_pct: f64,
     pub failed_by_reason: BTreeMap<&'static str, u64>,
+    /// Looks per second per loop, samples and failed looks together (`rate_hz` was asked).
+    pub achieved_hz: f64,
+    /// What makes these figures less trustworthy than usual, said plainly.
+    pub warnings: Vec<String>,
     pub end: EndReason,
     pub blocking_mode: bool,
     pub threshold_ms: f64,
@@ -73,6 +77,8 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             failed_samples: rec.failures.len() as u64,
             failed_pct: rec.failed_pct(),
             failed_by_reason: rec.failures_by_reason().into_iter().map(|(r, n)| (r.as_str(), n)).collect(),
+            achieved_hz: achieved_hz(rec),
+            warnings: warnings(rec),
             end: rec.end,
             blocking_mode,
             threshold_ms: analysis.threshold_ms,
@@ -84,6 +90,57 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             .collect(),
         blocking_frames: analysis.blocking_frames.clone(),
     }
+}
+
+/// Failed looks above this share are listed by reason in the summary.
+pub const FAILED_NOTE_PCT: f64 = 1.0;
+/// Failed looks above this share make every output say the figures are unreliable.
+pub const FAILED_WARN_PCT: f64 = 20.0;
+/// A rate achieved below this share of the asked one is reported.
+pub const RATE_WARN_SHARE: f64 = 0.9;
+
+/// Looks per second per loop (samples and failed looks).
+pub fn achieved_hz(rec: &Recording) -> f64 {
+    let loops = rec.loops.len().max(1) as f64;
+    let d = rec.duration();
+    if d <= 0.0 {
+        0.0
+    } else {
+        (rec.samples.len() + rec.failures.len()) as f64 / loops / d
+    }
+}
+
+/// `torn_stack 12.0 %, changed 0.5 %`: the failed looks' reasons, as shares of all looks.
+pub fn failure_reasons(rec: &Recording) -> String {
+    let all = (rec.samples.len() + rec.failures.len()).max(1) as f64;
+    rec.failures_by_reason()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{} {:.1} %", r.as_str(), 100.0 * n as f64 / all))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What makes a recording's figures less trustworthy than usual: too many failed looks, a
+/// rate well below the one asked. Said in every output.
+pub fn warnings(rec: &Recording) -> Vec<String> {
+    let mut out = Vec::new();
+    let failed = rec.failed_pct();
+    if failed > FAILED_WARN_PCT {
+        out.push(format!(
+            "WARNING: {failed:.0} % of the looks at the loop failed ({}): the figures describe only the rest. Try again; --blocking pauses the target while reading.",
+            failure_reasons(rec)
+        ));
+    }
+    let achieved = achieved_hz(rec);
+    if rec.duration() >= 1.0 && achieved < RATE_WARN_SHARE * rec.rate_hz {
+        out.push(format!(
+            "WARNING: sampled at {achieved:.0} Hz of the {:.0} Hz asked (loopspy could not keep up: a busy machine or a very large target); durations are good to about {:.0} ms.",
+            rec.rate_hz,
+            2e3 / achieved.max(1e-9)
+        ));
+    }
+    out
 }
 
 /// `12.3 ms`, `1.84 s`.
@@ -100,7 +157,8 @@ pub fn duration_ms(ms: f64) -> String {
 /// The headline figures of one loop, on one line (flame graph subtitle, status lines).
 pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
     let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
-    match analysis.loops.first() {
+    let warned: String = warnings(rec).iter().map(|w| format!("{w} | ")).collect();
+    let figures = match analysis.loops.first() {
         Some(l) => format!(
             "{:.1} s, {} samples at {:.0} Hz | busy {:.1}%, idle in select {:.1}% | lag p99 {}, max {} | {} blocking episode{} >= {:.0} ms",
             rec.duration(),
@@ -115,7 +173,8 @@ pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
             analysis.threshold_ms
         ),
         None => format!("{:.1} s, no samples", rec.duration()),
-    }
+    };
+    format!("{warned}{figures}")
 }
 
 /// The summary printed on stderr at the end of a recording.
@@ -130,14 +189,22 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
     };
     let _ = writeln!(
         out,
-        "loopspy: recorded PID {} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed read{}",
+        "loopspy: recorded PID {} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed look{} ({:.1} %)",
         rep.target.pid,
         r.duration_s,
         r.samples,
         r.rate_hz,
         r.failed_samples,
-        if r.failed_samples == 1 { "" } else { "s" }
+        if r.failed_samples == 1 { "" } else { "s" },
+        r.failed_pct,
     );
+    if r.failed_pct > FAILED_NOTE_PCT && r.failed_pct <= FAILED_WARN_PCT {
+        let reasons: Vec<String> = r.failed_by_reason.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(out, "  failed looks by reason: {}", reasons.join(", "));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "  {w}");
+    }
     for LoopReport { meta, summary: l } in &rep.loops {
         let _ = writeln!(
             out,

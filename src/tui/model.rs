@@ -173,6 +173,8 @@ pub struct TopModel {
     pub threshold_ms: f64,
     pub sort: SortBy,
     pub tasks: Option<TaskPane>,
+    /// What makes the figures less trustworthy (many failed looks, a low rate).
+    pub warning: Option<String>,
 }
 
 fn loop_label(rec: &Recording) -> String {
@@ -308,6 +310,7 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
         threshold_ms: ui.threshold * 1e3,
         sort: ui.sort,
         tasks: tasks.cloned(),
+        warning: crate::report::warnings(rec).into_iter().next(),
     }
 }
 

@@ -142,15 +142,18 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
         draw_episodes(f, m, ui, rows[4], &p);
     }
 
+    let warned = ui.message.is_none() && !ui.editing_filter && m.warning.is_some();
     let footer = match &ui.message {
         Some(msg) => msg.clone(),
+        None if warned => m.warning.clone().unwrap_or_default(),
         None if ui.editing_filter => format!("filter tasks by name: {}_  (Enter keeps it, Esc clears it)", ui.filter),
         None => format!(
             "q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  t tasks  o sort  tab select  ? help",
             m.threshold_ms
         ),
     };
-    f.render_widget(Paragraph::new(footer).style(p.fg(Color::DarkGray)), rows[5]);
+    let footer_style = if warned { p.severity(Severity::Alert) } else { p.fg(Color::DarkGray) };
+    f.render_widget(Paragraph::new(footer).style(footer_style), rows[5]);
 
     if ui.help {
         draw_help(f, area);
