@@ -284,20 +284,20 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
     let width = t.list.iter().map(|d| d.name.chars().count()).max().unwrap_or(4).clamp(4, 32);
     for d in &t.list {
         let state = if d.running { "RUNNING".to_string() } else { format!("{:?}", d.state).to_lowercase() };
-        let at = d.coroutines.first().map(|f| format!("{} ({}:{})", f.function, f.file, f.line)).unwrap_or_default();
+        let at = d.coroutines.first().map(frame_text).unwrap_or_default();
         let waiting = match &d.waiting {
-            Some(WaitingReport::Task { task }) => format!("  awaits task {}", task.name),
+            Some(WaitingReport::Task { task }) => format!("  awaits task {}", e(&task.name)),
             Some(WaitingReport::Gather { tasks, others }) => format!(
                 "  awaits gather({}{})",
-                tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+                tasks.iter().map(|t| e(&t.name).into_owned()).collect::<Vec<_>>().join(", "),
                 if *others > 0 { format!(" + {others} futures") } else { String::new() }
             ),
-            Some(WaitingReport::Future { type_name }) => format!("  awaits a {type_name}"),
+            Some(WaitingReport::Future { type_name }) => format!("  awaits a {}", e(type_name)),
             None => String::new(),
         };
-        let _ = writeln!(out, "    {:<width$} {:<9} {at}{waiting}", d.name, state);
+        let _ = writeln!(out, "    {:<width$} {:<9} {at}{waiting}", e(&d.name), state);
         for f in d.coroutines.iter().skip(1) {
-            let _ = writeln!(out, "    {:<width$} {:<9}   <- {} ({}:{})", "", "", f.function, f.file, f.line);
+            let _ = writeln!(out, "    {:<width$} {:<9}   <- {}", "", "", frame_text(f));
         }
     }
     if t.not_shown > 0 {
@@ -308,7 +308,7 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
         fn walk(out: &mut String, n: &TreeReport, prefix: &str, last: bool, root: bool) {
             let (branch, next) = if root { ("", "") } else if last { ("└── ", "    ") } else { ("├── ", "│   ") };
             let cycle = if n.cycle { "  (cycle: already above)" } else { "" };
-            let _ = writeln!(out, "    {prefix}{branch}{}{cycle}", n.task.name);
+            let _ = writeln!(out, "    {prefix}{branch}{}{cycle}", e(&n.task.name));
             let child_prefix = format!("{prefix}{next}");
             for (i, c) in n.awaits.iter().enumerate() {
                 walk(out, c, &child_prefix, i + 1 == n.awaits.len(), false);
@@ -318,9 +318,19 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
             walk(out, n, "", true, true);
         }
         for c in &t.cycles {
-            let _ = writeln!(out, "    cycle: {}", c.join(" -> "));
+            let _ = writeln!(out, "    cycle: {}", c.iter().map(|n| e(n).into_owned()).collect::<Vec<_>>().join(" -> "));
         }
     }
+}
+
+/// A string from the target, for a terminal.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::escape::terminal(s)
+}
+
+/// `function (file:line)`, escaped for a terminal.
+fn frame_text(f: &FrameReport) -> String {
+    format!("{} ({}:{})", e(&f.function), e(&f.file), f.line)
 }
 
 fn ms(v: f64) -> String {
@@ -337,12 +347,12 @@ fn ms(v: f64) -> String {
 /// The report for a terminal; `tree` adds each loop's await tree.
 pub fn render_text(rep: &DumpReport, tree: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "PID {}: {}", rep.pid, rep.command.join(" "));
+    let _ = writeln!(out, "PID {}: {}", rep.pid, e(&rep.command.join(" ")));
     let _ = writeln!(
         out,
         "Python {}{}, {} event loop{}",
-        rep.python.version,
-        rep.python.executable.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+        e(&rep.python.version),
+        rep.python.executable.as_deref().map(|x| format!(" ({})", e(x))).unwrap_or_default(),
         rep.loop_count,
         if rep.loop_count == 1 { "" } else { "s" }
     );
@@ -351,9 +361,9 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
         let thread = format!(
             "Thread {}{}",
             l.thread.native_id.map(|t| t.to_string()).unwrap_or_else(|| format!("{:#x}", l.thread.ident)),
-            l.thread.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default()
+            l.thread.name.as_deref().map(|n| format!(" \"{}\"", e(n))).unwrap_or_default()
         );
-        let _ = writeln!(out, "{thread}: {} ({:?})", l.loop_class, l.loop_kind);
+        let _ = writeln!(out, "{thread}: {} ({:?})", e(&l.loop_class), l.loop_kind);
         let mut state = l.state.description.to_uppercase();
         if l.state.state == LoopState::Callback {
             state = format!("BUSY, {}", l.state.description);
@@ -368,8 +378,8 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
         };
         let _ = writeln!(out, "  state      {state}{how}");
         if let Some(cb) = &l.callback {
-            let task = cb.task.as_ref().map(|t| format!(" in task \"{}\"", t.name)).unwrap_or_default();
-            let _ = writeln!(out, "  callback   {}{task}", cb.qualname);
+            let task = cb.task.as_ref().map(|t| format!(" in task \"{}\"", e(&t.name))).unwrap_or_default();
+            let _ = writeln!(out, "  callback   {}{task}", e(&cb.qualname));
         }
         let _ = writeln!(out, "  ready      {} callback{} waiting", l.ready, if l.ready == 1 { "" } else { "s" });
         let earliest = match &l.timers.earliest {
@@ -380,13 +390,13 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
         };
         let _ = writeln!(out, "  timers     {} scheduled{earliest}", l.timers.count);
         if let Some(fds) = l.fds {
-            let sel = l.selector.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+            let sel = l.selector.as_deref().map(|s| format!(" ({})", e(s))).unwrap_or_default();
             let _ = writeln!(out, "  fds        {fds} registered{sel}");
         }
         if !l.stack.is_empty() {
             let _ = writeln!(out, "  stack (innermost first):");
             for f in &l.stack {
-                let _ = writeln!(out, "    {} ({}:{})", f.function, f.file, f.line);
+                let _ = writeln!(out, "    {}", frame_text(f));
             }
         }
         if let Some(t) = &l.tasks {

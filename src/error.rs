@@ -88,6 +88,8 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Details, names and paths may come from the target (or the user): shown escaped.
+        let e = |s: &str| crate::escape::terminal(s).into_owned();
         match self {
             Failure::NoSuchProcess { pid } => write!(
                 f,
@@ -97,25 +99,29 @@ impl fmt::Display for Failure {
             ),
             Failure::PermissionDenied { pid, detail } => write!(
                 f,
-                "permission denied reading process {pid} ({detail}).\n  loopspy reads the target's memory, which \
+                "permission denied reading process {pid} ({}).\n  loopspy reads the target's memory, which \
                  needs the same access as a debugger (ptrace):\n  - run loopspy as the same user as the target (or \
                  as root);\n  - if /proc/sys/kernel/yama/ptrace_scope is 1, only parents may read their children: run \
                  as root, grant CAP_SYS_PTRACE (`sudo setcap cap_sys_ptrace+ep $(which loopspy)`), or set \
                  ptrace_scope to 0;\n  - in a container, add the SYS_PTRACE capability; on Kubernetes use an \
                  ephemeral debug container: `kubectl debug -it <pod> --image=<image-with-loopspy> \
-                 --target=<container> --profile=general`."
+                 --target=<container> --profile=general`.",
+                e(detail)
             ),
             Failure::NotPython { pid, exe, detail } => write!(
                 f,
-                "process {pid}{} does not look like a CPython interpreter ({detail}).\n  Point loopspy at the Python \
+                "process {pid}{} does not look like a CPython interpreter ({}).\n  Point loopspy at the Python \
                  process itself, not at a shell or launcher: `pgrep -af python`, or let loopspy start it: `loopspy dump \
                  -- python3 app.py`.",
-                exe.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                exe.as_ref().map(|x| format!(" ({})", e(x))).unwrap_or_default(),
+                e(detail)
             ),
             Failure::UnsupportedPython { pid, version, detail } => write!(
                 f,
-                "process {pid} runs Python {version}, which loopspy cannot read: {detail}.\n  Supported: CPython \
+                "process {pid} runs Python {}, which loopspy cannot read: {}.\n  Supported: CPython \
                  {} to {}, standard (GIL) builds, x86_64 Linux.",
+                e(version),
+                e(detail),
                 crate::layout::SUPPORTED[0],
                 crate::layout::SUPPORTED[crate::layout::SUPPORTED.len() - 1],
             ),
@@ -126,8 +132,8 @@ impl fmt::Display for Failure {
                         f,
                         "\n  - thread {} {}: {}",
                         t.native_id.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
-                        t.name.as_deref().map(|n| format!("\"{n}\"")).unwrap_or_else(|| "(unnamed)".into()),
-                        t.top_frame.as_deref().unwrap_or("no Python frames"),
+                        t.name.as_deref().map(|n| format!("\"{}\"", e(n))).unwrap_or_else(|| "(unnamed)".into()),
+                        t.top_frame.as_deref().map(e).unwrap_or_else(|| "no Python frames".into()),
                     )?;
                 }
                 write!(
@@ -137,17 +143,19 @@ impl fmt::Display for Failure {
                 )
             }
             Failure::TargetExited { pid } => write!(f, "process {pid} exited while loopspy was reading it."),
-            Failure::SpawnFailed { program, detail } => write!(f, "could not run `{program}`: {detail}"),
-            Failure::OutputFailed { path, detail } => write!(f, "could not write {path}: {detail}"),
+            Failure::SpawnFailed { program, detail } => write!(f, "could not run `{}`: {}", e(program), e(detail)),
+            Failure::OutputFailed { path, detail } => write!(f, "could not write {}: {}", e(path), e(detail)),
             Failure::Unreadable { pid, detail } => write!(
                 f,
-                "could not get a consistent read of process {pid}: {detail}.\n  The target changed faster than it \
-                 could be read; try again, or use --blocking to pause it briefly while reading."
+                "could not get a consistent read of process {pid}: {}.\n  The target changed faster than it \
+                 could be read; try again, or use --blocking to pause it briefly while reading.",
+                e(detail)
             ),
             Failure::UnsupportedLoop { pid, class } => write!(
                 f,
-                "process {pid} runs an event loop of class {class}, which loopspy cannot read.\n  Supported: \
-                 asyncio's own loops (BaseEventLoop and subclasses) and uvloop.Loop."
+                "process {pid} runs an event loop of class {}, which loopspy cannot read.\n  Supported: \
+                 asyncio's own loops (BaseEventLoop and subclasses) and uvloop.Loop.",
+                e(class)
             ),
             Failure::Interrupted => write!(f, "interrupted"),
         }

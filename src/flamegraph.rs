@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use inferno::flamegraph::color::{Color, PaletteMap};
 use inferno::flamegraph::{self, FuncFrameAttrsMap, Options};
 
+use crate::escape::collapsed;
 use crate::frames::StackFrame;
 use crate::loopstate::LoopState;
 use crate::metrics::{is_busy, Analysis};
@@ -95,14 +96,17 @@ pub fn short_path<'a>(path: &'a str, cwd: Option<&str>) -> &'a str {
     path
 }
 
-/// A frame label: `function (file:line)`, without the characters the collapsed format uses.
+/// A frame label: `function (file:line)`, escaped for the collapsed format (and so for XML:
+/// no control character, no `;`).
 pub fn frame_label(f: &StackFrame, cwd: Option<&str>) -> String {
-    let label = if f.line > 0 {
-        format!("{} ({}:{})", f.function, short_path(&f.file, cwd), f.line)
+    let (function, file) = (collapsed(&f.function), collapsed(short_path(&f.file, cwd)));
+    if f.line > 0 {
+        format!("{function} ({file}:{})", f.line)
+    } else if file.is_empty() {
+        function.into_owned()
     } else {
-        format!("{} ({})", f.function, short_path(&f.file, cwd))
-    };
-    label.replace([';', '\t', '\n'], " ")
+        format!("{function} ({file})")
+    }
 }
 
 /// Stacks with their weight (µs), aggregated.
@@ -168,7 +172,7 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         for s in rec.other_threads.iter().rev() {
             let next = next_of_thread.insert(s.thread, s.t);
             *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
-            thread_roots.entry(s.thread).or_insert_with(|| format!("{} (no event loop)", rec.threads.get(s.thread)));
+            thread_roots.entry(s.thread).or_insert_with(|| format!("{} (no event loop)", collapsed(rec.threads.get(s.thread))));
         }
     }
     let loop_roots: Vec<String> = rec
@@ -177,8 +181,8 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         .map(|meta| {
             format!(
                 "{} ({})",
-                meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))),
-                meta.loop_class
+                collapsed(&meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0)))),
+                collapsed(&meta.loop_class)
             )
         })
         .collect();
@@ -294,8 +298,8 @@ pub fn svg<W: Write>(folded: &Folded, header: &Header, threshold_ms: f64, out: W
         attrs.push_str(&format!("{name}\ttitle={}\tclass={class}\n", title.replace(['\t', '\n'], " ")));
     }
     let mut options = Options::default();
-    options.title = header.title.clone();
-    options.subtitle = Some(header.subtitle.clone());
+    options.title = crate::escape::xml(&header.title).into_owned();
+    options.subtitle = Some(crate::escape::xml(&header.subtitle).into_owned());
     options.count_name = "µs".to_string();
     options.name_type = "".to_string();
     options.hash = true;
@@ -380,8 +384,8 @@ mod tests {
 
     #[test]
     fn labels_drop_collapsed_separators() {
-        let f = StackFrame { function: "a;b".into(), file: "/srv/x.py".into(), line: 3 };
-        assert_eq!(frame_label(&f, None), "a b (/srv/x.py:3)");
+        let f = StackFrame { function: "a;b\n\x1b[2J".into(), file: "/srv/x.py".into(), line: 3 };
+        assert_eq!(frame_label(&f, None), "a\\x3bb\\n\\x1b[2J (/srv/x.py:3)");
     }
 
     #[test]

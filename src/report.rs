@@ -177,6 +177,11 @@ pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
     format!("{warned}{figures}")
 }
 
+/// A string from the target (or the user), for a terminal.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::escape::terminal(s)
+}
+
 /// The summary printed on stderr at the end of a recording.
 pub fn summary(rep: &RecordReport, written: &[String]) -> String {
     let mut out = String::new();
@@ -209,8 +214,8 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
         let _ = writeln!(
             out,
             "  {} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
-            meta.thread_name.as_deref().unwrap_or("thread"),
-            meta.loop_class,
+            e(meta.thread_name.as_deref().unwrap_or("thread")),
+            e(&meta.loop_class),
             l.busy_pct,
             l.select_pct,
             duration_ms(l.lag.p50_ms),
@@ -242,14 +247,14 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
                 duration_ms(f.blocked_ms),
                 if f.episodes == 1 { "episode" } else { "episodes" },
                 f.episodes,
-                f.function,
-                f.file,
+                e(&f.function),
+                e(&f.file),
                 f.line
             );
         }
     }
     for path in written {
-        let _ = writeln!(out, "  wrote {path}");
+        let _ = writeln!(out, "  wrote {}", e(path));
     }
     out
 }

@@ -109,7 +109,7 @@ impl TaskTracker {
                 .and_then(|(chain, _)| chain.first().map(|f| crate::flamegraph::frame_label(f, None)))
                 .unwrap_or_default();
             rows.push(TaskRow {
-                name: self.names.get(t).cloned().unwrap_or_else(|| "?".into()),
+                name: self.names.get(t).map(|n| crate::escape::terminal(n).into_owned()).unwrap_or_else(|| "?".into()),
                 pending_for_s: now - self.first_seen[t],
                 at,
                 running: Some(*t) == running,

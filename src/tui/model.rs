@@ -195,6 +195,11 @@ fn activity_text(a: ThreadActivity) -> String {
     }
 }
 
+/// A string from the target, for the terminal.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::escape::terminal(s)
+}
+
 /// The state line: is the loop blocked right now?
 fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
     if rec.end == EndReason::TargetExited {
@@ -219,10 +224,10 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
         };
         let frame = match run.as_ref().and_then(|r| r.blame.as_ref()) {
             _ if last.state == crate::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
-            Some(b) => format!("{} ({}:{})", b.function, crate::flamegraph::short_path(&b.file, target.cwd.as_deref()), b.line),
+            Some(b) => format!("{} ({}:{})", e(&b.function), e(crate::flamegraph::short_path(&b.file, target.cwd.as_deref())), b.line),
             None => "<no Python frame>".into(),
         };
-        let task = run.and_then(|r| r.task).map(|t| format!(" task \"{t}\"")).unwrap_or_default();
+        let task = run.and_then(|r| r.task).map(|t| format!(" task \"{}\"", e(&t))).unwrap_or_default();
         let blocked = busy_ms >= ui.threshold * 1e3;
         let word = if blocked { "BLOCKED" } else { "busy" };
         StateLine {
@@ -237,7 +242,7 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
         };
         let previous = summary
             .and_then(|l| l.episodes.last())
-            .map(|e| format!(" | last blocked {} ago: {} {}", duration_ms((last.t - e.end).max(0.0) * 1e3), e.function, duration_ms(e.duration_ms)))
+            .map(|ep| format!(" | last blocked {} ago: {} {}", duration_ms((last.t - ep.end).max(0.0) * 1e3), e(&ep.function), duration_ms(ep.duration_ms)))
             .unwrap_or_default();
         StateLine {
             text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
@@ -262,10 +267,17 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
     let mut frames = analysis.blocking_frames.clone();
     sort_frames(&mut frames, ui.sort);
     for f in &mut frames {
-        f.file = crate::flamegraph::short_path(&f.file, target.cwd.as_deref()).to_string();
+        f.file = e(crate::flamegraph::short_path(&f.file, target.cwd.as_deref())).into_owned();
+        f.function = e(&f.function).into_owned();
+        f.waiting_in = f.waiting_in.as_deref().map(|w| e(w).into_owned());
     }
     let mut episodes: Vec<Episode> = analysis.loops.first().map(|l| l.episodes.clone()).unwrap_or_default();
     episodes.reverse();
+    for ep in &mut episodes {
+        ep.function = e(&ep.function).into_owned();
+        ep.file = e(&ep.file).into_owned();
+        ep.task = ep.task.as_deref().map(|t| e(t).into_owned());
+    }
     let stack = episodes
         .get(ui.selected_episode.min(episodes.len().saturating_sub(1)))
         .map(|e| rec.stack(e.stack).map(|f| crate::flamegraph::frame_label(f, target.cwd.as_deref())).collect())
@@ -285,7 +297,7 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
     let header = format!(
         "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
         target.pid,
-        target.command,
+        e(&target.command),
         target.python,
         loop_label(rec),
         rate_hz,
