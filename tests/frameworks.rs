@@ -62,7 +62,7 @@ fn service(version: &str, framework: &str, flavor: &str) {
     let dir = tempfile::tempdir().unwrap();
     let apps = targets_dir().join("apps");
     let mut cmd = std::process::Command::new(loopspy_bin());
-    cmd.args(["record", "--rate", "200", "--duration", "9", "--threshold", "100", "-o"])
+    cmd.args(["record", "--rate", "200", "--duration", "10", "--threshold", "100", "-o"])
         .arg(dir.path().join("r.json"))
         .arg("--")
         .arg(&python)
@@ -79,7 +79,7 @@ fn service(version: &str, framework: &str, flavor: &str) {
     let port = wait_for_port(dir.path(), Instant::now() + Duration::from_secs(30));
     // Healthy traffic all along, and the blocking endpoints one after the other.
     let load = HttpLoad::start(port, "/ping", 3, Duration::from_millis(15));
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     for path in ["/sleep", "/cpu", "/big", "/sleep", "/cpu", "/big"] {
         if let Err(e) = http_get(port, path) {
             let _ = child.kill();
@@ -162,9 +162,13 @@ fn service(version: &str, framework: &str, flavor: &str) {
             errors.push(format!("episode not in the debug log: {} {:.0} ms at {:.3}", e["function"], num(&e["duration_ms"]), num(&e["start"])));
         }
     }
-    let planned = served.len();
+    // Every blocking request served while loopspy recorded was a slow callback it found.
+    let planned = served.iter().filter(|s| num(&s["t"]) > start + 0.05 && num(&s["t"]) < end - 0.5).count();
     if recalled < planned {
-        errors.push(format!("{recalled} slow callbacks recalled of the {planned} blocking requests served"));
+        errors.push(format!("{recalled} slow callbacks recalled of the {planned} blocking requests served while recording"));
+    }
+    if planned < 4 {
+        errors.push(format!("only {planned} of the 6 blocking requests were served while recording (the machine is too slow?)"));
     }
     let failed = num(&r["recording"]["failed_pct"]);
     if failed >= 1.0 {
