@@ -47,6 +47,40 @@ pub enum Command {
     /// Start the bundled demo app (an asyncio service that now and then blocks its loop) and
     /// open `top` on it.
     Demo(DemoArgs),
+    /// Render a saved recording (`record --save FILE`, or the capture a stopped `record` left)
+    /// again: another threshold, another format, without the process.
+    #[command(after_help = RENDER_HELP)]
+    Render(RenderArgs),
+}
+
+const RENDER_HELP: &str = "\
+Examples:
+  loopspy record --pid 4242 -d 60 --save incident.lsrec -o incident.svg
+  loopspy render incident.lsrec --threshold 50 -o incident-50ms.svg -o incident.json
+  loopspy render loopspy-4242-20261201T101500Z.lsrec     (what a killed record left)";
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The capture file.
+    #[arg(value_name = "CAPTURE")]
+    pub capture: std::path::PathBuf,
+
+    /// Output file; repeat for several. The format follows the extension, else --format; `-`
+    /// is standard output [default: the capture's name with .svg].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Vec<std::path::PathBuf>,
+
+    /// Format for outputs whose extension does not say [default: svg].
+    #[arg(short, long, value_enum)]
+    pub format: Option<RecordFormat>,
+
+    /// A callback that keeps the loop busy this long is a blocking episode (ms).
+    #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Show the target's command line whole (see record --full-argv).
+    #[arg(long)]
+    pub full_argv: bool,
 }
 
 const TOP_HELP: &str = "\
@@ -87,6 +121,10 @@ pub struct TopArgs {
     /// Print one line per second instead of drawing, even on a terminal.
     #[arg(long)]
     pub plain: bool,
+
+    /// Show the target's command line whole (see record --full-argv).
+    #[arg(long)]
+    pub full_argv: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -199,6 +237,17 @@ pub struct RecordArgs {
     /// Also sample threads that run no event loop (executor workers...), under their own roots.
     #[arg(long)]
     pub all_threads: bool,
+
+    /// Keep the recording itself in FILE (a capture: `loopspy render FILE` renders it again,
+    /// with another threshold or format). Without it the capture written while recording is
+    /// removed once the outputs are written.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<std::path::PathBuf>,
+
+    /// Show the target's command line whole in the outputs (by default it is cut at 200
+    /// characters and values that look secret are replaced by ***).
+    #[arg(long)]
+    pub full_argv: bool,
 }
 
 const DUMP_HELP: &str = "\
@@ -273,6 +322,11 @@ pub struct DumpArgs {
     /// Describe at most this many tasks per loop (all are counted); 0 skips tasks.
     #[arg(long, value_name = "N", default_value_t = crate::snapshot::DEFAULT_MAX_TASKS)]
     pub max_tasks: usize,
+
+    /// Show the target's command line whole (by default it is cut at 200 characters and
+    /// values that look secret are replaced by ***).
+    #[arg(long)]
+    pub full_argv: bool,
 }
 
 fn parse_pid(s: &str) -> Result<i32, String> {
@@ -315,6 +369,9 @@ impl Cli {
             Command::Record(args) => {
                 args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
             }
+            Command::Render(args) => {
+                args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
+            }
             Command::Top(_) | Command::Demo(_) => false,
         }
     }
@@ -327,6 +384,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Record(args) => commands::record::run(&args),
         Command::Top(args) => commands::top::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Render(args) => commands::render::run(&args),
     }
 }
 

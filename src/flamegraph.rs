@@ -27,6 +27,7 @@ pub enum Category {
     Busy,
     Idle,
     Unknown,
+    Stopped,
 }
 
 impl Category {
@@ -36,6 +37,7 @@ impl Category {
             Category::Busy => "busy (shorter callbacks, loop bookkeeping)".to_string(),
             Category::Idle => "idle in select".to_string(),
             Category::Unknown => "unknown".to_string(),
+            Category::Stopped => "process stopped (SIGSTOP, Ctrl-Z, a debugger)".to_string(),
         }
     }
 
@@ -44,7 +46,7 @@ impl Category {
             Category::Blocked => "_[k]",
             Category::Busy => "",
             Category::Idle => "_[i]",
-            Category::Unknown => "_[w]",
+            Category::Unknown | Category::Stopped => "_[w]",
         }
     }
 
@@ -57,7 +59,7 @@ impl Category {
             Category::Blocked => Color { r: 205 + v(50) as u8, g: 25 + w(50) as u8, b: 25 + w(35) as u8 },
             Category::Busy => Color { r: 225 + v(30) as u8, g: 120 + w(100) as u8, b: 20 + v(40) as u8 },
             Category::Idle => Color { r: 150 + v(25) as u8, g: 170 + w(25) as u8, b: 205 + v(40) as u8 },
-            Category::Unknown => Color { r: 200, g: 200, b: 200 },
+            Category::Unknown | Category::Stopped => Color { r: 200, g: 200, b: 200 },
         }
     }
 
@@ -67,7 +69,7 @@ impl Category {
             Category::Blocked => Color { r: 215, g: 40, b: 40 },
             Category::Busy => Color { r: 240, g: 160, b: 40 },
             Category::Idle => Color { r: 160, g: 180, b: 220 },
-            Category::Unknown => Color { r: 200, g: 200, b: 200 },
+            Category::Unknown | Category::Stopped => Color { r: 200, g: 200, b: 200 },
         }
     }
 }
@@ -123,6 +125,7 @@ pub fn categorize(rec: &Recording, analysis: &Analysis) -> Vec<Category> {
         .map(|s| match s.state {
             LoopState::Idle => Category::Idle,
             LoopState::Unknown => Category::Unknown,
+            LoopState::Stopped => Category::Stopped,
             state if is_busy(state) => {
                 let episodes = &analysis.loops[s.loop_index as usize].episodes;
                 if in_episode(episodes, s.t) {
@@ -274,7 +277,7 @@ pub fn svg<W: Write>(folded: &Folded, header: &Header, threshold_ms: f64, out: W
     for (name, (us, cat)) in &per_name {
         let pct = if total > 0 { 100.0 * *us as f64 / total as f64 } else { 0.0 };
         let plain = strip_annotation(name);
-        let category_frame = [Category::Blocked, Category::Busy, Category::Idle, Category::Unknown]
+        let category_frame = [Category::Blocked, Category::Busy, Category::Idle, Category::Unknown, Category::Stopped]
             .iter()
             .find(|c| plain == c.label(threshold_ms));
         let color = match (category_frame, cat) {
@@ -292,7 +295,7 @@ pub fn svg<W: Write>(folded: &Folded, header: &Header, threshold_ms: f64, out: W
             Some(Category::Blocked) => "loopspy-blocked",
             Some(Category::Busy) => "loopspy-busy",
             Some(Category::Idle) => "loopspy-idle",
-            Some(Category::Unknown) => "loopspy-unknown",
+            Some(Category::Unknown) | Some(Category::Stopped) => "loopspy-unknown",
             None => "loopspy-root",
         };
         attrs.push_str(&format!("{name}\ttitle={}\tclass={class}\n", title.replace(['\t', '\n'], " ")));

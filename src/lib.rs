@@ -5,7 +5,9 @@
 //! [`callback`] (interpreter and asyncio structures) → [`snapshot`] (one look at every loop)
 //! → [`dump`] (reports) → [`commands`] (the CLI).
 
+pub mod argv;
 pub mod callback;
+pub mod capture_file;
 pub mod cli;
 pub mod commands;
 pub mod dump;
@@ -22,6 +24,7 @@ pub mod loopstate;
 pub mod memory;
 pub mod metrics;
 pub mod probe;
+pub mod outputs;
 pub mod procfs;
 pub mod published;
 pub mod reader;
@@ -30,6 +33,7 @@ pub mod recording;
 pub mod report;
 pub mod snapshot;
 pub mod spawn;
+pub mod stop;
 pub mod target;
 pub mod task_counter;
 pub mod tasks;

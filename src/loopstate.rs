@@ -1,13 +1,15 @@
-//! Is the loop idle in `selector.select`, running a callback, or in its own bookkeeping?
+//! What a loop is doing, from the loop thread's Python stack, the system call it sits in and
+//! its scheduler state: idle in `selector.select`, running a callback, in its own bookkeeping,
+//! or stopped (SIGSTOP, a debugger).
 //!
-//! A pure function of the loop thread's Python stack and the system call it sits in. Being
-//! off-CPU does not mean idle: a callback blocked in `time.sleep`, a socket read or a lock
-//! blocks the loop while its thread sleeps. So the top Python frame decides, and the syscall
+//! Being off-CPU does not mean idle: a callback blocked in `time.sleep`, a socket read or a
+//! lock blocks the loop while its thread sleeps. So the frames decide, and the system call
 //! confirms and explains.
 
 use serde::Serialize;
 
 use crate::eventloop::LoopKind;
+use crate::frames::StackFrame;
 use crate::procfs::{syscall_name, Syscall};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,13 +19,18 @@ pub enum LoopState {
     Idle,
     /// Running a callback or a task step: the loop cannot serve anything else meanwhile.
     Callback,
-    /// In the loop's own code between callbacks (`_run_once` bookkeeping).
+    /// In the loop's own code between callbacks (`_run_once` bookkeeping, uvloop's C code).
     Loop,
-    /// Could not tell (no Python frames, unreadable stack).
+    /// Could not tell.
     Unknown,
+    /// The whole process is stopped (SIGSTOP, Ctrl-Z, a debugger): nothing runs.
+    Stopped,
 }
 
 impl LoopState {
+    /// Every state, in the order capture files number them.
+    pub const ALL: [LoopState; 5] = [LoopState::Idle, LoopState::Callback, LoopState::Loop, LoopState::Unknown, LoopState::Stopped];
+
     pub fn describe(self, kind: LoopKind) -> &'static str {
         match self {
             LoopState::Idle if kind == LoopKind::Uvloop => "idle in epoll (libuv)",
@@ -31,32 +38,14 @@ impl LoopState {
             LoopState::Callback => "running a callback",
             LoopState::Loop => "in event-loop bookkeeping",
             LoopState::Unknown => "unknown",
+            LoopState::Stopped => "stopped (the process is stopped: SIGSTOP, Ctrl-Z or a debugger)",
         }
     }
 }
 
-/// A Python frame as the classifier needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct FrameName<'a> {
-    pub function: &'a str,
-    pub file: &'a str,
-}
-
-fn base_name(function: &str) -> &str {
-    function.rsplit('.').next().unwrap_or(function)
-}
-
-fn in_asyncio(file: &str, module: &str) -> bool {
-    file.ends_with(&format!("asyncio/{module}"))
-}
-
-/// The top frame is the selector's `select` (py-spy's own idle test, made strict).
-fn in_selector_select(f: &FrameName) -> bool {
-    base_name(f.function) == "select" && f.file.ends_with("selectors.py")
-}
-
-fn is_handle_run(f: &FrameName) -> bool {
-    base_name(f.function) == "_run" && in_asyncio(f.file, "events.py")
+/// A scheduler state from `/proc/.../stat` that means the thread is stopped (not by us).
+pub fn stopped(sched_state: Option<char>) -> bool {
+    sched_state == Some('T')
 }
 
 /// System calls a loop waits in when it has nothing to do, by selector class.
@@ -79,32 +68,43 @@ pub fn in_selector_syscall(syscall: Option<Syscall>, selector: Option<&str>) -> 
     }
 }
 
-/// Classify a loop thread. `frames` are innermost first.
-pub fn classify(kind: LoopKind, frames: &[FrameName], syscall: Option<Syscall>, selector: Option<&str>) -> LoopState {
-    match kind {
-        LoopKind::Selector => {
-            let Some(top) = frames.first() else { return LoopState::Unknown };
-            if in_selector_select(top) {
-                return LoopState::Idle;
-            }
-            if frames.iter().any(is_handle_run) {
-                return LoopState::Callback;
-            }
-            if in_asyncio(top.file, "base_events.py") || in_asyncio(top.file, "events.py") {
-                return LoopState::Loop;
-            }
-            LoopState::Unknown
-        }
-        LoopKind::Uvloop => {
-            // uvloop runs in C: no Python frame marks its select. The thread waiting in
-            // epoll is idle; anything else is the loop running callbacks (uvloop's own work
-            // between callbacks is too short to tell apart and is counted with them).
-            match syscall {
-                _ if in_selector_syscall(syscall, selector) => LoopState::Idle,
-                None if frames.is_empty() => LoopState::Unknown,
-                _ => LoopState::Callback,
-            }
-        }
+fn base_name(function: &str) -> &str {
+    function.rsplit('.').next().unwrap_or(function)
+}
+
+fn in_asyncio(file: &str, module: &str) -> bool {
+    file.ends_with(module) && file[..file.len() - module.len()].ends_with("asyncio/")
+}
+
+/// asyncio's loops: `Some((state, loop_at))` where `frames[loop_at..]` are the loop's own
+/// frames: idle when the innermost frame is the selector's `select`; a callback when
+/// `Handle._run` is on the stack (the frames above it are the callback's); the loop's own code
+/// otherwise. `None` when the stack does not hold `_run_once` or `run_forever` (a stack cut
+/// short, or not a loop's).
+pub fn selector_state(frames: &[StackFrame]) -> Option<(LoopState, usize)> {
+    let runs = frames.iter().rposition(|f| matches!(base_name(&f.function), "_run_once" | "run_forever"))?;
+    let top = &frames[0];
+    if base_name(&top.function) == "select" && top.file.ends_with("selectors.py") {
+        return Some((LoopState::Idle, 0));
+    }
+    let handle_run = frames[..runs].iter().rposition(|f| base_name(&f.function) == "_run" && in_asyncio(&f.file, "events.py"));
+    Some(match handle_run {
+        Some(h) => (LoopState::Callback, h),
+        // Between callbacks: every frame is the loop's own.
+        None => (LoopState::Loop, 0),
+    })
+}
+
+/// uvloop runs in C: `anchor` is the index of the Python frame that entered its run (`None`:
+/// not known). Nothing above it and the thread in epoll: idle; nothing above it otherwise:
+/// uvloop's own C code; frames above it: a callback.
+pub fn uvloop_state(anchor: Option<usize>, idle_syscall: bool) -> LoopState {
+    match anchor {
+        Some(0) if idle_syscall => LoopState::Idle,
+        Some(0) => LoopState::Loop,
+        Some(_) => LoopState::Callback,
+        None if idle_syscall => LoopState::Idle,
+        None => LoopState::Callback,
     }
 }
 
@@ -112,53 +112,43 @@ pub fn classify(kind: LoopKind, frames: &[FrameName], syscall: Option<Syscall>, 
 mod tests {
     use super::*;
 
-    fn f<'a>(function: &'a str, file: &'a str) -> FrameName<'a> {
-        FrameName { function, file }
+    fn f(function: &str, file: &str) -> StackFrame {
+        StackFrame { function: function.into(), file: file.into(), line: 1 }
     }
 
-    const EPOLL: Option<Syscall> = Some(Syscall::In(232));
-    const SLEEP: Option<Syscall> = Some(Syscall::In(230));
-
     #[test]
-    fn selector_loop_states() {
-        let idle = [
-            f("EpollSelector.select", "/usr/lib/python3.12/selectors.py"),
+    fn selector_states_from_frames() {
+        let base = [
             f("BaseEventLoop._run_once", "/usr/lib/python3.12/asyncio/base_events.py"),
+            f("BaseEventLoop.run_forever", "/usr/lib/python3.12/asyncio/base_events.py"),
+            f("<module>", "/app/main.py"),
         ];
-        assert_eq!(classify(LoopKind::Selector, &idle, EPOLL, Some("EpollSelector")), LoopState::Idle);
-        let old = [f("select", "/x/lib/python3.8/selectors.py"), f("_run_once", "/x/lib/python3.8/asyncio/base_events.py")];
-        assert_eq!(classify(LoopKind::Selector, &old, EPOLL, Some("EpollSelector")), LoopState::Idle);
-
+        let with = |top: &[StackFrame]| -> Vec<StackFrame> { top.iter().cloned().chain(base.iter().cloned()).collect() };
+        let idle = with(&[f("EpollSelector.select", "/usr/lib/python3.12/selectors.py")]);
+        assert_eq!(selector_state(&idle), Some((LoopState::Idle, 0)));
+        let old = with(&[f("select", "/x/lib/python3.8/selectors.py")]);
+        assert_eq!(selector_state(&old), Some((LoopState::Idle, 0)));
         // Blocked in time.sleep inside a callback: asleep in the kernel, but busy for the loop.
-        let blocked = [
-            f("block", "/app/blocked.py"),
-            f("Handle._run", "/usr/lib/python3.12/asyncio/events.py"),
-            f("BaseEventLoop._run_once", "/usr/lib/python3.12/asyncio/base_events.py"),
-        ];
-        assert_eq!(classify(LoopKind::Selector, &blocked, SLEEP, Some("EpollSelector")), LoopState::Callback);
-        // A callback that itself waits in epoll (a nested selector) is still a callback.
-        assert_eq!(classify(LoopKind::Selector, &blocked, EPOLL, Some("EpollSelector")), LoopState::Callback);
-
-        let bookkeeping = [f("BaseEventLoop._run_once", "/usr/lib/python3.12/asyncio/base_events.py")];
-        assert_eq!(classify(LoopKind::Selector, &bookkeeping, Some(Syscall::Running), None), LoopState::Loop);
-        assert_eq!(classify(LoopKind::Selector, &[], EPOLL, None), LoopState::Unknown);
+        let cb = with(&[f("block", "/app/main.py"), f("Handle._run", "/usr/lib/python3.12/asyncio/events.py")]);
+        assert_eq!(selector_state(&cb), Some((LoopState::Callback, 1)));
+        assert_eq!(selector_state(&with(&[])).map(|s| s.0), Some(LoopState::Loop));
+        // A stack cut at a generator: no loop frames.
+        assert_eq!(selector_state(&[f("cpu.<locals>.<genexpr>", "/app/main.py")]), None);
     }
 
     #[test]
     fn uvloop_states() {
-        let runner = f("Runner.run", "/usr/lib/python3.12/asyncio/runners.py");
-        let idle = [runner, f("main", "/app/main.py")];
-        assert_eq!(classify(LoopKind::Uvloop, &idle, Some(Syscall::In(281)), None), LoopState::Idle);
-        let busy = [f("handler", "/app/main.py"), runner];
-        assert_eq!(classify(LoopKind::Uvloop, &busy, SLEEP, None), LoopState::Callback);
-        assert_eq!(classify(LoopKind::Uvloop, &busy, Some(Syscall::Running), None), LoopState::Callback);
-        assert_eq!(classify(LoopKind::Uvloop, &[], None, None), LoopState::Unknown);
+        assert_eq!(uvloop_state(Some(0), true), LoopState::Idle);
+        assert_eq!(uvloop_state(Some(0), false), LoopState::Loop);
+        assert_eq!(uvloop_state(Some(2), true), LoopState::Callback, "a callback waiting in its own epoll");
+        assert_eq!(uvloop_state(None, false), LoopState::Callback);
     }
 
     #[test]
     fn selector_syscall_families() {
-        assert!(in_selector_syscall(EPOLL, Some("EpollSelector")));
-        assert!(!in_selector_syscall(SLEEP, Some("EpollSelector")));
+        let epoll = Some(Syscall::In(232));
+        assert!(in_selector_syscall(epoll, Some("EpollSelector")));
+        assert!(!in_selector_syscall(Some(Syscall::In(230)), Some("EpollSelector")));
         assert!(!in_selector_syscall(Some(Syscall::In(7)), Some("EpollSelector")));
         assert!(in_selector_syscall(Some(Syscall::In(7)), Some("PollSelector")));
         assert!(!in_selector_syscall(Some(Syscall::Running), Some("EpollSelector")));

@@ -1,10 +1,33 @@
+use std::io::Write;
+
 use clap::Parser;
 
 use loopspy::cli::{self, Cli};
 use loopspy::error::{exit, Failure};
 
 fn main() {
-    let cli = Cli::parse();
+    // The watchdog of a spawned program (see spawn.rs): not a user command.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(loopspy::spawn::WATCHDOG) {
+        let pgid = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(0);
+        std::process::exit(loopspy::spawn::watchdog(pgid));
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error: as a JSON document too when JSON was asked for.
+            let wants_json = args.iter().any(|a| a == "--json")
+                || (args.windows(2).any(|w| matches!(w[0].as_str(), "-f" | "--format") && w[1] == "json")
+                    && args.windows(2).any(|w| matches!(w[0].as_str(), "-o" | "--output") && w[1] == "-"));
+            if wants_json && e.use_stderr() {
+                let failure = Failure::Usage { detail: e.to_string().trim_end().to_string() };
+                let _ = e.print();
+                print_json_error(&failure);
+                std::process::exit(exit::USAGE);
+            }
+            e.exit();
+        }
+    };
     let json = cli.wants_json();
     let code = match cli::run(cli) {
         Ok(()) => exit::OK,
@@ -17,19 +40,22 @@ fn main() {
 }
 
 fn report_failure(failure: &Failure, json: bool) {
-    if matches!(failure, Failure::Interrupted) {
-        eprintln!("loopspy: interrupted");
-    } else {
-        eprintln!("loopspy: {failure}");
+    // stderr may be gone (a hung-up terminal): never panic on writing to it.
+    if !matches!(failure, Failure::Reported { .. }) {
+        let _ = writeln!(std::io::stderr(), "loopspy: {failure}");
     }
     if json {
-        let doc = serde_json::json!({
-            "error": {
-                "kind": failure.kind(),
-                "message": failure.to_string(),
-                "exit_code": failure.exit_code(),
-            }
-        });
-        println!("{doc}");
+        print_json_error(failure);
     }
+}
+
+fn print_json_error(failure: &Failure) {
+    let doc = serde_json::json!({
+        "error": {
+            "kind": failure.kind(),
+            "message": failure.to_string(),
+            "exit_code": failure.exit_code(),
+        }
+    });
+    let _ = writeln!(std::io::stdout(), "{doc}");
 }

@@ -150,6 +150,8 @@ pub struct LoopSummary {
     pub select_pct: f64,
     pub busy_pct: f64,
     pub unknown_pct: f64,
+    /// Share of wall time the process was stopped (SIGSTOP, Ctrl-Z, a debugger).
+    pub stopped_pct: f64,
     pub lag: LagStats,
     pub ready: ReadyStats,
     /// How long the current iteration had been running at the last sample, if busy then.
@@ -491,7 +493,8 @@ fn per_window(rec: &Recording, samples: &[&Sample], w: &[f64], episodes: &[Episo
         .map(|(k, idx)| {
             let in_w: Vec<&Sample> = idx.iter().map(|i| samples[*i]).collect();
             let ww: f64 = idx.iter().map(|i| w[*i]).sum();
-            let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).sum();
+            // (A float sum of nothing is -0.0: start from 0.0 so nothing prints as "-0.0".)
+            let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).fold(0.0, |a, b| a + b);
             let lag = lag_stats(&in_w);
             Window {
                 start_s: origin + k as f64 * window - rec.started,
@@ -517,11 +520,13 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         if wall == 0.0 {
             return 0.0;
         }
-        100.0 * samples.iter().zip(&w).filter(|(s, _)| pred(s)).map(|(_, w)| w).sum::<f64>() / wall
+        // (A float sum of nothing is -0.0: start from 0.0 so nothing prints as "-0.0".)
+        100.0 * samples.iter().zip(&w).filter(|(s, _)| pred(s)).map(|(_, w)| w).fold(0.0, |a, b| a + b) / wall
     };
     let busy_pct = share(&|s| is_busy(s.state));
     let select_pct = share(&|s| s.state == LoopState::Idle);
     let unknown_pct = share(&|s| s.state == LoopState::Unknown);
+    let stopped_pct = share(&|s| s.state == LoopState::Stopped);
 
     let runs = busy_runs(&samples);
     let episodes: Vec<Episode> = runs
@@ -583,6 +588,7 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         select_pct,
         busy_pct,
         unknown_pct,
+        stopped_pct,
         lag: lag_stats(&samples),
         ready,
         busy_now_ms,
@@ -825,6 +831,14 @@ mod tests {
         assert!((l.busy_now_ms.unwrap() - 45.0).abs() < 1e-6, "{:?}", l.busy_now_ms);
         let rec = script(100.0, "aaa..");
         assert_eq!(analyze(&rec, &Options::default()).loops[0].busy_now_ms, None);
+    }
+
+    #[test]
+    fn no_share_prints_as_minus_zero() {
+        let rec = script(100.0, "aaaa");
+        let l = &analyze(&rec, &Options::default()).loops[0];
+        assert!(l.select_pct.is_sign_positive() && l.unknown_pct.is_sign_positive(), "{} {}", l.select_pct, l.unknown_pct);
+        assert_eq!(format!("{:.1}", l.select_pct), "0.0");
     }
 
     #[test]

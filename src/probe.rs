@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::eventloop::{self, LoopFigures, LoopKind, LoopObjects, LoopReaders};
 use crate::frames::{FrameRef, StackFrame, StackReader};
 use crate::interp::{self, CurrentTaskSource, PyThread, RunningLoopWatch};
-use crate::loopstate::{in_selector_syscall, LoopState};
+use crate::loopstate::{in_selector_syscall, selector_state, uvloop_state, LoopState};
 use crate::memory::{Memory, ReadErrorKind};
 use crate::procfs::{self, Syscall};
 use crate::reader::{self, ObjectReader};
@@ -163,29 +163,31 @@ pub struct LoopProbe {
     running: RunningLoopWatch,
     pub objects: LoopObjects,
     syscall: Option<File>,
+    stat: Option<File>,
     anchor: Option<Anchor>,
     refs: Vec<FrameRef>,
     words: Vec<u64>,
     also: Vec<u64>,
 }
 
-fn open_syscall(pid: i32, tid: Option<i32>) -> Option<File> {
-    File::open(format!("/proc/{pid}/task/{}/syscall", tid?)).ok()
+fn open_task_file(pid: i32, tid: Option<i32>, name: &str) -> Option<File> {
+    File::open(format!("/proc/{pid}/task/{}/{name}", tid?)).ok()
 }
 
-fn read_syscall(file: &Option<File>) -> Option<Syscall> {
-    let f = file.as_ref()?;
-    let mut buf = [0u8; 256];
-    let n = f.read_at(&mut buf, 0).ok()?;
-    procfs::parse_syscall(&buf[..n]).ok()
+fn read_small(file: &Option<File>, buf: &mut [u8]) -> Option<usize> {
+    file.as_ref()?.read_at(buf, 0).ok()
+}
+
+/// What the kernel says of the loop's thread: the system call it sits in and its scheduler
+/// state. Read before the target is paused (`--blocking`), which would hide both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kernel {
+    pub syscall: Option<Syscall>,
+    pub sched: Option<char>,
 }
 
 fn base_name(function: &str) -> &str {
     function.rsplit('.').next().unwrap_or(function)
-}
-
-fn in_asyncio(file: &str, module: &str) -> bool {
-    file.ends_with(module) && file[..file.len() - module.len()].ends_with("asyncio/")
 }
 
 impl LoopProbe {
@@ -202,7 +204,8 @@ impl LoopProbe {
         let Some(kind) = kind else { return Ok(Err(class_name)) };
         let objects = readers.resolve(r, kind, addr)?;
         let running = RunningLoopWatch::resolve(r, thread.tstate)?;
-        let syscall = open_syscall(pid, thread.native_id);
+        let syscall = open_task_file(pid, thread.native_id, "syscall");
+        let stat = open_task_file(pid, thread.native_id, "stat");
         Ok(Ok(LoopProbe {
             pid,
             thread,
@@ -212,6 +215,7 @@ impl LoopProbe {
             running,
             objects,
             syscall,
+            stat,
             anchor: None,
             refs: Vec::new(),
             words: Vec::new(),
@@ -222,6 +226,14 @@ impl LoopProbe {
     /// The frames of the last look, innermost first, uncut.
     pub fn frame_refs(&self) -> &[FrameRef] {
         &self.refs
+    }
+
+    /// The kernel's view of the loop thread, now.
+    pub fn kernel(&self) -> Kernel {
+        let mut buf = [0u8; 512];
+        let syscall = read_small(&self.syscall, &mut buf).and_then(|n| procfs::parse_syscall(&buf[..n]).ok());
+        let sched = read_small(&self.stat, &mut buf).and_then(|n| procfs::parse_stat_state(&buf[..n]).ok());
+        Kernel { syscall, sched }
     }
 
     /// Does the thread still run this loop? (A slow check, for when a look failed.)
@@ -237,8 +249,9 @@ impl LoopProbe {
         stacks: &mut StackReader,
         tasks: &CurrentTaskSource,
         clock_offset: f64,
+        kernel: Kernel,
     ) -> Result<LoopSample, LookFailure> {
-        match self.look_once(r, readers, stacks, tasks, clock_offset) {
+        match self.look_once(r, readers, stacks, tasks, clock_offset, kernel) {
             Ok(s) => Ok(s),
             Err(LookFailure::Failed(reason, detail)) => {
                 // A loop that stopped reads as anything: say it stopped.
@@ -258,10 +271,10 @@ impl LoopProbe {
         stacks: &mut StackReader,
         tasks: &CurrentTaskSource,
         clock_offset: f64,
+        kernel: Kernel,
     ) -> Result<LoopSample, LookFailure> {
         let fail = |e: reader::Error| LookFailure::from_read(&e);
-        // The kernel's view first: a ptrace stop (--blocking) would hide it.
-        let syscall = read_syscall(&self.syscall);
+        let syscall = kernel.syscall;
         let mut frames = Vec::new();
         let mut refs = std::mem::take(&mut self.refs);
         let walked = stacks.sample_stack(r, self.thread.tstate, &mut refs, &mut frames);
@@ -273,10 +286,16 @@ impl LoopProbe {
         })?;
 
         // Where the loop's own frames start, and what the loop is doing.
-        let (state, loop_at) = match self.kind {
-            LoopKind::Selector => selector_state(&frames)?,
+        let (mut state, loop_at) = match self.kind {
+            LoopKind::Selector => match selector_state(&frames) {
+                Some((state, at)) => (state, Some(at)),
+                None => return Err(LookFailure::Failed(FailReason::NoLoopFrames, "no _run_once or run_forever frame on the stack".into())),
+            },
             LoopKind::Uvloop => self.uv_state(&frames, syscall)?,
         };
+        if crate::loopstate::stopped(kernel.sched) {
+            state = LoopState::Stopped;
+        }
 
         // The figures, with the running-loop check in the same system call.
         self.also.clear();
@@ -378,15 +397,8 @@ impl LoopProbe {
                 return Err(LookFailure::Failed(FailReason::NoLoopFrames, "the frame that runs uvloop is not on the stack".into()));
             }
         }
-        let state = match found {
-            Some(0) if idle_syscall => LoopState::Idle,
-            Some(0) => LoopState::Loop,
-            Some(_) => LoopState::Callback,
-            // No anchor known yet and none to guess: all the frames are the callback's.
-            None if idle_syscall => LoopState::Idle,
-            None => LoopState::Callback,
-        };
-        Ok((state, found))
+        // No anchor known yet and none to guess: all the frames are the callback's.
+        Ok((uvloop_state(found, idle_syscall), found))
     }
 }
 
@@ -404,26 +416,6 @@ fn guess_uv_anchor(frames: &[StackFrame], refs: &[FrameRef]) -> Option<usize> {
         .filter(|i| refs[*i].entered_from_c == Some(true) && !crate::frames::is_library_file(&frames[i + 1].file))
         .max()
         .map(|i| i + 1)
-}
-
-/// asyncio's loops: idle when the innermost frame is the selector's `select`; a callback when
-/// `Handle._run` is on the stack (its index is returned); the loop's own code otherwise. The
-/// stack must hold `_run_once` or `run_forever`.
-fn selector_state(frames: &[StackFrame]) -> Result<(LoopState, Option<usize>), LookFailure> {
-    let runs = frames.iter().rposition(|f| matches!(base_name(&f.function), "_run_once" | "run_forever"));
-    let Some(runs) = runs else {
-        return Err(LookFailure::Failed(FailReason::NoLoopFrames, "no _run_once or run_forever frame on the stack".into()));
-    };
-    let top = &frames[0];
-    if base_name(&top.function) == "select" && top.file.ends_with("selectors.py") {
-        return Ok((LoopState::Idle, Some(0)));
-    }
-    let handle_run = frames[..runs].iter().rposition(|f| base_name(&f.function) == "_run" && in_asyncio(&f.file, "events.py"));
-    match handle_run {
-        Some(h) => Ok((LoopState::Callback, Some(h))),
-        // Between callbacks: every frame is the loop's own.
-        None => Ok((LoopState::Loop, Some(0))),
-    }
 }
 
 /// A hash of a task's name: what tells a task apart from a task later created at its freed
@@ -466,25 +458,6 @@ mod tests {
 
     fn f(function: &str, file: &str) -> StackFrame {
         StackFrame { function: function.into(), file: file.into(), line: 1 }
-    }
-
-    #[test]
-    fn selector_states_from_frames() {
-        let base = [
-            f("BaseEventLoop._run_once", "/usr/lib/python3.12/asyncio/base_events.py"),
-            f("BaseEventLoop.run_forever", "/usr/lib/python3.12/asyncio/base_events.py"),
-            f("<module>", "/app/main.py"),
-        ];
-        let with = |top: &[StackFrame]| -> Vec<StackFrame> { top.iter().cloned().chain(base.iter().cloned()).collect() };
-        let idle = with(&[f("EpollSelector.select", "/usr/lib/python3.12/selectors.py")]);
-        assert_eq!(selector_state(&idle).unwrap(), (LoopState::Idle, Some(0)));
-        let cb = with(&[f("block", "/app/main.py"), f("Handle._run", "/usr/lib/python3.12/asyncio/events.py")]);
-        assert_eq!(selector_state(&cb).unwrap(), (LoopState::Callback, Some(1)));
-        let between = with(&[]);
-        assert_eq!(selector_state(&between).unwrap().0, LoopState::Loop);
-        // A stack cut at a generator: no loop frames, a failed look.
-        let torn = vec![f("cpu.<locals>.<genexpr>", "/app/main.py")];
-        assert!(matches!(selector_state(&torn), Err(LookFailure::Failed(FailReason::NoLoopFrames, _))));
     }
 
     #[test]

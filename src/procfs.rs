@@ -37,7 +37,7 @@ pub fn thread_state(pid: i32, tid: i32) -> io::Result<char> {
 }
 
 /// The state field follows the `(comm)` field, which may itself contain spaces and ')'.
-fn parse_stat_state(stat: &[u8]) -> io::Result<char> {
+pub fn parse_stat_state(stat: &[u8]) -> io::Result<char> {
     let close = stat.iter().rposition(|b| *b == b')').ok_or_else(|| io::Error::other("bad stat"))?;
     stat.get(close + 2).map(|b| *b as char).ok_or_else(|| io::Error::other("bad stat"))
 }
@@ -60,6 +60,15 @@ pub fn cmdline(pid: i32) -> io::Result<Vec<String>> {
 /// The executable of a process.
 pub fn exe(pid: i32) -> io::Result<PathBuf> {
     fs::read_link(proc_path(pid, "exe"))
+}
+
+/// What identifies the program image a process runs: the first line of its memory map (the
+/// executable's first mapping, at an address chosen afresh at each `exec()`). `None` when it
+/// cannot be read.
+pub fn image_id(pid: i32) -> Option<String> {
+    let raw = read_small(&proc_path(pid, "maps")).ok()?;
+    let line = raw.split(|b| *b == b'\n').next()?;
+    (!line.is_empty()).then(|| String::from_utf8_lossy(line).into_owned())
 }
 
 /// The working directory of a process.
@@ -118,6 +127,44 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// What decides whether we may read another process's memory (ptrace access mode), as far
+/// as `/proc` tells: for a permission error that names its cause.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Access {
+    pub our_uid: u32,
+    pub target_uid: Option<u32>,
+    /// `/proc/sys/kernel/yama/ptrace_scope` (absent without Yama).
+    pub ptrace_scope: Option<u8>,
+    /// We hold CAP_SYS_PTRACE (effective).
+    pub cap_sys_ptrace: bool,
+    /// The target's `/proc` files belong to root although it runs as another user: it is not
+    /// dumpable (it changed uid, or called `prctl(PR_SET_DUMPABLE, 0)`).
+    pub target_not_dumpable: bool,
+}
+
+/// Capability bit of CAP_SYS_PTRACE in `CapEff`.
+const CAP_SYS_PTRACE: u32 = 19;
+
+fn status_field(pid: &str, field: &str) -> Option<String> {
+    let raw = read_small(&PathBuf::from(format!("/proc/{pid}/status"))).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    text.lines().find_map(|l| l.strip_prefix(field)).map(|v| v.trim().to_string())
+}
+
+/// The facts behind a permission error reading `pid`.
+pub fn access(pid: i32) -> Access {
+    use std::os::unix::fs::MetadataExt;
+    let our_uid = nix::unistd::geteuid().as_raw();
+    let target_uid = uid(pid).ok();
+    let ptrace_scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().and_then(|s| s.trim().parse().ok());
+    let cap_sys_ptrace = status_field("self", "CapEff:")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
+    let files_owner = fs::metadata(proc_path(pid, "maps")).ok().map(|m| m.uid());
+    let target_not_dumpable = matches!((files_owner, target_uid), (Some(0), Some(u)) if u != 0);
+    Access { our_uid, target_uid, ptrace_scope, cap_sys_ptrace, target_not_dumpable }
 }
 
 /// What a thread is doing in the kernel, from `/proc/PID/task/TID/syscall`.

@@ -148,7 +148,7 @@ pub struct TaskCountSample {
 }
 
 /// The loop a sample belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LoopMeta {
     pub native_id: Option<i32>,
     pub thread_name: Option<String>,
@@ -163,12 +163,34 @@ pub struct LoopMeta {
 pub enum EndReason {
     /// `--duration` elapsed.
     Duration,
-    /// Ctrl-C / SIGINT / SIGTERM.
+    /// Ctrl-C (SIGINT).
     Interrupted,
     /// The target process exited.
     TargetExited,
     /// Still running (a live view).
     Running,
+    /// The terminal hung up (SIGHUP: an SSH connection dropped, a tmux session killed).
+    HungUp,
+    /// SIGTERM.
+    Terminated,
+    /// The target ran `exec()`: another program now runs under its PID.
+    TargetExec,
+    /// The capture file ends without an end record: loopspy was stopped while recording.
+    Cut,
+}
+
+impl EndReason {
+    /// Every reason, in the order capture files number them.
+    pub const ALL: [EndReason; 8] = [
+        EndReason::Duration,
+        EndReason::Interrupted,
+        EndReason::TargetExited,
+        EndReason::Running,
+        EndReason::HungUp,
+        EndReason::Terminated,
+        EndReason::TargetExec,
+        EndReason::Cut,
+    ];
 }
 
 /// Everything recorded.
@@ -186,6 +208,8 @@ pub struct Recording {
     pub task_counts: Vec<TaskCountSample>,
     /// Looks at a loop that were not samples (after retries), with their reasons.
     pub failures: Vec<FailedSample>,
+    /// Seconds the target was held stopped by `--blocking`.
+    pub paused: f64,
     pub started: f64,
     pub ended: f64,
     pub end: EndReason,
@@ -204,6 +228,7 @@ impl Recording {
             other_threads: Vec::new(),
             task_counts: Vec::new(),
             failures: Vec::new(),
+            paused: 0.0,
             started,
             ended: started,
             end: EndReason::Running,

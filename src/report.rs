@@ -48,6 +48,9 @@ pub struct RecordingFacts {
     pub failed_by_reason: BTreeMap<&'static str, u64>,
     /// Looks per second per loop, samples and failed looks together (`rate_hz` was asked).
     pub achieved_hz: f64,
+    /// Share of the recording the target was held stopped (`--blocking`): it ran that much
+    /// slower.
+    pub paused_pct: f64,
     /// What makes these figures less trustworthy than usual, said plainly.
     pub warnings: Vec<String>,
     pub end: EndReason,
@@ -78,6 +81,7 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             failed_pct: rec.failed_pct(),
             failed_by_reason: rec.failures_by_reason().into_iter().map(|(r, n)| (r.as_str(), n)).collect(),
             achieved_hz: achieved_hz(rec),
+            paused_pct: paused_pct(rec),
             warnings: warnings(rec),
             end: rec.end,
             blocking_mode,
@@ -110,6 +114,19 @@ pub fn achieved_hz(rec: &Recording) -> f64 {
     }
 }
 
+/// Share of the recording the target was held stopped by `--blocking`, in percent.
+pub fn paused_pct(rec: &Recording) -> f64 {
+    let d = rec.duration();
+    if d <= 0.0 {
+        0.0
+    } else {
+        (100.0 * rec.paused / d).min(100.0)
+    }
+}
+
+/// Pausing the target (`--blocking`) more than this share of the time is reported.
+pub const PAUSED_WARN_PCT: f64 = 2.0;
+
 /// `torn_stack 12.0 %, changed 0.5 %`: the failed looks' reasons, as shares of all looks.
 pub fn failure_reasons(rec: &Recording) -> String {
     let all = (rec.samples.len() + rec.failures.len()).max(1) as f64;
@@ -130,6 +147,12 @@ pub fn warnings(rec: &Recording) -> Vec<String> {
         out.push(format!(
             "WARNING: {failed:.0} % of the looks at the loop failed ({}): the figures describe only the rest. Try again; --blocking pauses the target while reading.",
             failure_reasons(rec)
+        ));
+    }
+    let paused = paused_pct(rec);
+    if paused > PAUSED_WARN_PCT {
+        out.push(format!(
+            "WARNING: --blocking held the target stopped {paused:.1} % of the time: it ran that much slower while recorded (without --blocking it is never paused)."
         ));
     }
     let achieved = achieved_hz(rec);
@@ -191,6 +214,10 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
         EndReason::Interrupted => "stopped by you",
         EndReason::TargetExited => "the target exited",
         EndReason::Running => "running",
+        EndReason::HungUp => "the terminal hung up",
+        EndReason::Terminated => "terminated (SIGTERM)",
+        EndReason::TargetExec => "the target ran another program (exec)",
+        EndReason::Cut => "cut short: loopspy was stopped while recording",
     };
     let _ = writeln!(
         out,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::error::Failure;
 use crate::frames::StackReader;
 use crate::interp::{self, CurrentTaskSource, PyThread};
-use crate::probe::{LookFailure, LoopProbe, LoopSample};
+use crate::probe::{Kernel, LookFailure, LoopProbe, LoopSample};
 use crate::procfs;
 use crate::reader;
 use crate::recording::{FailedSample, LoopMeta, Recording, Sample, ThreadActivity, ThreadSample};
@@ -36,6 +36,8 @@ pub enum SampleError {
     Exited,
     /// Every look failed (counted in the recording, not shown).
     Failed,
+    /// The target ran `exec()`: another program now runs under its PID.
+    Exec,
 }
 
 pub struct Sampler {
@@ -177,6 +179,9 @@ impl Sampler {
         let now = self.now();
         if now - self.last_refresh >= REFRESH_EVERY || self.probes.is_empty() {
             self.last_refresh = now;
+            if self.target.exec_happened() {
+                return Err(SampleError::Exec);
+            }
             let mut metas = rec.loops.clone();
             match self.discover(&mut metas) {
                 Ok(()) => rec.loops = metas,
@@ -184,7 +189,12 @@ impl Sampler {
                 Err(_) => {} // the next refresh tries again
             }
         }
-        let _lock = if self.target.options.blocking {
+        // The kernel's view of every loop thread first: a ptrace stop would hide it.
+        let kernels: Vec<Kernel> = self.probes.iter().map(|(_, p)| p.kernel()).collect();
+        // A stopped process cannot be paused (it would be waited for): read it as it is.
+        let stopped = kernels.iter().any(|k| crate::loopstate::stopped(k.sched));
+        let paused_at = Instant::now();
+        let lock = if self.target.options.blocking && !stopped {
             match self.target.spy.process.lock() {
                 Ok(lock) => Some(lock),
                 Err(_) if procfs::is_dead(self.target.pid) => return Err(SampleError::Exited),
@@ -196,11 +206,11 @@ impl Sampler {
         let started = Instant::now();
         let mut any = false;
         let mut gone = Vec::new();
-        for i in 0..self.probes.len() {
-            let mut outcome = self.look(i);
+        for (i, kernel) in kernels.into_iter().enumerate() {
+            let mut outcome = self.look(i, kernel);
             let mut attempts = 1;
             while matches!(outcome, Err(LookFailure::Failed(..))) && attempts < ATTEMPTS && started.elapsed().as_secs_f64() < budget {
-                outcome = self.look(i);
+                outcome = self.look(i, kernel);
                 attempts += 1;
             }
             let meta = self.probes[i].0;
@@ -219,6 +229,10 @@ impl Sampler {
                 Err(LookFailure::LoopGone) => gone.push(i),
                 Err(LookFailure::Exited) => return Err(SampleError::Exited),
             }
+        }
+        if lock.is_some() {
+            drop(lock);
+            rec.paused += paused_at.elapsed().as_secs_f64();
         }
         if !gone.is_empty() {
             for i in gone.into_iter().rev() {
@@ -240,14 +254,16 @@ impl Sampler {
         }
         if any || self.probes.is_empty() {
             Ok(())
+        } else if self.target.exec_happened() {
+            Err(SampleError::Exec)
         } else {
             Err(SampleError::Failed)
         }
     }
 
-    fn look(&mut self, i: usize) -> Result<LoopSample, LookFailure> {
+    fn look(&mut self, i: usize, kernel: Kernel) -> Result<LoopSample, LookFailure> {
         let r = &self.target.reader;
-        self.probes[i].1.look(r, &mut self.readers, &mut self.stacks, &self.tasks, self.clock_offset)
+        self.probes[i].1.look(r, &mut self.readers, &mut self.stacks, &self.tasks, self.clock_offset, kernel)
     }
 
     fn record_sample(&mut self, rec: &mut Recording, meta: u16, s: &LoopSample) -> Sample {

@@ -14,7 +14,7 @@ use crate::frames::{StackFrame, StackReader};
 use crate::interp::{self, CurrentTaskSource, PyThread};
 use crate::loopstate::LoopState;
 use crate::memory::Memory;
-use crate::probe::{LookFailure, LoopProbe, LoopSample};
+use crate::probe::{Kernel, LookFailure, LoopProbe, LoopSample};
 use crate::procfs::{self, Syscall};
 use crate::reader::{self, ObjectReader};
 use crate::target::Target;
@@ -158,14 +158,23 @@ impl Looker {
         self.pid = pid;
         let tids = procfs::tids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
         // The kernel's view is read by each probe before its memory reads; with --blocking
-        // the target is paused for the reads (a ptrace stop hides the syscall, so the threads
-        // without a loop are read first).
+        // the target is paused for the reads, and a ptrace stop hides it: read it first.
+        let kernels: HashMap<i32, Kernel> = if target.options.blocking {
+            tids.iter()
+                .map(|t| {
+                    let k = Kernel { syscall: procfs::thread_syscall(pid, *t).ok(), sched: procfs::thread_state(pid, *t).ok() };
+                    (*t, k)
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let _lock = if target.options.blocking {
             Some(target.spy.process.lock().map_err(|e| {
                 LookError::Failure(if procfs::is_dead(pid) {
                     Failure::TargetExited { pid }
                 } else {
-                    Failure::PermissionDenied { pid, detail: format!("could not pause the target: {e}") }
+                    Failure::PermissionDenied { pid, detail: format!("could not pause the target: {e}"), access: Some(procfs::access(pid)) }
                 })
             })?)
         } else {
@@ -195,7 +204,8 @@ impl Looker {
                 Ok(p) => p,
                 Err(class) => return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid, class })),
             };
-            let mut view = self.look_at_loop(r, probe, name.clone(), &tasks_source, clock_offset)?;
+            let kernel = thread.native_id.and_then(|t| kernels.get(&t).copied());
+            let mut view = self.look_at_loop(r, probe, kernel, name.clone(), &tasks_source, clock_offset)?;
             briefs.push(ThreadBrief {
                 native_id: thread.native_id,
                 name,
@@ -213,14 +223,18 @@ impl Looker {
         &mut self,
         r: &ObjectReader<M>,
         mut probe: LoopProbe,
+        kernel: Option<Kernel>,
         thread_name: Option<String>,
         tasks_source: &CurrentTaskSource,
         clock_offset: f64,
     ) -> Result<LoopView, LookError> {
         let mut attempt = 0;
         let sample = loop {
+            // Without --blocking the kernel's view is read at each attempt; with it, before
+            // the pause (see `look_once`).
+            let kernel = kernel.unwrap_or_else(|| probe.kernel());
             attempt += 1;
-            match probe.look(r, &mut self.loops, &mut self.names, tasks_source, clock_offset) {
+            match probe.look(r, &mut self.loops, &mut self.names, tasks_source, clock_offset, kernel) {
                 Ok(s) => break s,
                 Err(LookFailure::Exited) => return Err(LookError::Failure(Failure::TargetExited { pid: self.pid })),
                 Err(LookFailure::LoopGone) => {

@@ -37,12 +37,18 @@ pub struct Target {
     pub interp: u64,
     pub reader: ObjectReader<ProcessMemory>,
     pub options: AttachOptions,
+    /// The program image attached to ([`procfs::image_id`]): another one means `exec()`.
+    pub image: Option<String>,
 }
 
 impl Target {
     /// Attach to `pid`, or say exactly why not.
     pub fn attach(pid: i32, options: AttachOptions) -> Result<Target, Failure> {
         preflight(pid)?;
+        if options.blocking && procfs::state(pid).ok() == Some('T') {
+            // Pausing a stopped process would wait for it to run again, forever.
+            return Err(Failure::TargetStopped { pid });
+        }
         let config = Config {
             blocking: if options.blocking { LockingStrategy::Lock } else { LockingStrategy::NonBlocking },
             collect_thread_names: false,
@@ -60,7 +66,16 @@ impl Target {
         let memory = ProcessMemory::new(pid);
         let (layout, layout_check) = published::resolve(pid, &memory, layout);
         let reader = ObjectReader::new(memory, layout);
-        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options })
+        let image = procfs::image_id(pid);
+        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image })
+    }
+
+    /// Has the process replaced its program (`exec()`) since attach?
+    pub fn exec_happened(&self) -> bool {
+        match (&self.image, procfs::image_id(self.pid)) {
+            (Some(before), Some(now)) => *before != now,
+            _ => false,
+        }
     }
 
     /// Turn a read failure into the failure the user should see: the process died, we lost
@@ -69,7 +84,7 @@ impl Target {
         if err.is_gone() || procfs::is_dead(self.pid) {
             Failure::TargetExited { pid: self.pid }
         } else if err.is_denied() {
-            Failure::PermissionDenied { pid: self.pid, detail: err.to_string() }
+            Failure::PermissionDenied { pid: self.pid, detail: err.to_string(), access: Some(procfs::access(self.pid)) }
         } else {
             Failure::Unreadable { pid: self.pid, detail: err.to_string() }
         }
@@ -87,10 +102,10 @@ fn preflight(pid: i32) -> Result<(), Failure> {
     let maps = match fs::read_to_string(format!("/proc/{pid}/maps")) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}") })
+            return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}"), access: Some(procfs::access(pid)) })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Failure::TargetExited { pid }),
-        Err(e) => return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}") }),
+        Err(e) => return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}"), access: Some(procfs::access(pid)) }),
     };
     if maps.trim().is_empty() {
         // Kernel threads and exiting processes have no memory map.
@@ -113,7 +128,11 @@ fn preflight(pid: i32) -> Result<(), Failure> {
         if let Err(e) = ProcessMemory::new(pid).read(addr, &mut byte) {
             match e.kind {
                 ReadErrorKind::Denied => {
-                    return Err(Failure::PermissionDenied { pid, detail: "process_vm_readv: operation not permitted".into() })
+                    return Err(Failure::PermissionDenied {
+                        pid,
+                        detail: "process_vm_readv: operation not permitted".into(),
+                        access: Some(procfs::access(pid)),
+                    })
                 }
                 ReadErrorKind::Gone => return Err(Failure::TargetExited { pid }),
                 _ => {}
@@ -222,28 +241,64 @@ fn looks_like_python(maps: &str, exe: Option<&std::path::Path>) -> bool {
     exe_is_python || maps.lines().any(|l| l.rsplit('/').next().is_some_and(|f| f.starts_with("libpython")))
 }
 
+/// What a failed py-spy attach means, decided by our own checks (never by its message): the
+/// process is gone, we may not read it, it is a Python loopspy does not support, or it is not
+/// a Python at all.
 fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
-    let detail = format!("{err:#}");
     if procfs::is_dead(pid) {
         return Failure::TargetExited { pid };
     }
-    let permission = err.chain().any(|c| {
-        c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
-    }) || detail.contains("Permission denied")
-        || detail.contains("Operation not permitted");
+    let permission = err.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied));
     if permission {
-        return Failure::PermissionDenied { pid, detail };
+        return Failure::PermissionDenied { pid, detail: "reading its memory".into(), access: Some(procfs::access(pid)) };
     }
-    if let Some(version) = detail.strip_prefix("Unsupported version of Python: ") {
-        return Failure::UnsupportedPython { pid, version: version.to_string(), detail: "py-spy cannot read it".into() };
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let exe_path = procfs::exe(pid).ok();
+    let exe = exe_path.as_ref().map(|p| p.display().to_string());
+    match python_version_in(&maps, exe_path.as_deref()) {
+        Some(v) if layout::for_version(v).is_none() => Failure::UnsupportedPython {
+            pid,
+            version: v.to_string(),
+            detail: "no layout table for this version".into(),
+        },
+        Some(v) => Failure::NotPython {
+            pid,
+            exe,
+            detail: format!(
+                "it runs Python {v}, but its interpreter state could not be found (a build loopspy cannot read, or one still \
+                 starting: try again in a moment)"
+            ),
+        },
+        None => Failure::NotPython { pid, exe, detail: "no Python interpreter in its executable or its libraries".into() },
     }
-    let exe = procfs::exe(pid).ok().map(|p| p.display().to_string());
-    Failure::NotPython { pid, exe, detail }
+}
+
+/// The `major.minor` a process's executable (`python3.12`) or mapped library
+/// (`libpython3.12.so.1.0`) names, if any.
+fn python_version_in(maps: &str, exe: Option<&std::path::Path>) -> Option<PyVersion> {
+    let from_name = |name: &str| -> Option<PyVersion> {
+        let rest = name.strip_prefix("libpython").or_else(|| name.strip_prefix("python"))?;
+        let mut parts = rest.split('.');
+        let major: u8 = parts.next()?.parse().ok()?;
+        let minor: String = parts.next()?.chars().take_while(|c| c.is_ascii_digit()).collect();
+        Some(PyVersion::new(major, minor.parse().ok()?))
+    };
+    exe.and_then(|e| from_name(e.file_name()?.to_str()?))
+        .or_else(|| maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter_map(|p| p.rsplit('/').next()).find_map(from_name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_versions_from_names() {
+        let lib = "7f00-7f10 r-xp 0 0:0 0 /usr/lib/x86_64-linux-gnu/libpython3.16.so.1.0\n";
+        assert_eq!(python_version_in(lib, Some(std::path::Path::new("/usr/bin/uwsgi"))), Some(PyVersion::new(3, 16)));
+        assert_eq!(python_version_in("", Some(std::path::Path::new("/x/bin/python3.7"))), Some(PyVersion::new(3, 7)));
+        assert_eq!(python_version_in("", Some(std::path::Path::new("/usr/bin/python3"))), None);
+        assert_eq!(python_version_in("", Some(std::path::Path::new("/usr/bin/bash"))), None);
+    }
 
     #[test]
     fn free_threaded_builds_are_recognised() {

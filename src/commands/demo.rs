@@ -23,7 +23,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
     let spawn = SpawnArgs { timeout: 20.0, keep: false, kill: true };
     let stop = super::stop_flag();
     // Run it in its own directory, so its frames read `demo_app.py:42`.
-    let started = Spawned::start_in(&command, Some(&dir)).and_then(|mut child| {
+    let started = Spawned::start_in(&command, Some(&dir), false).and_then(|mut child| {
         let target = child.wait_for_loop(spawn.timeout(), AttachOptions::default(), &stop)?;
         Ok((target, child))
     });
@@ -36,6 +36,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
             blocking: false,
             duration: args.duration,
             plain: args.plain,
+            full_argv: false,
         };
         let r = super::top::run_on(target, &top, &stop);
         drop(spawned); // stops the demo

@@ -21,7 +21,7 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     }
     let facts = ProcessFacts {
         pid: target.pid,
-        command: procfs::cmdline(target.pid).unwrap_or_default(),
+        command: crate::argv::shown_list(&procfs::cmdline(target.pid).unwrap_or_default(), args.full_argv),
         version: target.version_text.clone(),
         executable: procfs::exe(target.pid).ok().map(|p| p.display().to_string()),
         layout: target.layout_check.clone(),

@@ -2,14 +2,16 @@
 //! file (always, with every sample taken) and a summary.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{RecordArgs, RecordFormat};
+use crate::argv;
+use crate::capture_file::{self, CaptureHeader, CaptureWriter};
+use crate::cli::RecordArgs;
 use crate::error::Failure;
-use crate::flamegraph::{self, Header};
+use crate::escape;
 use crate::metrics::{self, is_busy, Options};
+use crate::outputs::{self, Rendering};
 use crate::procfs;
 use crate::recording::{EndReason, Recording, Sample};
 use crate::report::{self, duration_ms, TargetFacts};
@@ -70,66 +72,61 @@ impl LiveEpisodes {
     }
 }
 
-/// Where one output goes, and in which format.
-struct Output {
-    path: Option<PathBuf>,
-    format: RecordFormat,
-}
-
-impl Output {
-    fn name(&self) -> String {
-        self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "standard output".into())
-    }
-}
-
-fn open_check(path: &Path) -> Result<(), Failure> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map(|_| ())
-        .map_err(|e| Failure::OutputFailed { path: path.display().to_string(), detail: e.to_string() })
-}
-
 pub fn run(args: &RecordArgs) -> Result<(), Failure> {
-    // Output files must be writable before we spend minutes recording.
-    let mut outputs: Vec<Output> = args
-        .output
-        .iter()
-        .map(|p| Output {
-            path: (p.as_os_str() != "-").then(|| p.clone()),
-            format: RecordFormat::from_path(p).or(args.format).unwrap_or(RecordFormat::Svg),
-        })
-        .collect();
-    for o in &outputs {
-        if let Some(p) = &o.path {
-            open_check(p)?;
-        }
-    }
+    // Every output must be writable before minutes are spent recording; none is created yet.
+    let mut outputs = outputs::plan(&args.output, args.format, |f| PathBuf::from(format!("loopspy-PID-TIME.{}", f.extension())))?;
     let stop = super::stop_flag();
     let options = AttachOptions { blocking: args.blocking };
-    let (target, _spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
+    let (target, spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
     let pid = target.pid;
+    let argv = procfs::cmdline(pid).unwrap_or_default();
+    let stamp = timestamp();
+    // The default name, now that the PID is known.
+    for o in &mut outputs {
+        if o.path.as_ref().is_some_and(|p| p.as_os_str().to_string_lossy().starts_with("loopspy-PID-TIME.")) && args.output.is_empty() {
+            o.path = Some(PathBuf::from(format!("loopspy-{pid}-{stamp}.{}", o.format.extension())));
+        }
+    }
     let facts = TargetFacts {
         pid,
-        command: procfs::cmdline(pid).unwrap_or_default(),
+        command: crate::argv::shown_list(&argv, args.full_argv),
         python: target.version_text.clone(),
         layout: target.layout_check.clone(),
     };
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
-    if outputs.is_empty() {
-        let format = args.format.unwrap_or(RecordFormat::Svg);
-        let p = PathBuf::from(format!("loopspy-{pid}-{}.{}", timestamp(), format.extension()));
-        open_check(&p)?;
-        outputs.push(Output { path: Some(p), format });
-    }
-
     let (mut sampler, metas) = Sampler::start(target, SamplerOptions { all_threads: args.all_threads })?;
-    let threshold = args.threshold / 1e3;
     let period = 1.0 / args.rate;
     let start = sampler.now();
     let mut rec = Recording::new(args.rate, metas, start);
+
+    // The samples go to disk as they come: a capture file a killed loopspy leaves behind.
+    let header = CaptureHeader {
+        pid,
+        // The capture leaves the machine as an output does: secrets redacted there too.
+        command: crate::argv::shown_list(&argv, args.full_argv),
+        python: facts.python.clone(),
+        rate_hz: args.rate,
+        started: start,
+        blocking: args.blocking,
+        all_threads: args.all_threads,
+        cwd: cwd.clone(),
+    };
+    let mut capture = match open_capture(args, &outputs, pid, &stamp, &header) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            say(&format!("loopspy: no capture file ({e}); recording in memory only"));
+            None
+        }
+    };
+    if let Some(c) = &capture {
+        say(&format!(
+            "loopspy: recording PID {pid}; samples saved as they come in {} (if loopspy is stopped hard: `loopspy render {}`)",
+            escape::terminal(&c.path().display().to_string()),
+            escape::terminal(&c.path().display().to_string()),
+        ));
+    }
+
+    let threshold = args.threshold / 1e3;
     let deadline = args.duration.map(|d| start + d);
     let mut live = LiveEpisodes::new(threshold);
     let mut tasks = TaskCounter::new();
@@ -137,8 +134,12 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     let mut last_status = start;
     let mut next = start;
     let end = loop {
-        if stop.load(Ordering::Relaxed) {
-            break EndReason::Interrupted;
+        if let Some(sig) = stop.signal() {
+            break match sig {
+                1 => EndReason::HungUp,
+                15 => EndReason::Terminated,
+                _ => EndReason::Interrupted,
+            };
         }
         let now = sampler.now();
         if deadline.is_some_and(|d| now >= d) {
@@ -152,6 +153,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         match sampler.sample(&mut rec, period / 2.0) {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
+            Err(SampleError::Exec) => break EndReason::TargetExec,
         }
         for s in &rec.samples[before..] {
             live.feed(s);
@@ -160,6 +162,9 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
             let loops = sampler.loop_addresses();
             // A failed count is skipped; the next one comes at the usual time.
             let _ = tasks.count(&sampler.target, &loops, now, &mut rec);
+        }
+        if let Some(c) = &mut capture {
+            c.sync(&rec);
         }
         // Fixed schedule; if we fell behind (the machine was busy), do not burst to catch up.
         next += period;
@@ -172,54 +177,102 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         }
     };
     if tty {
-        eprint!("\r\x1b[K");
+        say_raw("\r\x1b[K");
     }
     let last_t = rec.samples.last().map(|s| s.t).unwrap_or(start);
     rec.ended = match end {
         EndReason::Duration => deadline.unwrap_or(last_t),
-        EndReason::TargetExited => last_t + period,
+        EndReason::TargetExited | EndReason::TargetExec => last_t + period,
         _ => sampler.now(),
     }
     .max(start);
     rec.end = end;
-    if end == EndReason::TargetExited {
-        eprintln!("loopspy: process {pid} exited; writing what was recorded");
+    match end {
+        EndReason::TargetExited => say(&format!("loopspy: process {pid} exited; writing what was recorded")),
+        EndReason::TargetExec => say(&format!(
+            "loopspy: process {pid} ran exec(): another program runs under its PID now; writing what was recorded until then"
+        )),
+        _ => {}
     }
+    // The spawned program is stopped before the (possibly slow) rendering.
+    drop(spawned);
 
     let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
     let rep = report::build(facts, &rec, &analysis, args.blocking);
-    let mut written = Vec::new();
-    let mut failure = None;
-    for o in &outputs {
-        let bytes = render(o.format, &rec, &analysis, &rep, cwd.as_deref(), args.all_threads)?;
-        let result = match &o.path {
-            None => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&bytes).and_then(|_| out.flush())
-            }
-            Some(path) => std::fs::write(path, &bytes),
-        };
-        match result {
-            Ok(()) => written.push(o.name()),
-            Err(e) => {
-                // Keep what was recorded: write it where we can, and say where.
-                let fallback = std::env::temp_dir().join(format!("loopspy-{pid}-{}.{}", timestamp(), o.format.extension()));
-                let detail = match std::fs::write(&fallback, &bytes) {
-                    Ok(()) => format!("{e}; the recording was saved to {} instead", fallback.display()),
-                    Err(e2) => format!("{e}; saving to {} failed too ({e2})", fallback.display()),
-                };
-                failure.get_or_insert(Failure::OutputFailed { path: o.name(), detail });
-            }
+    let command = argv::display(&header.command, args.full_argv);
+    let rendering = Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
+    let written = outputs::write_all(&outputs, &rendering, &format!("loopspy-{pid}-{stamp}"));
+    // The capture stays when an output could not be written where asked (or when asked for).
+    let capture_path = capture.map(|c| c.finish(&rec));
+    let keep_capture = args.save.is_some() || !written.moved.is_empty() || !written.lost.is_empty();
+    let mut notes = Vec::new();
+    match capture_path {
+        Some(Ok(path)) if keep_capture => notes.push(format!("the recording: {} (`loopspy render` it again)", path.display())),
+        Some(Ok(path)) => {
+            let _ = std::fs::remove_file(path);
         }
+        Some(Err((path, e))) => notes.push(format!("the capture {} stopped early ({e}); it holds the samples until then", path.display())),
+        None => {}
     }
-    eprint!("{}", report::summary(&rep, &written));
-    if let Some(f) = failure {
-        return Err(f);
+    say_raw(&report::summary(&rep, &written.written));
+    for (asked, saved, why) in &written.moved {
+        say(&format!("loopspy: could not write {} ({}); saved it as {} instead", escape::terminal(asked), escape::terminal(why), saved.display()));
+    }
+    for (asked, why) in &written.lost {
+        say(&format!("loopspy: could not write {}: {}", escape::terminal(asked), escape::terminal(why)));
+    }
+    for n in &notes {
+        say(&format!("  {}", escape::terminal(n)));
+    }
+    if let Some((asked, why)) = written.lost.first() {
+        return Err(Failure::Reported { code: crate::error::exit::OUTPUT_FAILED, what: format!("could not write {asked}: {why}") });
+    }
+    if let Some((asked, saved, why)) = written.moved.first() {
+        return Err(Failure::Reported {
+            code: crate::error::exit::OUTPUT_FAILED,
+            what: format!("could not write {asked} ({why}); saved as {}", saved.display()),
+        });
     }
     if rec.samples.is_empty() && end == EndReason::TargetExited {
         return Err(Failure::TargetExited { pid });
     }
-    Ok(())
+    match end {
+        EndReason::Interrupted => Err(Failure::Signal { signal: 2 }),
+        EndReason::HungUp => Err(Failure::Signal { signal: 1 }),
+        EndReason::Terminated => Err(Failure::Signal { signal: 15 }),
+        _ => Ok(()),
+    }
+}
+
+/// The capture file: `--save FILE`, else beside the first file output, else in the temp dir.
+fn open_capture(args: &RecordArgs, outputs: &[outputs::Output], pid: i32, stamp: &str, header: &CaptureHeader) -> std::io::Result<CaptureWriter> {
+    if let Some(path) = &args.save {
+        return CaptureWriter::create(path, header);
+    }
+    let beside = outputs.iter().find_map(|o| o.path.clone()).map(|p| {
+        let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".{}", capture_file::EXTENSION));
+        p.with_file_name(name)
+    });
+    let candidates = [beside, Some(std::env::temp_dir().join(format!("loopspy-{pid}-{stamp}.{}", capture_file::EXTENSION)))];
+    let mut last = std::io::Error::other("nowhere to write");
+    for path in candidates.into_iter().flatten() {
+        match CaptureWriter::create(&path, header) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// A line on standard error; never fails (a hung-up terminal must not stop the writing of
+/// what was recorded).
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn say_raw(text: &str) {
+    let _ = write!(std::io::stderr(), "{text}");
 }
 
 fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
@@ -237,39 +290,10 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
         if live.count == 1 { "" } else { "s" },
     );
     if tty {
-        eprint!("\r\x1b[K{line}");
+        say_raw(&format!("\r\x1b[K{line}"));
     } else {
-        eprintln!("{line}");
+        say(&line);
     }
-}
-
-fn render(
-    format: RecordFormat,
-    rec: &Recording,
-    analysis: &metrics::Analysis,
-    rep: &report::RecordReport,
-    cwd: Option<&str>,
-    all_threads: bool,
-) -> Result<Vec<u8>, Failure> {
-    let fail = |e: std::io::Error| Failure::OutputFailed { path: "the output".into(), detail: e.to_string() };
-    Ok(match format {
-        RecordFormat::Json => serde_json::to_vec_pretty(rep).expect("report serialises"),
-        RecordFormat::Collapsed => {
-            let mut text = flamegraph::fold(rec, analysis, cwd, all_threads).collapsed().join("\n");
-            text.push('\n');
-            text.into_bytes()
-        }
-        RecordFormat::Svg => {
-            let folded = flamegraph::fold(rec, analysis, cwd, all_threads);
-            let header = Header {
-                title: format!("loopspy: PID {} {}", rep.target.pid, rep.target.command.join(" ")),
-                subtitle: report::headline(rec, analysis),
-            };
-            let mut out = Vec::new();
-            flamegraph::svg(&folded, &header, analysis.threshold_ms, &mut out).map_err(fail)?;
-            out
-        }
-    })
 }
 
 #[cfg(test)]

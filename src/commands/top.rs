@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -17,6 +16,7 @@ use crate::procfs;
 use crate::recording::{EndReason, LoopMeta, Recording};
 use crate::report;
 use crate::sampler::{SampleError, Sampler, SamplerOptions};
+use crate::stop::Stop;
 use crate::target::AttachOptions;
 use crate::callback;
 use crate::frames::StackReader;
@@ -135,7 +135,7 @@ struct Session {
 impl Session {
     /// Take the samples that are due. Returns false once the target is gone.
     fn tick(&mut self) -> bool {
-        if self.rec.end == EndReason::TargetExited {
+        if matches!(self.rec.end, EndReason::TargetExited | EndReason::TargetExec) {
             return false;
         }
         let now = self.sampler.now();
@@ -146,6 +146,10 @@ impl Session {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => {
                 self.rec.end = EndReason::TargetExited;
+                return false;
+            }
+            Err(SampleError::Exec) => {
+                self.rec.end = EndReason::TargetExec;
                 return false;
             }
         }
@@ -196,12 +200,12 @@ pub fn run(args: &TopArgs) -> Result<(), Failure> {
 }
 
 /// Run the dashboard on an attached target (shared with `demo`).
-pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &AtomicBool) -> Result<(), Failure> {
+pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &Stop) -> Result<(), Failure> {
     let pid = target.pid;
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
     let info = TargetInfo {
         pid,
-        command: model::short_command(&procfs::cmdline(pid).unwrap_or_default()),
+        command: model::short_command(&crate::argv::shown_list(&procfs::cmdline(pid).unwrap_or_default(), args.full_argv)),
         python: target.version_text.clone(),
         cwd: cwd.clone(),
     };
@@ -239,11 +243,11 @@ pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &AtomicBool) 
     Ok(())
 }
 
-fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Option<f64>) -> Result<(), Failure> {
+fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f64>) -> Result<(), Failure> {
     let mut last_line = s.sampler.now();
     let mut out = std::io::stdout();
     loop {
-        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| s.sampler.now() >= d) {
+        if stop.is_set() || deadline.is_some_and(|d| s.sampler.now() >= d) {
             return Ok(());
         }
         let alive = s.tick();
@@ -269,13 +273,13 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Op
     }
 }
 
-fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &AtomicBool, deadline: Option<f64>) -> Result<(), Failure> {
+fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f64>) -> Result<(), Failure> {
     let mut term = TerminalGuard::take()
         .map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
     let mut last_draw = f64::MIN;
     let mut dirty = true;
     loop {
-        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| s.sampler.now() >= d) {
+        if stop.is_set() || deadline.is_some_and(|d| s.sampler.now() >= d) {
             return Ok(());
         }
         if !ui.paused && s.tick() {

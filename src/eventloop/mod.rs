@@ -16,7 +16,7 @@ pub use selector::{SelectorLoop, SelectorObjects};
 pub use uvloop::{UvLoop, UvObjects};
 
 /// The families of event loop loopspy can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoopKind {
     /// asyncio's `BaseEventLoop` family (`_UnixSelectorEventLoop` and subclasses).

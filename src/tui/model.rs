@@ -215,6 +215,15 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
         return StateLine { text: "waiting for the first sample".into(), severity: Severity::Info };
     };
     let summary = analysis.loops.first();
+    if last.state == crate::loopstate::LoopState::Stopped {
+        return StateLine {
+            text: format!(
+                "STOPPED: the process is stopped (SIGSTOP, Ctrl-Z or a debugger): nothing runs; `kill -CONT {}` resumes it",
+                target.pid
+            ),
+            severity: Severity::Alert,
+        };
+    }
     if is_busy(last.state) {
         // The callback running now, blamed as its episode will be.
         let run = metrics::current_run(rec, 0);
