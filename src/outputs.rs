@@ -70,6 +70,13 @@ fn check_writable(path: &Path) -> Result<(), Failure> {
     if path.is_dir() {
         return Err(fail("it is a directory".into()));
     }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            // A device or a FIFO: written in place at the end (opening a FIFO now would wait
+            // for its reader).
+            return Ok(());
+        }
+    }
     let dir = parent_dir(path);
     let probe = dir.join(format!(".loopspy-probe-{}", std::process::id()));
     match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
@@ -88,8 +95,16 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Write `bytes` to `path` through a new temporary file renamed over it.
+/// Write `bytes` to `path` through a new temporary file renamed over it. A path that is not a
+/// regular file (a FIFO, a terminal, `/dev/stdout`) is written in place: renaming over a
+/// device would replace the device.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            return f.write_all(bytes).and_then(|_| f.flush());
+        }
+    }
     let dir = parent_dir(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     let mut n = 0u32;
@@ -209,6 +224,7 @@ pub fn write_all(outputs: &[Output], r: &Rendering, stem: &str) -> Written {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn outputs_are_checked_without_creating_them() {
@@ -245,6 +261,15 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         // Only the output is left.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn devices_are_written_in_place() {
+        // /dev/null takes anything, /dev/full says the disk is full: neither is replaced.
+        write_atomically(Path::new("/dev/null"), b"x").unwrap();
+        let err = write_atomically(Path::new("/dev/full"), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
     }
 
     #[test]

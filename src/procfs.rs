@@ -62,13 +62,16 @@ pub fn exe(pid: i32) -> io::Result<PathBuf> {
     fs::read_link(proc_path(pid, "exe"))
 }
 
-/// What identifies the program image a process runs: the first line of its memory map (the
-/// executable's first mapping, at an address chosen afresh at each `exec()`). `None` when it
-/// cannot be read.
-pub fn image_id(pid: i32) -> Option<String> {
-    let raw = read_small(&proc_path(pid, "maps")).ok()?;
-    let line = raw.split(|b| *b == b'\n').next()?;
-    (!line.is_empty()).then(|| String::from_utf8_lossy(line).into_owned())
+/// `AT_RANDOM` from `/proc/PID/auxv`: where the kernel put 16 random bytes on the initial
+/// stack at the process's last `exec()` (see [`crate::target::Target::exec_happened`]).
+pub fn at_random(pid: i32) -> Option<u64> {
+    const AT_RANDOM: u64 = 25;
+    let raw = read_small(&proc_path(pid, "auxv")).ok()?;
+    raw.chunks_exact(16).find_map(|pair| {
+        let key = u64::from_le_bytes(pair[..8].try_into().ok()?);
+        let value = u64::from_le_bytes(pair[8..].try_into().ok()?);
+        (key == AT_RANDOM).then_some(value)
+    })
 }
 
 /// The working directory of a process.

@@ -37,8 +37,9 @@ pub struct Target {
     pub interp: u64,
     pub reader: ObjectReader<ProcessMemory>,
     pub options: AttachOptions,
-    /// The program image attached to ([`procfs::image_id`]): another one means `exec()`.
-    pub image: Option<String>,
+    /// The 16 random bytes the kernel gave the program at its `exec()`: other bytes at that
+    /// place (or none) mean the process has exec'd since attach.
+    pub image: Option<(u64, [u8; 16])>,
 }
 
 impl Target {
@@ -66,14 +67,16 @@ impl Target {
         let memory = ProcessMemory::new(pid);
         let (layout, layout_check) = published::resolve(pid, &memory, layout);
         let reader = ObjectReader::new(memory, layout);
-        let image = procfs::image_id(pid);
+        let image = exec_fingerprint(&reader.memory().clone(), pid);
         Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image })
     }
 
-    /// Has the process replaced its program (`exec()`) since attach?
+    /// Has the process replaced its program (`exec()`) since attach? Every exec puts new
+    /// random bytes (`AT_RANDOM`) on the new stack, ASLR or not, the same binary or not.
     pub fn exec_happened(&self) -> bool {
-        match (&self.image, procfs::image_id(self.pid)) {
+        match (&self.image, exec_fingerprint(self.reader.memory(), self.pid)) {
             (Some(before), Some(now)) => *before != now,
+            (Some(_), None) => !procfs::is_dead(self.pid),
             _ => false,
         }
     }
@@ -89,6 +92,14 @@ impl Target {
             Failure::Unreadable { pid: self.pid, detail: err.to_string() }
         }
     }
+}
+
+/// `AT_RANDOM`'s address and its 16 bytes.
+fn exec_fingerprint(mem: &ProcessMemory, pid: i32) -> Option<(u64, [u8; 16])> {
+    let at = procfs::at_random(pid)?;
+    let mut bytes = [0u8; 16];
+    mem.read(at, &mut bytes).ok()?;
+    Some((at, bytes))
 }
 
 /// Checks in the order a user needs the answer: does it exist, is it alive, may we read it.

@@ -46,7 +46,8 @@ fn ctrl_c_writes_every_sample() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    // Written first, then the shell's convention for Ctrl-C: 128 + SIGINT.
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(r["recording"]["end"], "interrupted");
     let samples = r["recording"]["samples"].as_u64().unwrap();
@@ -100,7 +101,7 @@ fn output_lost_mid_recording_is_saved_elsewhere() {
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(10), "{stderr}");
-    let at = stderr.find("saved to ").expect("says where it saved the recording") + 9;
+    let at = stderr.find("saved it as ").expect("says where it saved the recording") + 12;
     let fallback = stderr[at..].split_whitespace().next().unwrap();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(fallback).unwrap()).unwrap();
     assert_eq!(r["recording"]["samples"].as_u64().unwrap(), reported_samples(&stderr));
