@@ -134,6 +134,9 @@ pub struct TimersReport {
     /// `len(loop._scheduled)`, cancelled timers included.
     pub count: u64,
     pub earliest: Option<EarliestTimer>,
+    /// The earliest live timer already due and waiting in the ready queue behind the callback
+    /// that runs (asyncio's loops move due timers there before running them).
+    pub earliest_in_ready: Option<EarliestTimer>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,7 +209,8 @@ fn loop_report(l: &LoopView) -> LoopReport {
         ready: l.figures.ready,
         timers: TimersReport {
             count: l.figures.timers,
-            earliest: l.figures.earliest_timer.zip(lateness).map(|(when, late)| EarliestTimer { when, due_in_ms: -late * 1e3 }),
+            earliest: l.figures.earliest_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
+            earliest_in_ready: l.figures.ready_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
         },
         lag_ms: lateness.map(|late| (late * 1e3).max(0.0)),
         fds: l.figures.fds,
