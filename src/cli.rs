@@ -19,7 +19,8 @@ Examples:
 
 Exit codes: 0 ok, 2 usage, 3 no such process, 4 permission denied, 5 not Python,
 6 unsupported Python, 7 no event loop, 8 target exited, 9 could not start the command,
-10 could not write output, 11 target changed too fast to read, 130 interrupted.
+10 could not write output, 11 target changed too fast to read, 12 unsupported loop class,
+13 target stopped (--blocking), 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM (after writing).
 Docs: docs/cli.md";
 
 /// See what a running Python process's asyncio event loop is doing, from outside, without
