@@ -308,3 +308,49 @@ fn usage_errors_speak_json_when_asked() {
     assert_eq!(doc["error"]["kind"], "usage");
     assert_eq!(doc["error"]["exit_code"], 2);
 }
+
+/// A target with 2,000 threads: `--blocking` stops them all at every sample, which slows the
+/// target; `--all-threads` reads them all, which slows the sampling. Both are said.
+#[test]
+fn slowing_down_is_reported() {
+    let py = some_python();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("t.json");
+    let script = format!(
+        "import asyncio, threading, sys\nsys.path.insert(0, {targets:?})\nimport truth\n\
+         ev = threading.Event()\n\
+         for i in range(2000): threading.Thread(target=ev.wait, daemon=True).start()\n\
+         async def main():\n    truth.write_truth({{'threads': threading.active_count()}})\n    await asyncio.sleep(3600)\n\
+         asyncio.run(main())\n",
+        targets = targets_dir().display().to_string()
+    );
+    let mut child = Command::new(&py.path).arg("-c").arg(&script).arg(&truth).stdout(Stdio::null()).spawn().unwrap();
+    let t = wait_for_json(&truth, &mut child, Duration::from_secs(60));
+    assert!(t["threads"].as_u64().unwrap() > 2000);
+    let pid = child.id().to_string();
+    let mut checks = Vec::new();
+    for (extra, what) in [("--blocking", "paused"), ("--all-threads", "rate")] {
+        let (out, _, _) = loopspy(&["record", "--pid", &pid, "-r", "100", "-d", "2", extra, "-f", "json", "-o", "-"]);
+        checks.push((what, out));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for (what, out) in checks {
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", describe(&out));
+        let r = json_of(&out);
+        let rec = &r["recording"];
+        let warnings = rec["warnings"].to_string();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let achieved = rec["achieved_hz"].as_f64().unwrap();
+        let looks = rec["samples"].as_f64().unwrap() + rec["failed_samples"].as_f64().unwrap();
+        assert!((achieved - looks / rec["duration_s"].as_f64().unwrap()).abs() < 0.5, "{what}: achieved_hz is the real rate");
+        // Said in the JSON and in the summary whenever it happened.
+        assert_eq!(achieved < 90.0, warnings.contains("Hz of the 100 Hz asked"), "{what}: {achieved} Hz, {warnings}");
+        assert_eq!(achieved < 90.0, err.contains("Hz of the 100 Hz asked"), "{what}: {err}");
+        if what == "paused" {
+            let paused = rec["paused_pct"].as_f64().unwrap();
+            assert!(paused > 2.0, "stopping 2,000 threads 100 times a second costs more than 2 %: {paused}");
+            assert!(warnings.contains("held the target stopped") && err.contains("held the target stopped"), "{warnings}");
+        }
+    }
+}
