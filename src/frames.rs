@@ -12,7 +12,7 @@ use std::rc::Rc;
 use crate::layout::{EntryMarker, FrameChain, InstrPointer, StackTop};
 use crate::lines;
 use crate::memory::Memory;
-use crate::reader::{Error, FastMap, ObjectReader, Result};
+use crate::reader::{le, Error, FastMap, ObjectReader, Result};
 
 mod sampled;
 
@@ -105,9 +105,8 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
             return Err(Error::invalid(frame, "frame chain loops or is too deep"));
         }
         let block = r.bytes(frame, span)?;
-        let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
         let shim = match f.owner {
-            Some((at, first_non_python)) => block[at as usize] >= first_non_python,
+            Some((at, first_non_python)) => le::u8(&block, at)? >= first_non_python,
             None => false,
         };
         if shim {
@@ -120,7 +119,7 @@ pub fn walk<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Vec<FrameRef>
         } else if let Some(f) = decode_frame(r, frame, &block)? {
             out.push(f);
         }
-        frame = word(f.back);
+        frame = le::u64(&block, f.back)?;
         if frame != 0 && !crate::reader::plausible_pointer(frame) {
             return Err(Error::invalid(frame, "frame back pointer is not a pointer"));
         }
@@ -156,19 +155,19 @@ fn decode_frame<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Res
 /// (the sampler's walk checks all of a stack's code objects in one read).
 pub(crate) fn decode_frame_unchecked<M: Memory>(r: &ObjectReader<M>, frame: u64, block: &[u8]) -> Option<FrameRef> {
     let f = r.layout().frame;
-    let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
-    let code = word(f.code) & !f.ref_tag_mask;
+    let word = |at: u64| le::u64(block, at).ok();
+    let code = word(f.code)? & !f.ref_tag_mask;
     if code == 0 || !crate::reader::plausible_pointer(code) {
         return None;
     }
     let entered_from_c = match f.entry {
         EntryMarker::Unknown => None,
-        EntryMarker::Flag { offset } => Some(block[offset as usize] != 0),
+        EntryMarker::Flag { offset } => Some(le::u8(block, offset).ok()? != 0),
         EntryMarker::ShimBelow => Some(false),
     };
     let instr = match f.instr {
         InstrPointer::Lasti { offset, unit } => {
-            let lasti = i32::from_le_bytes(block[offset as usize..offset as usize + 4].try_into().unwrap());
+            let lasti = le::i32(block, offset).ok()?;
             // -1: the frame has not started; lines::line_at handles negative offsets.
             (lasti >= -1).then(|| lasti as i64 * unit as i64)
         }
@@ -176,7 +175,7 @@ pub(crate) fn decode_frame_unchecked<M: Memory>(r: &ObjectReader<M>, frame: u64,
             .layout()
             .code
             .code_adaptive
-            .map(|start| word(offset) as i64 - (code + start) as i64)
+            .and_then(|start| Some((word(offset)? as i64).wrapping_sub(code.wrapping_add(start) as i64)))
             // prev_instr points just before the code while a frame has not started.
             .filter(|o| *o >= -64 && *o < 1 << 24),
     };
@@ -269,15 +268,19 @@ type Identity = [u64; 5];
 fn code_header_span<M: Memory>(r: &ObjectReader<M>) -> usize {
     let (c, o) = (r.layout().code, r.layout().object);
     let end = [o.ob_type + 8, c.filename + 8, c.name + 8, c.qualname.map_or(0, |q| q + 8), c.linetable + 8, c.firstlineno + 4];
-    *end.iter().max().unwrap() as usize
+    end.into_iter().max().unwrap_or(0) as usize
 }
 
 /// The [`Identity`] in a code object's header (`code_header_span` bytes).
-fn identity<M: Memory>(r: &ObjectReader<M>, header: &[u8]) -> Identity {
+fn identity<M: Memory>(r: &ObjectReader<M>, header: &[u8]) -> Result<Identity> {
     let c = r.layout().code;
-    let word = |at: u64| u64::from_le_bytes(header[at as usize..at as usize + 8].try_into().unwrap());
-    let first_line = u32::from_le_bytes(header[c.firstlineno as usize..c.firstlineno as usize + 4].try_into().unwrap());
-    [word(c.filename), word(c.name), c.qualname.map_or(0, word), word(c.linetable), first_line as u64]
+    let word = |at: u64| le::u64(header, at);
+    let qualname = match c.qualname {
+        Some(at) => word(at)?,
+        None => 0,
+    };
+    let first_line = le::u32(header, c.firstlineno)?;
+    Ok([word(c.filename)?, word(c.name)?, qualname, word(c.linetable)?, first_line as u64])
 }
 
 /// Turns frames into printable stacks; caches code objects and computed lines.
@@ -310,7 +313,7 @@ impl StackReader {
             // Checked by the walk of this very sample.
             return Ok(&self.codes[&code]);
         }
-        let identity = identity(r, &r.bytes(code, code_header_span(r))?);
+        let identity = identity(r, &r.bytes(code, code_header_span(r))?)?;
         self.entry_with(r, code, identity)
     }
 

@@ -1,7 +1,8 @@
 //! Line numbers from a code object's line table, in each of CPython's three formats.
 //!
 //! Pure functions over bytes already read from the target; a malformed table yields the
-//! best line found so far or `None`, never a panic or an endless loop.
+//! best line found so far or `None`, never a panic or an endless loop (line numbers from the
+//! target saturate rather than overflow).
 
 use crate::layout::LineTableFormat;
 
@@ -25,7 +26,7 @@ fn lnotab(table: &[u8], first_line: i32, offset: i64) -> i32 {
         if addr > offset {
             break;
         }
-        line += pair[1] as i8 as i32;
+        line = line.saturating_add(pair[1] as i8 as i32);
     }
     line
 }
@@ -37,7 +38,7 @@ fn linetable_310(table: &[u8], first_line: i32, offset: i64) -> i32 {
     for pair in table.chunks_exact(2) {
         let line_delta = pair[1] as i8;
         if line_delta != -128 {
-            line += line_delta as i32;
+            line = line.saturating_add(line_delta as i32);
         }
         addr += pair[0] as i64;
         if addr > offset {
@@ -103,7 +104,7 @@ fn locations_311(table: &[u8], first_line: i32, offset: i64) -> Option<i32> {
             }
         };
         if let Some(d) = delta {
-            line += d;
+            line = line.saturating_add(d);
         }
         addr += units * 2;
         if addr > offset {
@@ -169,5 +170,29 @@ mod tests {
                 let _ = line_at(f, &table, 1, (seed % 200) as i64);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Any bytes as any format, with any first line and offset: a line or `None`, no
+        /// overflow, no out-of-bounds index.
+        #[test]
+        fn any_table_gives_a_line_or_none(
+            table in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            first_line in proptest::prop_oneof![proptest::prelude::any::<i32>(), i32::MAX - 300..=i32::MAX, i32::MIN..i32::MIN + 300],
+            offset: i64,
+            format in 0u8..3,
+        ) {
+            let format = [LineTableFormat::Lnotab, LineTableFormat::Linetable310, LineTableFormat::Locations311][format as usize];
+            let _ = line_at(format, &table, first_line, offset);
+        }
+    }
+
+    #[test]
+    fn line_numbers_near_the_limits_saturate() {
+        // A 3.11 "line only" entry (code 13) adding 1000 lines to a first line near i32::MAX.
+        let table = [0x80 | (13 << 3), 0xd0, 0x0f];
+        assert_eq!(line_at(LineTableFormat::Locations311, &table, i32::MAX - 5, 0), Some(i32::MAX));
+        let table = [2, 100];
+        assert_eq!(line_at(LineTableFormat::Lnotab, &table, i32::MAX - 5, 4), Some(i32::MAX));
     }
 }

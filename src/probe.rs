@@ -430,8 +430,8 @@ fn current_task<M: Memory>(r: &ObjectReader<M>, tasks: &CurrentTaskSource, threa
     let a = r.layout().asyncio;
     let (lo, hi) = (a.task_coro.min(a.task_name), a.task_coro.max(a.task_name));
     let raw = r.bytes(addr + lo, (hi - lo + 8) as usize)?;
-    let word = |off: u64| u64::from_le_bytes(raw[(off - lo) as usize..(off - lo) as usize + 8].try_into().expect("8 bytes"));
-    Ok(Some(TaskIdent { addr, name: word(a.task_name), coro: word(a.task_coro) }))
+    let word = |off: u64| reader::le::u64(&raw, off - lo);
+    Ok(Some(TaskIdent { addr, name: word(a.task_name)?, coro: word(a.task_coro)? }))
 }
 
 /// A stack deeper than [`KEEP_INNER`] + [`KEEP_OUTER`] frames above the loop's own, cut in

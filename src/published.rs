@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::elf::ElfFile;
 use crate::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom};
 use crate::memory::Memory;
+use crate::reader::le;
 
 /// Largest offset we accept from the published tables (the biggest real one, the interpreter
 /// state's asyncio task list, is about 11 kB).
@@ -64,7 +65,7 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
     let mut source = "_Py_DebugOffsets".to_string();
     if debug_offsets::has_asyncio_section(base.version) {
         let asyncio = find_section(pid, &files, ".AsyncioDebug", |name| name.starts_with("_asyncio") || is_python_file(name))
-            .and_then(|addr| read_fields(mem, addr, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS).ok());
+            .and_then(|addr| read_fields(mem, addr, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS, debug_offsets::ASYNCIO_SECTIONS).ok());
         if let Some(a) = asyncio {
             values.extend(a);
             source.push_str(" + AsyncioDebug");
@@ -137,22 +138,23 @@ fn read_debug_offsets<M: Memory>(
     base: &Layout,
     fields: &'static [(&'static str, u64)],
 ) -> Result<BTreeMap<&'static str, u64>, String> {
-    let size = fields.iter().map(|(_, at)| at + 8).max().unwrap_or(24).max(24);
+    let sections = debug_offsets::sections(base.version).unwrap_or(&[]);
+    let size = fields.iter().chain(sections).map(|(_, at)| at + 8).max().unwrap_or(24).max(24);
     let mut raw = vec![0u8; size as usize];
     mem.read(addr, &mut raw).map_err(|e| e.to_string())?;
     if &raw[..8] != debug_offsets::COOKIE {
         return Err("no xdebugpy cookie".into());
     }
-    let word = |at: u64| u64::from_le_bytes(raw[at as usize..at as usize + 8].try_into().unwrap());
-    let version = word(debug_offsets::VERSION_AT);
+    let word = |at: u64| le::u64(&raw, at).map_err(|e| e.to_string());
+    let version = word(debug_offsets::VERSION_AT)?;
     let (major, minor) = ((version >> 24) & 0xff, (version >> 16) & 0xff);
     if (major, minor) != (base.version.major as u64, base.version.minor as u64) {
         return Err(format!("it describes Python {major}.{minor}"));
     }
-    if word(debug_offsets::FREE_THREADED_AT) != 0 {
+    if word(debug_offsets::FREE_THREADED_AT)? != 0 {
         return Err("free-threaded build".into());
     }
-    decode(&raw, fields)
+    decode(&raw, fields, sections)
 }
 
 fn read_fields<M: Memory>(
@@ -160,22 +162,52 @@ fn read_fields<M: Memory>(
     addr: u64,
     size: u64,
     fields: &'static [(&'static str, u64)],
+    sections: &'static [(&'static str, u64)],
 ) -> Result<BTreeMap<&'static str, u64>, String> {
     let mut raw = vec![0u8; size as usize];
     mem.read(addr, &mut raw).map_err(|e| e.to_string())?;
-    decode(&raw, fields)
+    decode(&raw, fields, sections)
 }
 
-fn decode(raw: &[u8], fields: &'static [(&'static str, u64)]) -> Result<BTreeMap<&'static str, u64>, String> {
+/// The published fields, each checked where it enters: a section's struct size must be
+/// plausible for what it describes, and each offset must be aligned for what is read there
+/// and fall inside its section's struct (CPython's own `_remote_debugging` checks the same
+/// way). A table that fails any check is not used at all: half of a bad table is no better.
+fn decode(
+    raw: &[u8],
+    fields: &'static [(&'static str, u64)],
+    sections: &'static [(&'static str, u64)],
+) -> Result<BTreeMap<&'static str, u64>, String> {
+    let word = |at: u64| le::u64(raw, at).map_err(|e| e.to_string());
+    let mut sizes = BTreeMap::new();
+    for (section, at) in sections {
+        let size = word(*at)?;
+        if size == 0 || size > debug_offsets::max_section_size(section) {
+            return Err(format!("{section}.size = {size} is not a plausible struct size"));
+        }
+        sizes.insert(*section, size);
+    }
     let mut out = BTreeMap::new();
     for (name, at) in fields {
-        let v = u64::from_le_bytes(raw[*at as usize..*at as usize + 8].try_into().unwrap());
-        if v > MAX_OFFSET {
-            return Err(format!("{name} = {v} is not a plausible offset"));
-        }
+        let v = word(*at)?;
+        check_field(name, v, &sizes)?;
         out.insert(*name, v);
     }
     Ok(out)
+}
+
+fn check_field(name: &str, v: u64, sizes: &BTreeMap<&str, u64>) -> Result<(), String> {
+    let section = name.split('.').next().unwrap_or(name);
+    let limit = sizes.get(section).copied().unwrap_or(MAX_OFFSET);
+    let width = debug_offsets::width(name);
+    let fits = v.checked_add(width).is_some_and(|end| end <= limit);
+    if !fits {
+        return Err(format!("{name} = {v} does not fit its struct ({limit} bytes)"));
+    }
+    if width > 1 && v % width != 0 {
+        return Err(format!("{name} = {v} is not aligned for a {width}-byte field"));
+    }
+    Ok(())
 }
 
 /// The layout field that a published name describes.
@@ -250,11 +282,16 @@ mod tests {
     /// A `_Py_DebugOffsets` blob as 3.14 would publish it, from our own table.
     fn blob(layout: &Layout) -> Vec<u8> {
         let fields = debug_offsets::fields(layout.version).unwrap();
-        let size = fields.iter().map(|(_, at)| at + 8).max().unwrap();
+        let sections = debug_offsets::sections(layout.version).unwrap();
+        let size = fields.iter().chain(sections).map(|(_, at)| at + 8).max().unwrap();
         let mut raw = vec![0u8; size as usize];
         raw[..8].copy_from_slice(debug_offsets::COOKIE);
         let v = (3u64 << 24) | ((layout.version.minor as u64) << 16);
         raw[8..16].copy_from_slice(&v.to_le_bytes());
+        for (section, at) in sections {
+            let size = debug_offsets::max_section_size(section);
+            raw[*at as usize..*at as usize + 8].copy_from_slice(&size.to_le_bytes());
+        }
         let mut l = *layout;
         for (name, at) in fields {
             let value = *field_of(&mut l, name).unwrap_or_else(|| panic!("{name} maps to no field"));
@@ -315,5 +352,92 @@ mod tests {
         assert!(read_debug_offsets(&mem, 0x3000_0000, base, fields).is_err());
         mem.map(0x4000_0000, good);
         assert!(read_debug_offsets(&mem, 0x4000_0000, base, fields).is_ok());
+    }
+
+    fn put(raw: &mut [u8], at: u64, v: u64) {
+        raw[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn at_of(fields: &[(&str, u64)], name: &str) -> u64 {
+        fields.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    #[test]
+    fn offsets_outside_their_struct_misaligned_or_in_an_absurd_struct_are_refused() {
+        for minor in [13u8, 14, 15] {
+            let base = for_version(PyVersion::new(3, minor)).unwrap();
+            let fields = debug_offsets::fields(base.version).unwrap();
+            let sections = debug_offsets::sections(base.version).unwrap();
+            let read = |raw: Vec<u8>| {
+                let mut mem = FakeMemory::new();
+                mem.map(0x5000_0000, raw);
+                read_debug_offsets(&mem, 0x5000_0000, base, fields)
+            };
+            assert!(read(blob(base)).is_ok(), "3.{minor}: our own table must pass");
+            // The frame's back pointer past the end of the frame struct.
+            let mut raw = blob(base);
+            put(&mut raw, at_of(sections, "interpreter_frame"), 64);
+            put(&mut raw, at_of(fields, "interpreter_frame.previous"), 64);
+            assert!(read(raw).unwrap_err().contains("does not fit"), "3.{minor}");
+            // Misaligned for an 8-byte read.
+            let mut raw = blob(base);
+            put(&mut raw, at_of(fields, "code_object.filename"), 13);
+            assert!(read(raw).unwrap_err().contains("aligned"), "3.{minor}");
+            // A frame struct of a megabyte.
+            let mut raw = blob(base);
+            put(&mut raw, at_of(sections, "interpreter_frame"), 1 << 20);
+            assert!(read(raw).unwrap_err().contains("struct size"), "3.{minor}");
+            // An offset so big that offset + width wraps.
+            let mut raw = blob(base);
+            put(&mut raw, at_of(fields, "thread_state.next"), u64::MAX - 3);
+            assert!(read(raw).is_err(), "3.{minor}");
+        }
+    }
+
+    #[test]
+    fn the_asyncio_section_is_checked_against_its_own_sizes() {
+        let mut raw = vec![0u8; debug_offsets::ASYNCIO_SIZE as usize];
+        for (_, at) in debug_offsets::ASYNCIO_SECTIONS {
+            put(&mut raw, *at, 1024);
+        }
+        for (_, at) in debug_offsets::ASYNCIO_FIELDS {
+            put(&mut raw, *at, 64);
+        }
+        let mut mem = FakeMemory::new();
+        mem.map(0x5000_0000, raw.clone());
+        let read = |mem: &FakeMemory| {
+            read_fields(mem, 0x5000_0000, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS, debug_offsets::ASYNCIO_SECTIONS)
+        };
+        assert!(read(&mem).is_ok());
+        // The running loop 2 kB into a 1 kB thread state.
+        put(&mut raw, 80, 2048);
+        mem.map(0x5000_0000, raw);
+        assert!(read(&mem).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, .. Default::default() })]
+
+        /// Any word of the published table replaced by anything: either refused, or every
+        /// accepted offset (and the span it is read with) fits inside its section's struct.
+        #[test]
+        fn any_corrupted_table_is_refused_or_within_bounds(minor in 13u8..=15, word in 0usize..128, value: u64, small in 0u64..4096, pick_small: bool) {
+            let base = for_version(PyVersion::new(3, minor)).unwrap();
+            let fields = debug_offsets::fields(base.version).unwrap();
+            let sections = debug_offsets::sections(base.version).unwrap();
+            let mut raw = blob(base);
+            let at = (word * 8) as u64 % raw.len() as u64;
+            put(&mut raw, at, if pick_small { small } else { value });
+            let mut mem = FakeMemory::new();
+            mem.map(0x5000_0000, raw.clone());
+            if let Ok(values) = read_debug_offsets(&mem, 0x5000_0000, base, fields) {
+                for (name, v) in values {
+                    let section = name.split('.').next().unwrap();
+                    let size = le::u64(&raw, at_of(sections, section)).unwrap();
+                    proptest::prop_assert!(v + debug_offsets::width(name) <= size, "{name} = {v} in {size}");
+                    proptest::prop_assert!(size <= debug_offsets::max_section_size(section));
+                }
+            }
+        }
     }
 }

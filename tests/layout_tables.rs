@@ -301,6 +301,17 @@ fn debug_offsets_positions_match_the_headers() {
                 other => errors.push(format!("{v}: {name} at {at}, headers say {other:?}")),
             }
         }
+        // Each section's size word, and the size itself within what we accept.
+        for (section, at) in debug_offsets::sections(*v).unwrap_or(&[]) {
+            match values.get(&format!("_Py_DebugOffsets@{section}.size")) {
+                Some(real) if *real == *at as i64 => {}
+                other => errors.push(format!("{v}: {section}.size at {at}, headers say {other:?}")),
+            }
+            match values.get(&format!("_Py_DebugOffsets.{section}.size")) {
+                Some(size) if (*size as u64) <= debug_offsets::max_section_size(section) => {}
+                other => errors.push(format!("{v}: {section} is {other:?} bytes, above our limit")),
+            }
+        }
         if debug_offsets::has_asyncio_section(*v) {
             // Our positions follow the section's fixed shape: 13 u64s in declaration order.
             let order = [

@@ -11,7 +11,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::LoopFigures;
 use crate::memory::Memory;
-use crate::reader::{plausible_pointer, words_of, Error, ObjectReader, Result, Watch};
+use crate::reader::{le, plausible_pointer, words_of, Error, ObjectReader, Result, Watch};
 
 /// Most heap entries visited looking for the earliest live timer past cancelled ones.
 pub const MAX_TIMER_SCAN: usize = 4096;
@@ -143,7 +143,7 @@ impl SelectorLoop {
             let head = match len {
                 0 => None,
                 _ if sched_fresh && guess == Some(items) && got == total => {
-                    Some(u64::from_le_bytes(buf[total - 8..total].try_into().expect("8 bytes")))
+                    Some(le::u64(&buf, (total - 8) as u64)?)
                 }
                 _ => Some(r.u64(items)?),
             };
@@ -204,7 +204,7 @@ impl SelectorLoop {
         let mut again = vec![0u8; ss + 8];
         if r.memory().read_many(&[(heap, ss), (items, 8)], &mut again)? < again.len()
             || r.list_head_in(heap, &again[..ss])? != (len, items)
-            || u64::from_le_bytes(again[ss..].try_into().expect("8 bytes")) != head
+            || le::u64(&again, ss as u64)? != head
         {
             return Err(Error::invalid(heap, "the timer heap changed while it was read"));
         }
@@ -246,13 +246,13 @@ impl SelectorLoop {
     /// reused while the deque has not changed.
     fn earliest_in_ready<M: Memory>(&mut self, r: &ObjectReader<M>, deque: u64, head: &[u8]) -> Result<Option<f64>> {
         let d = r.layout().containers.deque;
-        let word = |at: u64| u64::from_le_bytes(head[at as usize..at as usize + 8].try_into().expect("8 bytes"));
+        let word = |at: u64| le::u64(head, at);
         let shape = DequeShape {
-            len: word(r.layout().object.ob_size),
-            leftblock: word(d.leftblock),
-            rightblock: word(d.rightblock),
-            leftindex: word(d.leftindex) as i64,
-            rightindex: word(d.rightindex) as i64,
+            len: word(r.layout().object.ob_size)?,
+            leftblock: word(d.leftblock)?,
+            rightblock: word(d.rightblock)?,
+            leftindex: word(d.leftindex)? as i64,
+            rightindex: word(d.rightindex)? as i64,
         };
         let block_len = d.block_len as i64;
         if !plausible_pointer(shape.leftblock)
@@ -292,7 +292,7 @@ impl SelectorLoop {
         let types = r.memory().read_batch(&entries.iter().map(|e| e + ob_type).collect::<Vec<_>>(), 8);
         let mut timers = Vec::new();
         for (e, tp) in entries.iter().zip(types) {
-            let tp = u64::from_le_bytes(tp.ok_or_else(|| Error::invalid(*e, "deque entry unreadable"))?.try_into().expect("8 bytes"));
+            let tp = le::u64(&tp.ok_or_else(|| Error::invalid(*e, "deque entry unreadable"))?, 0)?;
             let is_timer = match self.timer_types.get(&tp) {
                 Some(t) => *t,
                 None => {
@@ -331,9 +331,9 @@ impl SelectorLoop {
         let mut pointers = Vec::with_capacity(timers.len());
         for (t, block) in timers.iter().zip(blocks) {
             let block = block.ok_or_else(|| Error::invalid(*t, "timer unreadable"))?;
-            let at = |off: u64| u64::from_le_bytes(block[(off - lo) as usize..(off - lo) as usize + 8].try_into().expect("8 bytes"));
-            let (when_obj, cancelled_obj) = if at(ob_type) == tp0 {
-                (at(slots.when), at(slots.cancelled))
+            let at = |off: u64| le::u64(&block, off - lo);
+            let (when_obj, cancelled_obj) = if at(ob_type)? == tp0 {
+                (at(slots.when)?, at(slots.cancelled)?)
             } else {
                 let tp = r.type_of(*t)?;
                 let s = self.slots_of(r, tp, *t)?;
@@ -350,9 +350,9 @@ impl SelectorLoop {
         let mut out = Vec::with_capacity(timers.len());
         for ((when_obj, cancelled_obj), raw) in pointers.into_iter().zip(floats) {
             let raw = raw.ok_or_else(|| Error::invalid(when_obj, "timer when unreadable"))?;
-            let tp = u64::from_le_bytes(raw[ob_type as usize..ob_type as usize + 8].try_into().expect("8 bytes"));
+            let tp = le::u64(&raw, ob_type)?;
             let when = if Some(tp) == self.float_type {
-                f64::from_le_bytes(raw[fv as usize..fv as usize + 8].try_into().expect("8 bytes"))
+                le::f64(&raw, fv)?
             } else {
                 let when = r.float(when_obj)?;
                 if r.type_name(when_obj)? == "float" {

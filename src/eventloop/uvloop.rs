@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::LoopFigures;
 use crate::layout::LIBUV;
 use crate::memory::Memory;
-use crate::reader::{words_of, Error, ObjectReader, Result};
+use crate::reader::{le, words_of, Error, ObjectReader, Result};
 
 /// The objects of one uvloop loop that the figures come from: C fields of the `Loop` object,
 /// read again at every sample.
@@ -86,12 +86,12 @@ impl UvLoop {
             r.memory().read(o.internal + LIBUV.internal_loop_count, &mut buf[base + hs + uv_len..])?;
         }
         let ready = r.deque_len_in(o.ready, &buf[base..base + hs])?;
-        let iteration = u64::from_le_bytes(buf[base + hs + uv_len..].try_into().expect("8 bytes"));
+        let iteration = le::u64(&buf, (base + hs + uv_len) as u64)?;
         let head = &buf[base + hs..base + hs + uv_len];
-        let word = |off: u64| u64::from_le_bytes(head[(off - LIBUV.uv_timer_min) as usize..][..8].try_into().expect("8 bytes"));
-        let min = word(LIBUV.uv_timer_min);
-        let timers = word(LIBUV.uv_timer_count) & 0xffff_ffff;
-        let now_ms = word(LIBUV.uv_time);
+        let word = |off: u64| le::u64(head, off - LIBUV.uv_timer_min);
+        let min = word(LIBUV.uv_timer_min)?;
+        let timers = word(LIBUV.uv_timer_count)? & 0xffff_ffff;
+        let now_ms = word(LIBUV.uv_time)?;
         if (min == 0) != (timers == 0) || timers > 1 << 24 {
             return Err(Error::invalid(o.uv, format!("timer heap of {timers} with head {min:#x}")));
         }

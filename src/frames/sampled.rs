@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use super::{code_header_span, decode_frame_unchecked, frame_span, identity, FrameRef, StackFrame, StackReader, MAX_FRAMES, SHIM_FILES};
 use crate::layout::{EntryMarker, FrameChain, StackBottom, CO_GENERATOR_LIKE};
 use crate::memory::Memory;
-use crate::reader::{plausible_pointer, Error, ObjectReader, Result};
+use crate::reader::{le, plausible_pointer, Error, ObjectReader, Result};
 
 /// Bytes read past the innermost frame of the previous walk, where the frames of calls made
 /// since then are on 3.11+ (about 20 small frames).
@@ -229,14 +229,14 @@ impl StackReader {
         for region in &mut s.regions {
             region.valid = n.saturating_sub(region.at).min(region.len);
         }
-        let word_at = |buf: &[u8], at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap());
+        let word_at = |buf: &[u8], at: usize| le::u64(buf, at as u64);
         let checked_ptr = |addr: u64, p: u64| -> Result<u64> {
             if p != 0 && !plausible_pointer(p) {
                 return Err(Error::invalid(addr, format!("{p:#x} is not a pointer")));
             }
             Ok(p)
         };
-        let head = checked_ptr(head_at, word_at(&s.buf, 0))?;
+        let head = checked_ptr(head_at, word_at(&s.buf, 0)?)?;
         let mut frame = match f.chain {
             FrameChain::CFrame { current_frame, .. } => {
                 hint.cframe = head;
@@ -244,7 +244,7 @@ impl StackReader {
                     return Ok(());
                 }
                 if cframe_spec && head == spec_cframe && n >= 16 {
-                    checked_ptr(head + current_frame, word_at(&s.buf, 8))?
+                    checked_ptr(head + current_frame, word_at(&s.buf, 8)?)?
                 } else {
                     r.ptr(head + current_frame)?
                 }
@@ -276,9 +276,8 @@ impl StackReader {
                     &s.block
                 }
             };
-            let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
             let shim = match f.owner {
-                Some((at, first_non_python)) => block[at as usize] >= first_non_python,
+                Some((at, first_non_python)) => le::u8(block, at)? >= first_non_python,
                 None => false,
             };
             if shim {
@@ -286,7 +285,7 @@ impl StackReader {
             } else if let Some(fr) = decode_frame_unchecked(r, frame, block) {
                 s.steps.push(Step::Frame(fr));
             }
-            frame = word(f.back);
+            frame = le::u64(block, f.back)?;
             if frame != 0 && !plausible_pointer(frame) {
                 return Err(Error::invalid(frame, "frame back pointer is not a pointer"));
             }
@@ -314,12 +313,12 @@ impl StackReader {
             // is a frame that runs no Python code.)
             let (is_code, ident) = if (i + 1) * hs <= read {
                 let header = &s.headers[i * hs..(i + 1) * hs];
-                let tp = word_at(header, ob_type);
+                let tp = word_at(header, ob_type)?;
                 if tp == 0 {
                     return Err(Error::invalid(code + ob_type as u64, "NULL object pointer"));
                 }
                 checked_ptr(code + ob_type as u64, tp)?;
-                (r.type_info(tp)?.name == "code", Some(identity(r, header)))
+                (r.type_info(tp)?.name == "code", Some(identity(r, header)?))
             } else {
                 (r.type_name(code)? == "code", None)
             };
@@ -329,7 +328,7 @@ impl StackReader {
             }
             let ident = match ident {
                 Some(ident) => ident,
-                None => identity(r, &r.bytes(code, hs)?),
+                None => identity(r, &r.bytes(code, hs)?)?,
             };
             self.entry_with(r, code, ident)?;
             let generation = self.generation;

@@ -149,6 +149,103 @@ pub const ASYNCIO_FIELDS: &[(&str, u64)] = &[
     ("asyncio_thread_state.asyncio_running_task", 88),
 ];
 
+/// Where each section of `_Py_DebugOffsets` keeps its `size` (the size of the struct the
+/// section describes): every published offset must fall inside its section's struct.
+const SECTIONS_313: &[(&str, u64)] = &[
+    ("runtime_state", 24),
+    ("interpreter_state", 48),
+    ("thread_state", 152),
+    ("interpreter_frame", 224),
+    ("code_object", 272),
+    ("pyobject", 352),
+    ("type_object", 368),
+    ("tuple_object", 400),
+    ("list_object", 424),
+    ("dict_object", 448),
+    ("float_object", 472),
+    ("long_object", 488),
+    ("bytes_object", 512),
+    ("unicode_object", 536),
+    ("gc", 568),
+];
+
+const SECTIONS_314: &[(&str, u64)] = &[
+    ("runtime_state", 24),
+    ("interpreter_state", 48),
+    ("thread_state", 176),
+    ("interpreter_frame", 248),
+    ("code_object", 312),
+    ("pyobject", 400),
+    ("type_object", 416),
+    ("tuple_object", 448),
+    ("list_object", 472),
+    ("set_object", 496),
+    ("dict_object", 528),
+    ("float_object", 552),
+    ("long_object", 568),
+    ("bytes_object", 592),
+    ("unicode_object", 616),
+    ("gc", 648),
+    ("gen_object", 664),
+];
+
+const SECTIONS_315: &[(&str, u64)] = &[
+    ("runtime_state", 24),
+    ("interpreter_state", 48),
+    ("thread_state", 176),
+    ("interpreter_frame", 312),
+    ("code_object", 376),
+    ("pyobject", 464),
+    ("type_object", 480),
+    ("heap_type_object", 528),
+    ("tuple_object", 544),
+    ("list_object", 568),
+    ("set_object", 592),
+    ("dict_object", 624),
+    ("float_object", 648),
+    ("long_object", 664),
+    ("bytes_object", 688),
+    ("unicode_object", 712),
+    ("gc", 752),
+    ("gen_object", 792),
+];
+
+/// Section sizes inside `_Py_DebugOffsets` for a version, if it publishes one.
+pub fn sections(v: PyVersion) -> Option<&'static [(&'static str, u64)]> {
+    match (v.major, v.minor) {
+        (3, 13) => Some(SECTIONS_313),
+        (3, 14) => Some(SECTIONS_314),
+        (3, 15) => Some(SECTIONS_315),
+        _ => None,
+    }
+}
+
+/// The `size` words of `_Py_AsyncioModuleDebugOffsets`' sections.
+pub const ASYNCIO_SECTIONS: &[(&str, u64)] =
+    &[("asyncio_task_object", 0), ("asyncio_interpreter_state", 56), ("asyncio_thread_state", 72)];
+
+/// How many bytes loopspy reads at a published field's offset; 0 for the fields that are
+/// sizes rather than offsets (they must not exceed their section's size).
+pub fn width(field: &str) -> u64 {
+    match field {
+        "interpreter_frame.owner" | "asyncio_task_object.task_is_task" | "asyncio_task_object.task_awaited_by_is_set" => 1,
+        "code_object.firstlineno" | "unicode_object.state" => 4,
+        "pyobject.size" | "unicode_object.asciiobject_size" | "unicode_object.compactunicodeobject_size" => 0,
+        _ => 8,
+    }
+}
+
+/// The largest size we accept for a section's struct: the runtime and interpreter states
+/// are hundreds of kB; the thread state is under 1 kB (3.15: 888 B); the objects and frames
+/// a few hundred bytes.
+pub fn max_section_size(section: &str) -> u64 {
+    match section {
+        "runtime_state" | "interpreter_state" => 1 << 20,
+        "thread_state" | "asyncio_interpreter_state" => 1 << 16,
+        _ => 1 << 12,
+    }
+}
+
 /// Does this version have the `.AsyncioDebug` section?
 pub fn has_asyncio_section(v: PyVersion) -> bool {
     v >= PyVersion::new(3, 14)

@@ -1,7 +1,7 @@
 //! Dicts (combined and split tables) and instance attributes (`__dict__`, managed dicts,
 //! inline values).
 
-use super::{flags, limits, Error, ObjectReader, Result};
+use super::{flags, le, limits, Error, ObjectReader, Result};
 use crate::layout::{AttrScheme, KeysFormat};
 use crate::memory::Memory;
 
@@ -33,10 +33,10 @@ fn decode_entries(shape: KeysShape, raw: &[u8], vals: Option<&[u64]>, first: u64
             break;
         }
         let e = &raw[j * shape.entry_size as usize..];
-        let key = u64::from_le_bytes(e[shape.key_at as usize..][..8].try_into().unwrap());
+        let key = le::u64(e, shape.key_at)?;
         let value = match vals {
-            Some(v) => v[j],
-            None => u64::from_le_bytes(e[shape.value_at as usize..][..8].try_into().unwrap()),
+            Some(v) => *v.get(j).ok_or_else(|| Error::invalid(shape.entries, "fewer split values than entries"))?,
+            None => le::u64(e, shape.value_at)?,
         };
         if key == 0 || value == 0 {
             continue;
@@ -81,9 +81,9 @@ impl<M: Memory> ObjectReader<M> {
     /// with its first bytes, which hold a small table whole.
     pub fn dict_get_identity(&self, dict: u64, key: u64) -> Result<Option<u64>> {
         let (d, o) = (&self.layout.dict, &self.layout.object);
-        let word = |b: &[u8], at: u64| u64::from_le_bytes(b[at as usize..at as usize + 8].try_into().unwrap());
+        let word = |b: &[u8], at: u64| le::u64(b, at);
         let block = self.bytes(dict, o.ob_type.max(d.ma_keys).max(d.ma_values) as usize + 8)?;
-        let tp = word(&block, o.ob_type);
+        let tp = word(&block, o.ob_type)?;
         if tp == 0 || !super::plausible_pointer(tp) {
             return Err(Error::invalid(dict + o.ob_type, format!("{tp:#x} is not an object pointer")));
         }
@@ -91,11 +91,11 @@ impl<M: Memory> ObjectReader<M> {
         if !info.has(flags::DICT_SUBCLASS) {
             return Err(Error::invalid(dict, format!("expected dict, found {}", info.name)));
         }
-        let keys = word(&block, d.ma_keys);
+        let keys = word(&block, d.ma_keys)?;
         if keys == 0 || !super::plausible_pointer(keys) {
             return Err(Error::invalid(dict + d.ma_keys, format!("{keys:#x} is not an object pointer")));
         }
-        let values = word(&block, d.ma_values);
+        let values = word(&block, d.ma_values)?;
         if values != 0 && !super::plausible_pointer(values) {
             return Err(Error::invalid(dict + d.ma_values, format!("{values:#x} is not a pointer")));
         }
@@ -152,8 +152,8 @@ impl<M: Memory> ObjectReader<M> {
     fn keys_shape_in(&self, keys: u64, head: &[u8]) -> Result<KeysShape> {
         match self.layout.dict.keys_format {
             KeysFormat::Sized => {
-                let size = i64::from_le_bytes(head[8..16].try_into().unwrap());
-                let nentries = i64::from_le_bytes(head[32..40].try_into().unwrap());
+                let size = le::i64(head, 8)?;
+                let nentries = le::i64(head, 32)?;
                 if size == 1 && nentries == 0 {
                     // `Py_EMPTY_KEYS`, shared by every empty dict.
                     return Ok(KeysShape { entries: keys + 48, nentries: 0, entry_size: 24, key_at: 8, value_at: 16 });
@@ -179,8 +179,8 @@ impl<M: Memory> ObjectReader<M> {
                 })
             }
             KeysFormat::Log2 => {
-                let (log2_size, log2_index_bytes, kind) = (head[8], head[9], head[10]);
-                let nentries = i64::from_le_bytes(head[24..32].try_into().unwrap());
+                let (log2_size, log2_index_bytes, kind) = (le::u8(head, 8)?, le::u8(head, 9)?, le::u8(head, 10)?);
+                let nentries = le::i64(head, 24)?;
                 if log2_size == 0 && nentries == 0 {
                     // `Py_EMPTY_KEYS`, shared by every empty dict.
                     return Ok(KeysShape { entries: keys + 32, nentries: 0, entry_size: 16, key_at: 0, value_at: 8 });
@@ -243,11 +243,11 @@ impl<M: Memory> ObjectReader<M> {
         if let Some(&(index, key)) = self.lookups.borrow().get(&cache_key) {
             if index < shape.nentries {
                 let entry = self.bytes(shape.entries + index * shape.entry_size, shape.entry_size as usize)?;
-                let at = |o: u64| u64::from_le_bytes(entry[o as usize..o as usize + 8].try_into().unwrap());
-                if at(shape.key_at) == key {
+                let at = |o: u64| le::u64(&entry, o);
+                if at(shape.key_at)? == key {
                     let value = match values {
                         Some(v) => self.u64(v.first + index * 8)?,
-                        None => at(shape.value_at),
+                        None => at(shape.value_at)?,
                     };
                     if value == 0 {
                         return Ok(None);

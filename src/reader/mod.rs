@@ -259,6 +259,64 @@ impl<M: Memory> ObjectReader<M> {
     }
 }
 
+/// Numbers out of bytes read from the target, at offsets that come from a layout: an offset
+/// that does not fit the bytes read (a layout that does not describe what was read) is an
+/// [`Error::Invalid`], never a panic. The one way blocks are indexed.
+pub mod le {
+    use super::{Error, Result};
+
+    fn field<const N: usize>(block: &[u8], at: u64) -> Result<[u8; N]> {
+        let start = usize::try_from(at).ok();
+        start
+            .and_then(|s| block.get(s..s.checked_add(N)?))
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::invalid(0, format!("offset {at} (+{N}) outside the {} bytes read", block.len())))
+    }
+
+    pub fn u64(block: &[u8], at: u64) -> Result<u64> {
+        field::<8>(block, at).map(u64::from_le_bytes)
+    }
+
+    pub fn i64(block: &[u8], at: u64) -> Result<i64> {
+        field::<8>(block, at).map(i64::from_le_bytes)
+    }
+
+    pub fn u32(block: &[u8], at: u64) -> Result<u32> {
+        field::<4>(block, at).map(u32::from_le_bytes)
+    }
+
+    pub fn i32(block: &[u8], at: u64) -> Result<i32> {
+        field::<4>(block, at).map(i32::from_le_bytes)
+    }
+
+    pub fn f64(block: &[u8], at: u64) -> Result<f64> {
+        field::<8>(block, at).map(f64::from_le_bytes)
+    }
+
+    pub fn u8(block: &[u8], at: u64) -> Result<u8> {
+        field::<1>(block, at).map(|b| b[0])
+    }
+
+    /// `block[at..]`, or an error.
+    pub fn tail(block: &[u8], at: u64) -> Result<&[u8]> {
+        usize::try_from(at).ok().and_then(|s| block.get(s..)).ok_or_else(|| Error::invalid(0, format!("offset {at} outside the {} bytes read", block.len())))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn offsets_outside_the_block_are_errors() {
+            let b = [1u8, 0, 0, 0, 0, 0, 0, 0, 2];
+            assert_eq!(super::u64(&b, 0).unwrap(), 1);
+            assert!(super::u64(&b, 2).is_err());
+            assert!(super::u64(&b, u64::MAX).is_err());
+            assert_eq!(super::u8(&b, 8).unwrap(), 2);
+            assert!(super::u8(&b, 9).is_err());
+            assert!(super::tail(&b, 10).is_err());
+        }
+    }
+}
+
 /// A user-space x86_64 pointer to something at least 8-byte aligned.
 pub fn plausible_pointer(p: u64) -> bool {
     (0x1000..0x0000_8000_0000_0000).contains(&p) && p % 8 == 0

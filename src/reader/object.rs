@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::{flags, limits, Error, ObjectReader, PyStr, Result};
+use super::{flags, le, limits, Error, ObjectReader, PyStr, Result};
 use crate::layout::LongEncoding;
 use crate::memory::Memory;
 
@@ -176,16 +176,16 @@ impl<M: Memory> ObjectReader<M> {
             Ok(b) => b,
             Err(_) => self.bytes(obj, s.ascii_data as usize)?,
         };
-        let word = |at: u64| u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap());
-        let tp = word(self.layout.object.ob_type);
+        let word = |at: u64| le::u64(&block, at);
+        let tp = word(self.layout.object.ob_type)?;
         if !super::plausible_pointer(tp) || !self.type_info(tp)?.has(flags::UNICODE_SUBCLASS) {
             return Err(Error::invalid(obj, "expected str"));
         }
-        let length = word(s.length) as i64;
+        let length = word(s.length)? as i64;
         if !(0..=(1 << 40)).contains(&length) {
             return Err(Error::invalid(obj, format!("str length {length}")));
         }
-        let state = u32::from_le_bytes(block[s.state as usize..s.state as usize + 4].try_into().unwrap());
+        let state = le::u32(&block, s.state)?;
         let kind = (state >> s.kind_shift) & 0b111;
         let compact = state >> s.compact_bit & 1 == 1;
         let is_ascii = state >> s.ascii_bit & 1 == 1;
@@ -268,11 +268,11 @@ impl<M: Memory> ObjectReader<M> {
         // Type and value in one read.
         let at = self.layout.containers.float_value;
         let block = self.bytes(obj, at as usize + 8)?;
-        let info = self.type_info(word(&block, self.layout.object.ob_type))?;
+        let info = self.type_info(le::u64(&block, self.layout.object.ob_type)?)?;
         if info.name != "float" && !self.is_subclass_by_name(info.addr, "float")? {
             return Err(Error::invalid(obj, format!("expected float, found {}", info.name)));
         }
-        Ok(f64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap()))
+        le::f64(&block, at)
     }
 
     /// `ob_size` of a variable-size object (list, tuple, deque), checked non-negative.
@@ -284,8 +284,8 @@ impl<M: Memory> ObjectReader<M> {
     fn typed_len(&self, obj: u64) -> Result<(Rc<TypeInfo>, u64)> {
         let o = &self.layout.object;
         let block = self.bytes(obj, o.ob_size as usize + 8)?;
-        let info = self.type_info(word(&block, o.ob_type))?;
-        Ok((info, check_len(obj, word(&block, o.ob_size) as i64)?))
+        let info = self.type_info(le::u64(&block, o.ob_type)?)?;
+        Ok((info, check_len(obj, le::i64(&block, o.ob_size)?)?))
     }
 
     /// Bytes at the start of a list (or deque) object that hold its type, `ob_size` and
@@ -301,12 +301,12 @@ impl<M: Memory> ObjectReader<M> {
     /// pointer is checked only when the list is not empty.
     pub fn list_head_in(&self, obj: u64, block: &[u8]) -> Result<(u64, u64)> {
         let c = &self.layout;
-        let info = self.type_info(word(block, c.object.ob_type))?;
+        let info = self.type_info(le::u64(block, c.object.ob_type)?)?;
         if !info.has(flags::LIST_SUBCLASS) {
             return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
         }
-        let len = check_len(obj, word(block, c.object.ob_size) as i64)?;
-        let items = word(block, c.containers.list_items);
+        let len = check_len(obj, le::i64(block, c.object.ob_size)?)?;
+        let items = le::u64(block, c.containers.list_items)?;
         if len > 0 && !super::plausible_pointer(items) {
             return Err(Error::invalid(obj, "list items pointer"));
         }
@@ -317,11 +317,11 @@ impl<M: Memory> ObjectReader<M> {
     /// [`list_head_span`](ObjectReader::list_head_span) bytes, read by the caller.
     pub fn deque_len_in(&self, obj: u64, block: &[u8]) -> Result<u64> {
         let o = &self.layout.object;
-        let info = self.type_info(word(block, o.ob_type))?;
+        let info = self.type_info(le::u64(block, o.ob_type)?)?;
         if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
             return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
         }
-        check_len(obj, word(block, o.ob_size) as i64)
+        check_len(obj, le::i64(block, o.ob_size)?)
     }
 
     /// Length of a `list` (or subclass).
@@ -339,16 +339,16 @@ impl<M: Memory> ObjectReader<M> {
         // Type, length and the items pointer in one read.
         let span = c.object.ob_size.max(c.containers.list_items) as usize + 8;
         let block = self.bytes(obj, span)?;
-        let info = self.type_info(word(&block, c.object.ob_type))?;
+        let info = self.type_info(le::u64(&block, c.object.ob_type)?)?;
         if !info.has(flags::LIST_SUBCLASS) {
             return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
         }
-        let len = check_len(obj, word(&block, c.object.ob_size) as i64)?;
+        let len = check_len(obj, le::i64(&block, c.object.ob_size)?)?;
         let n = (len as usize).min(max).min(limits::ITEMS);
         if n == 0 {
             return Ok((Vec::new(), len));
         }
-        let items = word(&block, c.containers.list_items);
+        let items = le::u64(&block, c.containers.list_items)?;
         if !super::plausible_pointer(items) {
             return Err(Error::invalid(obj, "list items pointer"));
         }
@@ -503,10 +503,6 @@ impl<M: Memory> ObjectReader<M> {
     }
 }
 
-/// The little-endian u64 at `at` in a block read from the target.
-fn word(block: &[u8], at: u64) -> u64 {
-    u64::from_le_bytes(block[at as usize..at as usize + 8].try_into().unwrap())
-}
 
 fn check_len(obj: u64, n: i64) -> Result<u64> {
     if !(0..=1 << 40).contains(&n) {

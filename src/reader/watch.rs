@@ -199,7 +199,7 @@ impl<M: Memory> ObjectReader<M> {
             let raw = self.bytes(entries + i * entry_size, (n * entry_size) as usize)?;
             for j in 0..n {
                 let at = (j * entry_size + key_off) as usize;
-                let key = u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+                let key = super::le::u64(&raw, at as u64)?;
                 if key == 0 || !super::plausible_pointer(key) {
                     continue;
                 }
