@@ -433,6 +433,53 @@ impl<M: Memory> ObjectReader<M> {
         Ok((out, used as u64))
     }
 
+    /// Live keys of a `set`, told apart as the interpreter does: an entry with a NULL key is
+    /// free and one whose hash is −1 is a tombstone (the dummy key: no real object hashes to
+    /// −1); the walk stops once `used` live keys were found, or at `max`. Also says whether
+    /// keys were left out at `max`.
+    pub fn set_keys(&self, obj: u64, max: usize) -> Result<(Vec<u64>, bool)> {
+        let info = self.type_info_of(obj)?;
+        if info.name != "set" && !self.is_subclass_by_name(info.addr, "set")? {
+            return Err(Error::invalid(obj, format!("expected set, found {}", info.name)));
+        }
+        let c = &self.layout.containers;
+        let (lo, hi) = (c.set_used.min(c.set_mask).min(c.set_table), c.set_used.max(c.set_mask).max(c.set_table) + 8);
+        let head = self.bytes(obj + lo, (hi - lo) as usize)?;
+        let at = |off: u64| word(&head, off - lo);
+        let (used, mask, table) = (at(c.set_used) as i64, at(c.set_mask) as i64, at(c.set_table));
+        if used < 0 || !(0..=(1 << 30)).contains(&mask) || (mask + 1) & mask != 0 || used > mask + 1 {
+            return Err(Error::invalid(obj, format!("set used {used} mask {mask}")));
+        }
+        if used > 0 && !super::plausible_pointer(table) {
+            return Err(Error::invalid(obj, "set table pointer"));
+        }
+        let want = (used as usize).min(max).min(limits::ITEMS);
+        let slots = (mask + 1) as usize;
+        let mut out = Vec::with_capacity(want);
+        let chunk = 4096usize;
+        let mut i = 0;
+        while i < slots && out.len() < want {
+            let n = chunk.min(slots - i);
+            let raw = self.bytes(table + (i as u64) * 16, n * 16)?;
+            for e in raw.chunks_exact(16) {
+                let key = u64::from_le_bytes(e[..8].try_into().unwrap());
+                let hash = i64::from_le_bytes(e[8..].try_into().unwrap());
+                if key == 0 || hash == -1 {
+                    continue;
+                }
+                if !super::plausible_pointer(key) {
+                    return Err(Error::invalid(table, "set entry is not a pointer"));
+                }
+                out.push(key);
+                if out.len() >= want {
+                    break;
+                }
+            }
+            i += n;
+        }
+        Ok((out, (used as usize) > want))
+    }
+
     /// The object a weak reference points to, or `None` when it is dead.
     pub fn weakref_target(&self, wr: u64) -> Result<Option<u64>> {
         let target = self.ptr(wr + self.layout.containers.weakref_object)?;
