@@ -37,6 +37,13 @@ VARIANT = sys.argv[2] if len(sys.argv) > 2 else ""
 HAS_AWAITED_BY = sys.version_info >= (3, 14)
 
 
+def unused_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def watchdog(seconds=900):
     """End the process if the test that started it never does."""
     def run():
@@ -48,9 +55,13 @@ def watchdog(seconds=900):
 class Signal:
     """What the scenario calls `sock`."""
 
-    def __init__(self):
+    def __init__(self, count=1, settle=None):
         self._lock = threading.Lock()
         self._done = False
+        # Record at the `count`-th signal; with `settle`, that many seconds later, from the
+        # loop (idle by then: the signalling task has gone on to its next await).
+        self._count = count
+        self._settle = settle
         # `recv(n)` blocks for good in C (no Python frame of ours on the stack): a read of a
         # pipe nobody writes to.
         self._pipe = os.pipe()
@@ -60,8 +71,17 @@ class Signal:
         with self._lock:
             if self._done:
                 return
+            self._count -= 1
+            if self._count > 0:
+                return
             self._done = True
-        truth = snapshot(sys._getframe(1))
+        if self._settle is not None:
+            asyncio.get_running_loop().call_later(self._settle, self._write, None)
+        else:
+            self._write(sys._getframe(1))
+
+    def _write(self, caller):
+        truth = snapshot(caller)
         tmp = TRUTH + ".tmp"
         with open(tmp, "w") as f:
             json.dump(truth, f)
