@@ -78,10 +78,16 @@ class Signal:
         if self._settle is not None:
             asyncio.get_running_loop().call_later(self._settle, self._write, None)
         else:
-            self._write(sys._getframe(1))
+            self._write(sys._getframe(1) if asyncio.current_task() is not None else None)
 
-    def _write(self, caller):
+    def _write(self, caller, previous=None, tries=50):
         truth = snapshot(caller)
+        if caller is None or asyncio.current_task() is None:
+            # Signalled from a callback, the loop idle: write what stays the same 0.2 s
+            # apart (on a loaded machine a timer due earlier may still be unwinding).
+            if truth != previous and tries > 0:
+                asyncio.get_running_loop().call_later(0.2, self._write, None, truth, tries - 1)
+                return
         tmp = TRUTH + ".tmp"
         with open(tmp, "w") as f:
             json.dump(truth, f)
