@@ -24,11 +24,14 @@ pub const MAX_AWAIT_DEPTH: usize = 1024;
 /// Most frames of a running task's chain kept (cut in the middle beyond).
 pub const MAX_RUNNING_FRAMES: usize = 1024;
 /// Most awaiters read for one task (a set), and most children of one gather.
-pub const MAX_AWAITERS: usize = 100_000;
+pub const MAX_AWAITERS: usize = 10_000;
+/// Most edges kept for one loop.
+pub const MAX_EDGES: usize = 1_000_000;
 /// Most done-callbacks of one task looked at for its `TaskGroup`.
 pub const MAX_CALLBACKS: usize = 1024;
-/// Deepest await tree built; what is deeper starts new roots.
-pub const MAX_TREE_DEPTH: usize = 256;
+/// Deepest await tree built; what is deeper starts new roots. (Its JSON nests two levels per
+/// tree level: this keeps a report within the 128 levels common JSON parsers accept.)
+pub const MAX_TREE_DEPTH: usize = 48;
 /// Most await cycles listed.
 pub const MAX_CYCLES: usize = 1000;
 
@@ -414,10 +417,12 @@ fn recorded_awaiters<M: Memory>(r: &ObjectReader<M>, task: u64, ab: AwaitedBy) -
         return Ok((Vec::new(), 0));
     }
     let members = if r.u8(task + ab.is_set)? != 0 { r.set_keys(field, MAX_AWAITERS)?.0 } else { vec![field] };
+    let flags = r.memory().read_batch(&members.iter().map(|w| w + ab.is_task).collect::<Vec<_>>(), 1);
     let (mut tasks, mut others) = (Vec::new(), 0);
-    for w in members {
+    for (w, flag) in members.into_iter().zip(flags) {
+        let flag = flag.ok_or_else(|| Error::invalid(w, "awaiter unreadable"))?;
         // The flag is a FutureObj field: trust it only on a native future or task.
-        if r.u8(w + ab.is_task)? != 0 && callback::is_task(r, w)? {
+        if flag[0] != 0 && callback::is_task(r, w)? {
             tasks.push(w);
         } else {
             others += 1;
@@ -533,13 +538,16 @@ pub struct Edge {
 
 /// Who awaits whom between the given tasks, from every source, deduplicated: ordered by the
 /// awaiter's place in `details`, then the awaited one's. Only pending (or unknown-state)
-/// tasks are awaited.
+/// tasks are awaited. At most [`MAX_EDGES`].
 pub fn await_edges(details: &[TaskDetail]) -> Vec<Edge> {
     let index: HashMap<u64, usize> = details.iter().enumerate().map(|(i, d)| (d.addr, i)).collect();
     let mut found: BTreeMap<(usize, usize), Vec<EdgeSource>> = BTreeMap::new();
     let mut add = |awaiter: u64, awaited: u64, source: EdgeSource| {
         let (Some(&i), Some(&j)) = (index.get(&awaiter), index.get(&awaited)) else { return };
         if matches!(details[j].state, TaskState::Done | TaskState::Cancelled) {
+            return;
+        }
+        if found.len() >= MAX_EDGES && !found.contains_key(&(i, j)) {
             return;
         }
         let sources = found.entry((i, j)).or_default();
@@ -692,6 +700,9 @@ mod tests {
         }
         assert!(max <= MAX_TREE_DEPTH + 1, "{max}");
         assert!(nodes <= tasks.len() + edges.len());
+        // Its JSON parses back with a parser's usual nesting limit (serde_json: 128).
+        let json = serde_json::to_string(&roots[0]).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
         // Layers of 20 tasks, each awaited by all of the layer above: 2^k paths, yet
         // each task is expanded once.
         let (layers, width) = (30u64, 20u64);
