@@ -321,6 +321,7 @@ fn graph_scenario(name: &str) -> Graph {
         "x_staggered_idle" => g("x_staggered_idle.py", 8, &[("Task-2", "Task-1", 14), ("Task-3", "Task-1", 14)], &[]),
         "x_cycle_idle" => g("x_cycle_idle.py", 8, &[("cycle-a", "cycle-b", 8), ("cycle-b", "cycle-a", 8)], &[]),
         "x_asyncgen_idle" => g("x_asyncgen_idle.py", 10, &[], &[]),
+        "x_asyncgen_running" => g("x_asyncgen_running.py", 10, &[("anext", "Task-1", 8)], &[("block", 10), ("agen3", 14)]),
         other => panic!("no graph scenario {other}"),
     }
 }
@@ -552,4 +553,5 @@ graph_tests!(
     x_staggered_idle,
     x_cycle_idle,
     x_asyncgen_idle,
+    x_asyncgen_running,
 );
