@@ -76,8 +76,15 @@ for t, var in rows:
         elif c.startswith("pass ("):
             details.append("%s [%s] on %s: %s" % (t, var, v, c))
             c = "pass"
+        elif c.startswith("n/a"):
+            c = "n/a"
         line.append("%-6s" % short.get(c, c[:6]))
     print("%-*s  %s" % (w, "%s [%s]" % (t, var), "  ".join(line)))
+graph = [c for (t, _, _), c in cells.items() if t.startswith("tasks/graph_") and not c.startswith(("n/a", "skipped"))]
+if graph:
+    print()
+    print("Task graph of CPython's remote-inspection scenarios: %d of %d version x scenario cases pass"
+          % (sum(c.startswith("pass") for c in graph), len(graph)))
 if details:
     print()
     print("Measured by the passing tests:")

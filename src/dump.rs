@@ -14,7 +14,7 @@ use crate::loopstate::LoopState;
 use crate::procfs::{self, Syscall};
 use crate::published::LayoutCheck;
 use crate::snapshot::{LoopTasks, LoopView, ProcessView};
-use crate::tasks::{TaskCounts, TaskState, TreeNode, Waiting};
+use crate::tasks::{EdgeSource, TaskCounts, TaskState, TreeNode, Waiting};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -68,6 +68,8 @@ pub struct TasksReport {
     /// Tasks counted but not described (over `--max-tasks`, or finishing while read).
     pub not_shown: usize,
     pub list: Vec<TaskEntry>,
+    /// Every await edge between the tasks of `list`, with where it was found.
+    pub edges: Vec<EdgeReport>,
     /// Who awaits whom: roots are tasks no task awaits.
     pub tree: Vec<TreeReport>,
     /// Await cycles, each as task names with the first repeated at the end.
@@ -90,7 +92,27 @@ pub struct TaskEntry {
     /// Where it is suspended: its chain of coroutines, innermost first.
     pub coroutines: Vec<FrameReport>,
     pub waiting: Option<WaitingReport>,
-    pub awaited_by: Vec<TaskRef>,
+    /// The tasks it awaits (every source).
+    pub awaits: Vec<LinkRef>,
+    /// The tasks that await it (every source).
+    pub awaited_by: Vec<LinkRef>,
+    /// 3.14+: awaiting objects the interpreter records that are not tasks (futures).
+    pub awaited_by_others: usize,
+}
+
+/// The task at the other end of an await edge, and where the edge was found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRef {
+    pub name: String,
+    pub address: String,
+    pub sources: Vec<EdgeSource>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EdgeReport {
+    pub awaiter: TaskRef,
+    pub awaited: TaskRef,
+    pub sources: Vec<EdgeSource>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +130,10 @@ pub struct TreeReport {
     pub awaits: Vec<TreeReport>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cycle: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,7 +261,11 @@ fn tasks_report(t: &LoopTasks) -> TasksReport {
         name: names.get(&addr).cloned().unwrap_or_else(|| "?".into()),
         address: format!("{addr:#x}"),
     };
-    let edges = crate::tasks::await_edges(&t.details);
+    let edges = &t.edges;
+    let link = |addr: u64, sources: &[EdgeSource]| {
+        let r = task_ref(addr);
+        LinkRef { name: r.name, address: r.address, sources: sources.to_vec() }
+    };
     let list = t
         .details
         .iter()
@@ -252,11 +282,19 @@ fn tasks_report(t: &LoopTasks) -> TasksReport {
                 }
                 Waiting::Future { type_name } => WaitingReport::Future { type_name: type_name.clone() },
             }),
-            awaited_by: edges.iter().filter(|(_, b)| *b == d.addr).map(|(a, _)| task_ref(*a)).collect(),
+            awaits: edges.iter().filter(|e| e.awaiter == d.addr).map(|e| link(e.awaited, &e.sources)).collect(),
+            awaited_by: edges.iter().filter(|e| e.awaited == d.addr).map(|e| link(e.awaiter, &e.sources)).collect(),
+            awaited_by_others: d.recorded_others,
         })
         .collect();
     fn tree(n: &TreeNode, task_ref: &dyn Fn(u64) -> TaskRef) -> TreeReport {
-        TreeReport { task: task_ref(n.task), awaits: n.awaits.iter().map(|c| tree(c, task_ref)).collect(), cycle: n.cycle }
+        TreeReport {
+            task: task_ref(n.task),
+            awaits: n.awaits.iter().map(|c| tree(c, task_ref)).collect(),
+            cycle: n.cycle,
+            repeat: n.repeat,
+            cut: n.cut,
+        }
     }
     TasksReport {
         counts: t.counts,
@@ -264,6 +302,10 @@ fn tasks_report(t: &LoopTasks) -> TasksReport {
         shown: t.details.len(),
         not_shown: t.not_shown,
         list,
+        edges: edges
+            .iter()
+            .map(|e| EdgeReport { awaiter: task_ref(e.awaiter), awaited: task_ref(e.awaited), sources: e.sources.clone() })
+            .collect(),
         tree: t.tree.iter().map(|n| tree(n, &task_ref)).collect(),
         cycles: t.cycles.iter().map(|c| c.iter().map(|a| task_ref(*a).name).collect()).collect(),
     }
@@ -289,7 +331,18 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
     for d in &t.list {
         let state = if d.running { "RUNNING".to_string() } else { format!("{:?}", d.state).to_lowercase() };
         let at = d.coroutines.first().map(frame_text).unwrap_or_default();
+        let awaited: Vec<String> = d.awaits.iter().map(|l| e(&l.name).into_owned()).collect();
         let waiting = match &d.waiting {
+            Some(WaitingReport::Gather { .. }) => String::new(),
+            _ if !awaited.is_empty() => format!(
+                "  awaits task{} {}",
+                if awaited.len() == 1 { "" } else { "s" },
+                if awaited.len() > 6 { format!("{}, ... ({} in all)", awaited[..5].join(", "), awaited.len()) } else { awaited.join(", ") }
+            ),
+            _ => String::new(),
+        };
+        let waiting = match &d.waiting {
+            _ if !waiting.is_empty() => waiting,
             Some(WaitingReport::Task { task }) => format!("  awaits task {}", e(&task.name)),
             Some(WaitingReport::Gather { tasks, others }) => format!(
                 "  awaits gather({}{})",
@@ -311,7 +364,15 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
         let _ = writeln!(out, "  await tree (a task, then the tasks it awaits):");
         fn walk(out: &mut String, n: &TreeReport, prefix: &str, last: bool, root: bool) {
             let (branch, next) = if root { ("", "") } else if last { ("└── ", "    ") } else { ("├── ", "│   ") };
-            let cycle = if n.cycle { "  (cycle: already above)" } else { "" };
+            let cycle = if n.cycle {
+                "  (cycle: already above)"
+            } else if n.repeat {
+                "  (also awaited above; shown there)"
+            } else if n.cut {
+                "  (too deep: what it awaits is shown as a root)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "    {prefix}{branch}{}{cycle}", e(&n.task.name));
             let child_prefix = format!("{prefix}{next}");
             for (i, c) in n.awaits.iter().enumerate() {

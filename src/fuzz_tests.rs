@@ -62,6 +62,13 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     let _ = frames::stack_top(&r, obj);
     let _ = frames::frame_at(&r, obj);
     let _ = tasks::coroutine_chain(&r, &mut StackReader::new(), obj);
+    let _ = tasks::task_frame(&r, obj);
+    let refs = frames::walk(&r, obj).unwrap_or_default();
+    let _ = tasks::running_chain(&r, &mut StackReader::new(), obj, &refs);
+    for running in [false, true] {
+        let _ = tasks::describe(&r, &mut StackReader::new(), obj, tasks::TaskState::Pending, running, &refs);
+    }
+    let _ = r.set_keys(obj, 1000);
     let _ = tasks::enumerate(&r, obj, &[]);
     let _ = interp::threads(&r, obj, &[1, 2, 3]);
     let _ = interp::running_loop(&r, obj);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::elf::ElfFile;
-use crate::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom};
+use crate::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom, TaskRegistry};
 use crate::memory::Memory;
 use crate::reader::le;
 
@@ -261,6 +261,21 @@ fn field_of<'a>(l: &'a mut Layout, name: &str) -> Option<&'a mut u64> {
         "gen_object.gi_name" => &mut l.coro.name,
         "asyncio_task_object.task_name" => &mut l.asyncio.task_name,
         "asyncio_task_object.task_coro" => &mut l.asyncio.task_coro,
+        "asyncio_task_object.task_awaited_by" => &mut l.asyncio.awaited_by.as_mut()?.field,
+        "asyncio_task_object.task_is_task" => &mut l.asyncio.awaited_by.as_mut()?.is_task,
+        "asyncio_task_object.task_awaited_by_is_set" => &mut l.asyncio.awaited_by.as_mut()?.is_set,
+        "asyncio_task_object.task_node" => match &mut l.asyncio.registry {
+            TaskRegistry::LinkedLists { task_node, .. } => task_node,
+            _ => return None,
+        },
+        "asyncio_interpreter_state.asyncio_tasks_head" => match &mut l.asyncio.registry {
+            TaskRegistry::LinkedLists { interp_head, .. } => interp_head,
+            _ => return None,
+        },
+        "asyncio_thread_state.asyncio_tasks_head" => match &mut l.asyncio.registry {
+            TaskRegistry::LinkedLists { thread_head, .. } => thread_head,
+            _ => return None,
+        },
         "asyncio_thread_state.asyncio_running_loop" => match &mut l.thread.running_loop {
             RunningLoop::Field { offset } => offset,
             _ => return None,

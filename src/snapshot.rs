@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::callback::{self, CallbackKind};
 use crate::error::{Failure, ThreadBrief};
 use crate::eventloop::{LoopFigures, LoopKind, LoopReaders};
-use crate::frames::{StackFrame, StackReader};
+use crate::frames::{FrameRef, StackFrame, StackReader};
 use crate::interp::{self, CurrentTaskSource, PyThread};
 use crate::loopstate::LoopState;
 use crate::memory::Memory;
@@ -18,7 +18,7 @@ use crate::probe::{Kernel, LookFailure, LoopProbe, LoopSample};
 use crate::procfs::{self, Syscall};
 use crate::reader::{self, ObjectReader};
 use crate::target::Target;
-use crate::tasks::{self, TaskCounts, TaskDetail, TaskSet, TaskState, TreeNode};
+use crate::tasks::{self, Edge, TaskCounts, TaskDetail, TaskSet, TaskState, TreeNode};
 
 /// How many times a look at the whole process is tried before giving up.
 pub const READ_ATTEMPTS: usize = 5;
@@ -58,6 +58,8 @@ pub struct LoopView {
     pub busy_for: Option<f64>,
     pub callback: Option<CallbackView>,
     pub stack: Vec<StackFrame>,
+    /// The thread's frames of the same look, innermost first, uncut.
+    pub frame_refs: Vec<FrameRef>,
     /// How many of the stack's outermost frames are the loop's own.
     pub loop_frames: usize,
     /// The loop's tasks, when asked for.
@@ -74,6 +76,8 @@ pub struct LoopTasks {
     pub details: Vec<TaskDetail>,
     /// Tasks not described because of that limit (or because their reads were torn).
     pub not_shown: usize,
+    /// Who awaits whom among `details`, with where each edge was found.
+    pub edges: Vec<Edge>,
     pub tree: Vec<TreeNode>,
     pub cycles: Vec<Vec<u64>>,
 }
@@ -262,6 +266,7 @@ impl Looker {
             busy_for: sample.busy_for,
             callback,
             stack: sample.frames,
+            frame_refs: probe.frame_refs().to_vec(),
             loop_frames: sample.loop_frames,
             tasks: None,
         })
@@ -275,7 +280,7 @@ impl Looker {
         let mut details = Vec::new();
         let mut not_shown = mine.len().saturating_sub(max);
         for (t, s) in mine.iter().take(max) {
-            match tasks::describe(r, &mut self.names, *t, *s, Some(*t) == running) {
+            match tasks::describe(r, &mut self.names, *t, *s, Some(*t) == running, &view.frame_refs) {
                 Ok(d) => details.push(d),
                 // A task finishing while we read it: count it, do not fail the look.
                 Err(reader::Error::Invalid { .. }) => not_shown += 1,
@@ -284,8 +289,9 @@ impl Looker {
         }
         let edges = tasks::await_edges(&details);
         let ids: Vec<u64> = details.iter().map(|d| d.addr).collect();
-        let (tree, cycles) = tasks::await_tree(&ids, &edges);
-        Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, tree, cycles })
+        let pairs: Vec<(u64, u64)> = edges.iter().map(|e| (e.awaiter, e.awaited)).collect();
+        let (tree, cycles) = tasks::await_tree(&ids, &pairs);
+        Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, edges, tree, cycles })
     }
 
     /// What the busy loop runs: the `Handle`'s callback (stock loops) or the function uvloop

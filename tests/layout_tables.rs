@@ -18,17 +18,19 @@ fn probe(file: &str) -> HashMap<String, i64> {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let mut parts = line.split_whitespace();
         let (Some(first), Some(second)) = (parts.next(), parts.next()) else { continue };
-        // Header lines: `name value`; empirical lines: `EMP name value` / `PASS name value`.
+        // Header lines: `name value`; empirical lines: `EMP name value` / `PASS name value`;
+        // the interpreter's own `.AsyncioDebug` section: `AD name value` (kept as `AD.name`).
         let (name, value) = match first {
-            "EMP" | "PASS" => match parts.next() {
-                Some(v) => (second, v),
+            "EMP" | "PASS" | "AD" => match parts.next() {
+                Some(v) if first == "AD" => (format!("AD.{second}"), v),
+                Some(v) => (second.to_string(), v),
                 None => continue,
             },
-            "FAIL" | "NOTE" | "AD" => continue,
-            _ => (first, second),
+            "FAIL" | "NOTE" => continue,
+            _ => (first.to_string(), second),
         };
         if let Ok(v) = value.parse::<i64>() {
-            out.insert(name.to_string(), v);
+            out.insert(name, v);
         }
     }
     out
@@ -210,9 +212,23 @@ fn rows_match_the_headers_and_the_empirical_probe() {
             StackTop::StackPointer { offset } => c.eq("stackpointer", offset, "_PyInterpreterFrame.stackpointer"),
         }
         c.eq("task_fut_waiter", row.asyncio.task_fut_waiter, "Task.task_fut_waiter");
+        c.eq("fut_callback0", row.asyncio.fut_callback0, "Future.fut_callback0");
+        c.eq("fut_callbacks", row.asyncio.fut_callbacks, "Future.fut_callbacks");
+        match row.asyncio.awaited_by {
+            Some(ab) => {
+                c.eq("awaited_by", ab.field, "Task.task_awaited_by");
+                c.eq("awaited_by (published)", ab.field, "AD.asyncio_task_object.task_awaited_by");
+                c.eq("is_task (published)", ab.is_task, "AD.asyncio_task_object.task_is_task");
+                c.eq("awaited_by_is_set (published)", ab.is_set, "AD.asyncio_task_object.task_awaited_by_is_set");
+            }
+            None => assert!(c.get("AD.asyncio_task_object.task_awaited_by").is_none(), "{v}: publishes awaited_by"),
+        }
         match row.asyncio.registry {
             TaskRegistry::LinkedLists { task_node, thread_head, interp_head } => {
                 c.eq("task_node", task_node, "Task.task_node");
+                c.eq("task_node (published)", task_node, "AD.asyncio_task_object.task_node");
+                c.eq("tstate tasks head (published)", thread_head, "AD.asyncio_thread_state.asyncio_tasks_head");
+                c.eq("interp tasks head (published)", interp_head, "AD.asyncio_interpreter_state.asyncio_tasks_head");
                 c.eq("tstate tasks head", thread_head, "_PyThreadStateImpl.asyncio_tasks_head");
                 c.eq("interp tasks head", interp_head, "PyInterpreterState.asyncio_tasks_head");
             }

@@ -144,9 +144,15 @@ pub fn fields(v: PyVersion) -> Option<&'static [(&'static str, u64)]> {
 pub const ASYNCIO_SIZE: u64 = 104;
 pub const ASYNCIO_FIELDS: &[(&str, u64)] = &[
     ("asyncio_task_object.task_name", 8),
+    ("asyncio_task_object.task_awaited_by", 16),
+    ("asyncio_task_object.task_is_task", 24),
+    ("asyncio_task_object.task_awaited_by_is_set", 32),
     ("asyncio_task_object.task_coro", 40),
+    ("asyncio_task_object.task_node", 48),
+    ("asyncio_interpreter_state.asyncio_tasks_head", 64),
     ("asyncio_thread_state.asyncio_running_loop", 80),
     ("asyncio_thread_state.asyncio_running_task", 88),
+    ("asyncio_thread_state.asyncio_tasks_head", 96),
 ];
 
 /// Where each section of `_Py_DebugOffsets` keeps its `size` (the size of the struct the

@@ -390,7 +390,26 @@ pub struct AsyncioLayout {
     pub task_name: u64,
     /// `task_fut_waiter`: the future the task waits on (NULL when it does not).
     pub task_fut_waiter: u64,
+    /// `fut_callback0`: the first done-callback (NULL when none), and `fut_callbacks`: a list
+    /// of `(callback, context)` tuples for the others (NULL when none).
+    pub fut_callback0: u64,
+    pub fut_callbacks: u64,
     pub registry: TaskRegistry,
+    /// Who awaits this future or task, as the interpreter records it (3.14+).
+    pub awaited_by: Option<AwaitedBy>,
+}
+
+/// 3.14+: `FutureObj.fut_awaited_by` and its flags, shared by futures and tasks. The edge is
+/// kept on the awaited object and names the awaiting one: NULL, a single awaiter, or (once a
+/// second awaiter came, for good) a `set` of awaiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwaitedBy {
+    /// `fut_awaited_by`: NULL, the awaiter, or a `set`.
+    pub field: u64,
+    /// `fut_is_task` (a byte): 1 for a Task (or subclass), 0 for a Future.
+    pub is_task: u64,
+    /// `fut_awaited_by_is_set` (a byte): the field holds a `set`.
+    pub is_set: u64,
 }
 
 /// Where asyncio keeps the set of all tasks.

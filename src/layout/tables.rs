@@ -75,8 +75,23 @@ const fn asyncio(
     task_fut_waiter: u64,
     registry: TaskRegistry,
 ) -> AsyncioLayout {
-    AsyncioLayout { current_task, fut_loop: 16, fut_state, task_coro, task_name, task_fut_waiter, registry }
+    AsyncioLayout {
+        current_task,
+        fut_loop: 16,
+        fut_state,
+        task_coro,
+        task_name,
+        task_fut_waiter,
+        fut_callback0: 24,
+        fut_callbacks: 40,
+        registry,
+        awaited_by: None,
+    }
 }
+
+/// 3.14+ (`_Py_AsyncioModuleDebugOffsets`: task_awaited_by, task_is_task,
+/// task_awaited_by_is_set).
+const AWAITED_BY_314: AwaitedBy = AwaitedBy { field: 96, is_task: 108, is_set: 109 };
 
 const SUSPENDED_311: &[i8] = &[-1];
 const SUSPENDED_313: &[i8] = &[-2, -1];
@@ -258,14 +273,17 @@ pub const PY314: Layout = Layout {
     },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
     interp: InterpLayout { threads_head: 7344, modules: 7688 },
-    asyncio: asyncio(
-        CurrentTask::ThreadField { offset: 872 },
-        104,
-        128,
-        136,
-        120,
-        TaskRegistry::LinkedLists { task_node: 152, thread_head: 880, interp_head: 10880 },
-    ),
+    asyncio: AsyncioLayout {
+        awaited_by: Some(AWAITED_BY_314),
+        ..asyncio(
+            CurrentTask::ThreadField { offset: 872 },
+            104,
+            128,
+            136,
+            120,
+            TaskRegistry::LinkedLists { task_node: 152, thread_head: 880, interp_head: 10880 },
+        )
+    },
     ..PY313
 };
 
@@ -276,14 +294,17 @@ pub const PY315: Layout = Layout {
     types: types(888),
     thread: thread(152, 176, Some(184), RunningLoop::Field { offset: 1024 }),
     interp: InterpLayout { threads_head: 7336, modules: 7592 },
-    asyncio: asyncio(
-        CurrentTask::ThreadField { offset: 1032 },
-        104,
-        128,
-        136,
-        120,
-        TaskRegistry::LinkedLists { task_node: 152, thread_head: 1048, interp_head: 10856 },
-    ),
+    asyncio: AsyncioLayout {
+        awaited_by: Some(AWAITED_BY_314),
+        ..asyncio(
+            CurrentTask::ThreadField { offset: 1032 },
+            104,
+            128,
+            136,
+            120,
+            TaskRegistry::LinkedLists { task_node: 152, thread_head: 1048, interp_head: 10856 },
+        )
+    },
     ..PY314
 };
 

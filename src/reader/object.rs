@@ -381,8 +381,11 @@ impl<M: Memory> ObjectReader<M> {
         Ok(len)
     }
 
-    /// Live keys of a `set`/`frozenset` (dummy entries skipped), at most `max`; and `len()`.
-    pub fn set_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+    /// Live keys of a `set` or `frozenset`, told apart as the interpreter does: an entry with
+    /// a NULL key is free and one whose hash is −1 is a tombstone (the dummy key: no real
+    /// object hashes to −1); the walk stops once `used` live keys were found, or at `max`.
+    /// Also gives `len()` (more than the keys returned when cut at `max`).
+    pub fn set_keys(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
         let info = self.type_info_of(obj)?;
         let is_set = matches!(info.name.as_str(), "set" | "frozenset")
             || self.is_subclass_by_name(info.addr, "set")?
@@ -391,40 +394,34 @@ impl<M: Memory> ObjectReader<M> {
             return Err(Error::invalid(obj, format!("expected set, found {}", info.name)));
         }
         let c = &self.layout.containers;
-        let used = self.i64(obj + c.set_used)?;
-        let mask = self.i64(obj + c.set_mask)?;
+        let (lo, hi) = (c.set_used.min(c.set_mask).min(c.set_table), c.set_used.max(c.set_mask).max(c.set_table) + 8);
+        let head = self.bytes(obj + lo, (hi - lo) as usize)?;
+        let at = |off: u64| le::u64(&head, off - lo);
+        let (used, mask, table) = (at(c.set_used)? as i64, at(c.set_mask)? as i64, at(c.set_table)?);
         if used < 0 || !(0..=(1 << 30)).contains(&mask) || (mask + 1) & mask != 0 || used > mask + 1 {
             return Err(Error::invalid(obj, format!("set used {used} mask {mask}")));
         }
-        let table = self.obj_ptr(obj + c.set_table)?;
+        if used > 0 && !super::plausible_pointer(table) {
+            return Err(Error::invalid(obj, "set table pointer"));
+        }
+        let want = (used as usize).min(max).min(limits::ITEMS);
         let slots = (mask + 1) as usize;
-        let mut out = Vec::new();
-        // Read the table in chunks: a big set should not need one huge read.
+        let mut out = Vec::with_capacity(want);
         let chunk = 4096usize;
-        let mut dummy_type: Option<u64> = None;
         let mut i = 0;
-        while i < slots && out.len() < max.min(limits::ITEMS) {
+        while i < slots && out.len() < want {
             let n = chunk.min(slots - i);
             let raw = self.bytes(table + (i as u64) * 16, n * 16)?;
             for e in raw.chunks_exact(16) {
-                let key = u64::from_le_bytes(e[..8].try_into().unwrap());
-                if key == 0 {
+                let (key, hash) = (le::u64(e, 0)?, le::i64(e, 8)?);
+                if key == 0 || hash == -1 {
                     continue;
                 }
                 if !super::plausible_pointer(key) {
                     return Err(Error::invalid(table, "set entry is not a pointer"));
                 }
-                // The dummy key is a static object of its own type; skip it.
-                let tp = self.type_of(key)?;
-                if dummy_type == Some(tp) {
-                    continue;
-                }
-                if dummy_type.is_none() && self.type_info(tp)?.name == "<dummy key> type" {
-                    dummy_type = Some(tp);
-                    continue;
-                }
                 out.push(key);
-                if out.len() >= max {
+                if out.len() >= want {
                     break;
                 }
             }

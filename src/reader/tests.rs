@@ -338,6 +338,39 @@ fn floats_lists_tuples_and_deques() {
     }
 }
 
+/// A set's table as the interpreter leaves it: free slots (NULL key), tombstones (a dummy key
+/// with hash -1) and live keys; `used` counts the live ones.
+#[test]
+fn set_keys_skip_tombstones_and_stop_at_used() {
+    for minor in minors() {
+        let mut h = Heap::new(minor);
+        let set_type = h.new_type("set", 0, 200);
+        let dummy_type = h.new_type("<dummy key> type", 0, 16);
+        let dummy = h.object(dummy_type, 16);
+        let (a, b) = (h.int(1), h.int(2));
+        let c = h.layout.containers;
+        let table = h.reserve(8 * 16);
+        // slot 0: a tombstone (as after a discard), 1: a, 2: free, 3: b, 5: a stale key past
+        // `used` that must not be read as live.
+        let entries: [(u64, i64); 8] = [(dummy, -1), (a, 1), (0, 0), (b, 2), (0, 0), (a, 7), (0, 0), (0, 0)];
+        for (i, (key, hash)) in entries.iter().enumerate() {
+            h.write_u64(table + 16 * i as u64, *key);
+            h.write_i64(table + 16 * i as u64 + 8, *hash);
+        }
+        let set = h.object(set_type, 200);
+        h.write_i64(set + c.set_used, 2);
+        h.write_i64(set + c.set_mask, 7);
+        h.write_u64(set + c.set_table, table);
+        let r = h.reader();
+        assert_eq!(r.set_keys(set, 100).unwrap(), (vec![a, b], 2));
+        assert_eq!(r.set_keys(set, 1).unwrap(), (vec![a], 2));
+        // Not a set, or a set whose counts cannot be: an error.
+        assert!(r.set_keys(a, 10).is_err());
+        h.write_i64(set + c.set_used, 9);
+        assert!(h.reader().set_keys(set, 10).is_err());
+    }
+}
+
 #[test]
 fn combined_and_split_dicts() {
     for minor in minors() {
@@ -553,7 +586,7 @@ proptest! {
         let _ = r.list_items(obj, 100);
         let _ = r.tuple_items(obj, 100);
         let _ = r.deque_len(obj);
-        let _ = r.set_items(obj, 100);
+        let _ = r.set_keys(obj, 100);
         let _ = r.dict_entries(obj, 100);
         let _ = r.dict_get_str(obj, "_ready");
         let _ = r.getattr(obj, "_ready");

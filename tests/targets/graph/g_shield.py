@@ -1,0 +1,20 @@
+import asyncio
+import time
+import sys
+import graph_truth  # stands in for the socket of CPython's test (same line numbers)
+# Ported from CPython's remote task inspection tests; the truth is written at "ready".
+sock = graph_truth.Signal()
+graph_truth.watchdog()
+
+async def deep():
+    await asyncio.sleep(0)
+    sock.sendall(b"ready"); time.sleep(10_000)
+
+async def c1():
+    await asyncio.sleep(0)
+    await deep()
+
+async def main():
+    await asyncio.shield(c1())
+
+asyncio.run(main())
