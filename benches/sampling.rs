@@ -159,24 +159,25 @@ fn per_sample(a: &Args, interp: &common::Interp) -> Value {
             let ok = match which {
                 0 => {
                     let before = rec.samples.len();
-                    let r = ours.sample(&mut rec);
+                    // One attempt per call: retries would hide the cost of a failed look.
+                    let r = ours.sample(&mut rec, 0.0);
                     if let Some(s) = rec.samples.get(before) {
                         depth_sum += rec.stacks.get(s.stack).len();
                     }
                     match r {
                         Ok(()) => true,
-                        Err(SampleError::Exited) => panic!("target exited"),
-                        Err(SampleError::Torn(e)) => {
-                            note(&e);
+                        Err(SampleError::Exited | SampleError::Exec) => panic!("target exited"),
+                        Err(SampleError::Failed) => {
+                            note(&failure(&rec));
                             false
                         }
                     }
                 }
-                1 => match ours_b.sample(&mut rec_b) {
+                1 => match ours_b.sample(&mut rec_b, 0.0) {
                     Ok(()) => true,
-                    Err(SampleError::Exited) => panic!("target exited"),
-                    Err(SampleError::Torn(e)) => {
-                        note(&format!("blocking: {e}"));
+                    Err(SampleError::Exited | SampleError::Exec) => panic!("target exited"),
+                    Err(SampleError::Failed) => {
+                        note(&format!("blocking: {}", failure(&rec_b)));
                         false
                     }
                 },
@@ -308,6 +309,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
                 callback: None,
                 task: None,
                 busy_for: None,
+                loop_frames: 2,
             });
             t += 1e-3;
         }
@@ -329,6 +331,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
                 callback: Some(0x7f00_0000 + callback * 64),
                 task,
                 busy_for: None,
+                loop_frames: 2,
             });
             t += 1e-3;
         }
@@ -469,4 +472,9 @@ fn main() {
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_vec_pretty(&Value::Object(result)).unwrap()).expect("write --json");
     }
+}
+
+/// Why the last failed sample of `rec` failed.
+fn failure(rec: &Recording) -> String {
+    rec.failures.last().map_or_else(|| "no reason recorded".to_string(), |f| format!("{:?}", f.reason))
 }
