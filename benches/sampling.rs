@@ -53,7 +53,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { python: None, uvloop: false, iterations: 2000, pause_us: 1000, samples: 1_000_000, json: None, only: None, check: 0 };
+    let mut a =
+        Args { python: None, uvloop: false, iterations: 2000, pause_us: 1000, samples: 1_000_000, json: None, only: None, check: 0 };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));

@@ -23,6 +23,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Wall time (ms) and max RSS (MB) of a loopspy run.
 fn run_measured(args: &[&str]) -> (f64, f64) {
     let t = Instant::now();
+    // Reaped by wait4 below (for its rusage), not by Child::wait.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(loopspy_bin()).args(args).stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -67,11 +67,7 @@ pub fn describe<M: Memory>(r: &ObjectReader<M>, callable: u64) -> Result<Callbac
         let info = r.type_info_of(obj)?;
         // Only the interpreter's own (static) types count: a user class may be called
         // `function` too.
-        let builtin = if info.has(crate::reader::flags::HEAPTYPE) && !info.name.starts_with("_asyncio.") {
-            ""
-        } else {
-            info.name.as_str()
-        };
+        let builtin = if info.has(crate::reader::flags::HEAPTYPE) && !info.name.starts_with("_asyncio.") { "" } else { info.name.as_str() };
         match builtin {
             "function" => {
                 return Ok(Callback { kind: CallbackKind::Function, qualname: r.name(r.obj_ptr(obj + c.func_qualname)?)?, task: None })
@@ -85,11 +81,8 @@ pub fn describe<M: Memory>(r: &ObjectReader<M>, callable: u64) -> Result<Callbac
             }
             "functools.partial" => obj = r.obj_ptr(obj + c.partial_fn)?,
             // Task steps and wake-ups are small C objects whose first field is the task
-        // (`TaskStepMethWrapper`, and until 3.11 `TaskWakeupMethWrapper`).
-            "TaskStepMethWrapper"
-            | "TaskWakeupMethWrapper"
-            | "_asyncio.TaskStepMethWrapper"
-            | "_asyncio.TaskWakeupMethWrapper" => {
+            // (`TaskStepMethWrapper`, and until 3.11 `TaskWakeupMethWrapper`).
+            "TaskStepMethWrapper" | "TaskWakeupMethWrapper" | "_asyncio.TaskStepMethWrapper" | "_asyncio.TaskWakeupMethWrapper" => {
                 return task_step(r, r.obj_ptr(obj + r.layout().object.head)?);
             }
             "builtin_function_or_method" => {
@@ -157,11 +150,7 @@ pub fn task_coro_qualname<M: Memory>(r: &ObjectReader<M>, task: u64) -> Result<S
 
 /// `task.get_name()`. From 3.12 the name is stored lazily as the int N of `Task-N`.
 pub fn task_name<M: Memory>(r: &ObjectReader<M>, task: u64) -> Result<String> {
-    let name = if is_c_task_type(r, r.type_of(task)?)? {
-        r.obj_ptr(task + r.layout().asyncio.task_name)?
-    } else {
-        r.attr(task, "_name")?
-    };
+    let name = if is_c_task_type(r, r.type_of(task)?)? { r.obj_ptr(task + r.layout().asyncio.task_name)? } else { r.attr(task, "_name")? };
     match r.type_name(name)?.as_str() {
         "int" => Ok(format!("Task-{}", r.int(name)?)),
         _ => r.name(name),

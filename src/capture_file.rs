@@ -488,7 +488,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn recording() -> Recording {
-        let meta = LoopMeta { native_id: Some(7), thread_name: Some("Main\nThread".into()), loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta {
+            native_id: Some(7),
+            thread_name: Some("Main\nThread".into()),
+            loop_class: "L".into(),
+            loop_kind: LoopKind::Selector,
+            selector: None,
+        };
         let mut rec = Recording::new(100.0, vec![meta], 10.0);
         let a = rec.intern_stack(&[StackFrame { function: "f;\u{1b}".into(), file: "/a.py".into(), line: 3 }]);
         let task = rec.tasks.intern("Task-1".into());
@@ -514,7 +520,16 @@ mod tests {
     }
 
     fn header() -> CaptureHeader {
-        CaptureHeader { pid: 1, command: vec!["python3".into()], python: "3.12.1".into(), rate_hz: 100.0, started: 10.0, blocking: false, all_threads: false, cwd: None }
+        CaptureHeader {
+            pid: 1,
+            command: vec!["python3".into()],
+            python: "3.12.1".into(),
+            rate_hz: 100.0,
+            started: 10.0,
+            blocking: false,
+            all_threads: false,
+            cwd: None,
+        }
     }
 
     fn written(rec: &Recording) -> Vec<u8> {

@@ -367,12 +367,8 @@ impl Cli {
     pub fn wants_json(&self) -> bool {
         match &self.command {
             Command::Dump(args) => args.json,
-            Command::Record(args) => {
-                args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
-            }
-            Command::Render(args) => {
-                args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-")
-            }
+            Command::Record(args) => args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-"),
+            Command::Render(args) => args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-"),
             Command::Top(_) | Command::Demo(_) => false,
         }
     }

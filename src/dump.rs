@@ -257,10 +257,7 @@ fn frame_report(f: &crate::frames::StackFrame) -> FrameReport {
 
 fn tasks_report(t: &LoopTasks) -> TasksReport {
     let names: std::collections::HashMap<u64, String> = t.details.iter().map(|d| (d.addr, d.name.clone())).collect();
-    let task_ref = |addr: u64| TaskRef {
-        name: names.get(&addr).cloned().unwrap_or_else(|| "?".into()),
-        address: format!("{addr:#x}"),
-    };
+    let task_ref = |addr: u64| TaskRef { name: names.get(&addr).cloned().unwrap_or_else(|| "?".into()), address: format!("{addr:#x}") };
     let edges = &t.edges;
     let link = |addr: u64, sources: &[EdgeSource]| {
         let r = task_ref(addr);
@@ -363,7 +360,13 @@ fn render_tasks(out: &mut String, t: &TasksReport, tree: bool) {
     if tree {
         let _ = writeln!(out, "  await tree (a task, then the tasks it awaits):");
         fn walk(out: &mut String, n: &TreeReport, prefix: &str, last: bool, root: bool) {
-            let (branch, next) = if root { ("", "") } else if last { ("└── ", "    ") } else { ("├── ", "│   ") };
+            let (branch, next) = if root {
+                ("", "")
+            } else if last {
+                ("└── ", "    ")
+            } else {
+                ("├── ", "│   ")
+            };
             let cycle = if n.cycle {
                 "  (cycle: already above)"
             } else if n.repeat {

@@ -42,25 +42,65 @@ pub struct ThreadBrief {
 /// A failure the user can act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
-    NoSuchProcess { pid: i32 },
-    PermissionDenied { pid: i32, detail: String, access: Option<crate::procfs::Access> },
-    NotPython { pid: i32, exe: Option<String>, detail: String },
-    UnsupportedPython { pid: i32, version: String, detail: String },
-    NoEventLoop { pid: i32, threads: Vec<ThreadBrief> },
-    TargetExited { pid: i32 },
-    SpawnFailed { program: String, detail: String },
-    OutputFailed { path: String, detail: String },
-    Unreadable { pid: i32, detail: String },
-    UnsupportedLoop { pid: i32, class: String },
+    NoSuchProcess {
+        pid: i32,
+    },
+    PermissionDenied {
+        pid: i32,
+        detail: String,
+        access: Option<crate::procfs::Access>,
+    },
+    NotPython {
+        pid: i32,
+        exe: Option<String>,
+        detail: String,
+    },
+    UnsupportedPython {
+        pid: i32,
+        version: String,
+        detail: String,
+    },
+    NoEventLoop {
+        pid: i32,
+        threads: Vec<ThreadBrief>,
+    },
+    TargetExited {
+        pid: i32,
+    },
+    SpawnFailed {
+        program: String,
+        detail: String,
+    },
+    OutputFailed {
+        path: String,
+        detail: String,
+    },
+    Unreadable {
+        pid: i32,
+        detail: String,
+    },
+    UnsupportedLoop {
+        pid: i32,
+        class: String,
+    },
     /// The target is stopped (SIGSTOP, Ctrl-Z, a debugger) and --blocking cannot pause it.
-    TargetStopped { pid: i32 },
+    TargetStopped {
+        pid: i32,
+    },
     /// Stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP (its number).
-    Signal { signal: i32 },
+    Signal {
+        signal: i32,
+    },
     /// A command line that cannot work (beyond what the argument parser checks).
-    Usage { detail: String },
+    Usage {
+        detail: String,
+    },
     /// A failure already explained on standard error: only its exit code is left to give
     /// (and `what`, for `--json`).
-    Reported { code: i32, what: String },
+    Reported {
+        code: i32,
+        what: String,
+    },
 }
 
 impl Failure {
@@ -204,7 +244,8 @@ impl std::error::Error for Failure {}
 
 /// Why reading `pid` was refused, and the one thing that fixes it.
 pub fn permission_advice(pid: i32, a: &crate::procfs::Access) -> String {
-    let us = format!("loopspy runs as uid {}{}", a.our_uid, if a.cap_sys_ptrace { " with CAP_SYS_PTRACE" } else { " without CAP_SYS_PTRACE" });
+    let us =
+        format!("loopspy runs as uid {}{}", a.our_uid, if a.cap_sys_ptrace { " with CAP_SYS_PTRACE" } else { " without CAP_SYS_PTRACE" });
     let them = match a.target_uid {
         Some(u) => format!("process {pid} runs as uid {u}"),
         None => format!("process {pid}'s owner is unknown"),
@@ -219,10 +260,7 @@ pub fn permission_advice(pid: i32, a: &crate::procfs::Access) -> String {
          --profile=general`); see docs/containers.md."
             .to_string()
     } else if a.target_uid.is_some_and(|u| u != a.our_uid) && a.our_uid != 0 {
-        format!(
-            "Run loopspy as the target's user (`sudo -u '#{}' loopspy ...`) or as root.",
-            a.target_uid.unwrap_or(0)
-        )
+        format!("Run loopspy as the target's user (`sudo -u '#{}' loopspy ...`) or as root.", a.target_uid.unwrap_or(0))
     } else if a.target_not_dumpable && !a.cap_sys_ptrace {
         "The target is not dumpable (it changed its uid, or called prctl(PR_SET_DUMPABLE, 0)): only root or \
          CAP_SYS_PTRACE may read it: `sudo loopspy ...`."

@@ -45,8 +45,8 @@ fn self_referential(seed: &[u64], len_words: usize, base: u64) -> Vec<u8> {
         let s = seed[i % seed.len().max(1)].wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
         let word = match s % 5 {
             0 | 1 => base + (s >> 8) % (len_words as u64) * 8, // a pointer into the blob
-            2 => s >> 3,                                         // a small number
-            3 => u64::MAX - (s & 0xff),                          // a huge one
+            2 => s >> 3,                                       // a small number
+            3 => u64::MAX - (s & 0xff),                        // a huge one
             _ => s,
         };
         out.extend_from_slice(&word.to_le_bytes());
@@ -184,7 +184,11 @@ fn reference_fold(rec: &Recording, a: &metrics::Analysis) -> crate::flamegraph::
     let mut folded = Folded::default();
     let interval = rec.interval();
     for (li, meta) in rec.loops.iter().enumerate() {
-        let root = format!("{} ({})", meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))), meta.loop_class);
+        let root = format!(
+            "{} ({})",
+            meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0))),
+            meta.loop_class
+        );
         let idx: Vec<usize> = (0..rec.samples.len()).filter(|i| rec.samples[*i].loop_index as usize == li).collect();
         for (k, i) in idx.iter().enumerate() {
             let s = &rec.samples[*i];
@@ -241,8 +245,8 @@ fn reference_windows(rec: &Recording, l: &metrics::LoopSummary, window: f64) -> 
 
 #[test]
 fn a_frame_chain_that_loops_is_an_error_not_a_hang() {
-    for row in 0..SUPPORTED.len() {
-        let layout = for_version(SUPPORTED[row]).unwrap();
+    for version in SUPPORTED {
+        let layout = for_version(*version).unwrap();
         // A "thread state" whose frame pointer points at a frame whose back pointer is itself.
         let base = 0x6000_0000_0000u64;
         let mut blob = vec![0u8; 4096];

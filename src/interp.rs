@@ -122,9 +122,7 @@ impl RunningLoopWatch {
                 let Some(mut watch) = found else { return Ok(missing) };
                 watch.checks.insert(0, Check { addr: dict_at, mask: u64::MAX, expect: dict });
                 let place = match l.thread.running_loop {
-                    RunningLoop::HolderInDict { holder_loop } => {
-                        Place::Holder { holder: r.u64(watch.slot)?, loop_at: holder_loop }
-                    }
+                    RunningLoop::HolderInDict { holder_loop } => Place::Holder { holder: r.u64(watch.slot)?, loop_at: holder_loop },
                     _ => Place::Entry,
                 };
                 RunningLoopWatch { watch, place }
@@ -178,11 +176,8 @@ fn tid_from_pthread<M: Memory>(r: &ObjectReader<M>, pthread: u64, os_tids: &[i32
     }
     // Not glibc's layout: look for exactly one known tid in the first bytes of the struct.
     let raw = r.bytes(pthread, PTHREAD_TID_SCAN as usize).ok()?;
-    let hits: HashSet<i32> = raw
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-        .filter(|v| os_tids.contains(v))
-        .collect();
+    let hits: HashSet<i32> =
+        raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).filter(|v| os_tids.contains(v)).collect();
     if hits.len() == 1 {
         hits.into_iter().next()
     } else {

@@ -218,15 +218,11 @@ impl ProcessMemory {
     /// failed; the rest are tried again in the next call.
     fn batch_once(&self, addrs: &[u64], size: usize, out: &mut [Option<Vec<u8>>]) -> usize {
         let mut bufs: Vec<Vec<u8>> = addrs.iter().map(|_| vec![0u8; size]).collect();
-        let local: Vec<libc::iovec> =
-            bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: size }).collect();
-        let remote: Vec<libc::iovec> =
-            addrs.iter().map(|a| libc::iovec { iov_base: *a as *mut libc::c_void, iov_len: size }).collect();
+        let local: Vec<libc::iovec> = bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: size }).collect();
+        let remote: Vec<libc::iovec> = addrs.iter().map(|a| libc::iovec { iov_base: *a as *mut libc::c_void, iov_len: size }).collect();
         // SAFETY: every local iovec describes a live buffer of `size` bytes owned by `bufs`,
         // which outlives the call; the kernel validates the remote ones.
-        let n = unsafe {
-            libc::process_vm_readv(self.pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0)
-        };
+        let n = unsafe { libc::process_vm_readv(self.pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0) };
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
             return addrs.len(); // the process is gone: nothing more will read
         }

@@ -563,11 +563,8 @@ fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSumma
         trend_per_s: slope(&samples.iter().map(|s| (s.t - rec.started, s.ready as f64)).collect::<Vec<_>>()),
     };
 
-    let windows = if opts.window > 0.0 && !samples.is_empty() {
-        per_window(rec, &samples, &w, &episodes, origin, opts.window)
-    } else {
-        Vec::new()
-    };
+    let windows =
+        if opts.window > 0.0 && !samples.is_empty() { per_window(rec, &samples, &w, &episodes, origin, opts.window) } else { Vec::new() };
 
     let counts: Vec<&crate::recording::TaskCountSample> =
         rec.task_counts.iter().filter(|c| c.loop_index == loop_index && c.t >= since).collect();
@@ -665,7 +662,8 @@ mod tests {
     /// `.` idle; `a`/`b` busy in callback A/B on CPU (in `app_a` / `app_b`); `s` busy in
     /// callback S sleeping (in `sleeper`); `?` unknown.
     fn script(rate: f64, s: &str) -> Recording {
-        let meta = LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta =
+            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
         let mut rec = Recording::new(rate, vec![meta], 100.0);
         let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
         let loop_frames = [
@@ -692,7 +690,19 @@ mod tests {
             };
             let lateness = if state == LoopState::Idle { Some(-0.005) } else { Some(0.001 * i as f32) };
             let loop_frames = if state == LoopState::Idle { 1 } else { 2 };
-            rec.samples.push(Sample { t, loop_index: 0, state, activity, ready: i as u32 % 4, lateness, stack, loop_frames, callback, task, busy_for: None });
+            rec.samples.push(Sample {
+                t,
+                loop_index: 0,
+                state,
+                activity,
+                ready: i as u32 % 4,
+                lateness,
+                stack,
+                loop_frames,
+                callback,
+                task,
+                busy_for: None,
+            });
         }
         rec.ended = 100.0 + s.len() as f64 / rate;
         rec
@@ -707,7 +717,8 @@ mod tests {
         assert!(!is_library_file("/srv/app/db.py"));
         assert!(!is_library_file("/srv/lib/python3x/app.py"));
         // Blame: stacks innermost first; the last two frames are the loop's own.
-        let meta = LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta =
+            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
         let mut rec = Recording::new(100.0, vec![meta], 0.0);
         let json = frame("decode", "/usr/lib/python3.12/json/decoder.py", 1);
         let app = frame("parse_report", "/srv/app.py", 2);
@@ -718,7 +729,19 @@ mod tests {
         let mut sample = |frames: &[&StackFrame]| {
             let owned: Vec<StackFrame> = frames.iter().map(|f| (*f).clone()).collect();
             let stack = rec.intern_stack(&owned);
-            Sample { t: 0.0, loop_index: 0, state: LoopState::Callback, activity: ThreadActivity::OnCpu, ready: 0, lateness: None, stack, loop_frames: 2, callback: Some(1), task: None, busy_for: None }
+            Sample {
+                t: 0.0,
+                loop_index: 0,
+                state: LoopState::Callback,
+                activity: ThreadActivity::OnCpu,
+                ready: 0,
+                lateness: None,
+                stack,
+                loop_frames: 2,
+                callback: Some(1),
+                task: None,
+                busy_for: None,
+            }
         };
         let s1 = sample(&[&json, &app, &run, &main]);
         let s2 = sample(&[&genexpr, &app, &run, &main]);

@@ -35,7 +35,11 @@ impl Output {
 
 /// The outputs asked for (`-o`), checked: duplicates dropped, one standard output at most,
 /// every directory writable. `default` names the file used when none was asked for.
-pub fn plan(asked: &[PathBuf], format: Option<RecordFormat>, default: impl FnOnce(RecordFormat) -> PathBuf) -> Result<Vec<Output>, Failure> {
+pub fn plan(
+    asked: &[PathBuf],
+    format: Option<RecordFormat>,
+    default: impl FnOnce(RecordFormat) -> PathBuf,
+) -> Result<Vec<Output>, Failure> {
     let mut outputs: Vec<Output> = Vec::new();
     for p in asked {
         let o = Output {

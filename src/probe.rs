@@ -361,7 +361,13 @@ impl LoopProbe {
 
     /// Which iteration of the stock loop this is: the bits of `_run_once`'s `end_time` (the
     /// loop's clock when the iteration started); 0 when it cannot be read.
-    fn iteration_mark<M: Memory>(&mut self, r: &ObjectReader<M>, stacks: &mut StackReader, frames: &[StackFrame], above: usize) -> reader::Result<u64> {
+    fn iteration_mark<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        stacks: &mut StackReader,
+        frames: &[StackFrame],
+        above: usize,
+    ) -> reader::Result<u64> {
         let Some(i) = frames[above..].iter().position(|f| base_name(&f.function) == "_run_once").map(|i| i + above) else {
             return Ok(0);
         };
@@ -412,10 +418,7 @@ fn guess_uv_anchor(frames: &[StackFrame], refs: &[FrameRef]) -> Option<usize> {
         return Some(i);
     }
     let last = refs.len().checked_sub(1)?;
-    (0..last)
-        .filter(|i| refs[*i].entered_from_c == Some(true) && !crate::frames::is_library_file(&frames[i + 1].file))
-        .max()
-        .map(|i| i + 1)
+    (0..last).filter(|i| refs[*i].entered_from_c == Some(true) && !crate::frames::is_library_file(&frames[i + 1].file)).max().map(|i| i + 1)
 }
 
 /// A hash of a task's name: what tells a task apart from a task later created at its freed
@@ -425,7 +428,12 @@ fn text_mark(text: Option<&str>) -> u64 {
 }
 
 /// The task the loop running in `thread` is executing, with the pointers that identify it.
-fn current_task<M: Memory>(r: &ObjectReader<M>, tasks: &CurrentTaskSource, thread: &PyThread, event_loop: u64) -> reader::Result<Option<TaskIdent>> {
+fn current_task<M: Memory>(
+    r: &ObjectReader<M>,
+    tasks: &CurrentTaskSource,
+    thread: &PyThread,
+    event_loop: u64,
+) -> reader::Result<Option<TaskIdent>> {
     let Some(addr) = tasks.task(r, thread, event_loop)? else { return Ok(None) };
     let a = r.layout().asyncio;
     let (lo, hi) = (a.task_coro.min(a.task_name), a.task_coro.max(a.task_name));

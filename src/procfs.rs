@@ -50,11 +50,7 @@ pub fn is_dead(pid: i32) -> bool {
 /// `argv` of a process, joined with spaces (empty for kernel threads and zombies).
 pub fn cmdline(pid: i32) -> io::Result<Vec<String>> {
     let raw = read_small(&proc_path(pid, "cmdline"))?;
-    Ok(raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect())
+    Ok(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
 }
 
 /// The executable of a process.
@@ -87,9 +83,7 @@ pub fn thread_comm(pid: i32, tid: i32) -> io::Result<String> {
 
 /// The thread ids of a process.
 pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
-    let mut out: Vec<i32> = fs::read_dir(proc_path(pid, "task"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut out: Vec<i32> = fs::read_dir(proc_path(pid, "task"))?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     out.sort_unstable();
     Ok(out)
 }

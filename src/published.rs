@@ -64,8 +64,10 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
     let mut values: BTreeMap<&'static str, u64> = published;
     let mut source = "_Py_DebugOffsets".to_string();
     if debug_offsets::has_asyncio_section(base.version) {
-        let asyncio = find_section(pid, &files, ".AsyncioDebug", |name| name.starts_with("_asyncio") || is_python_file(name))
-            .and_then(|addr| read_fields(mem, addr, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS, debug_offsets::ASYNCIO_SECTIONS).ok());
+        let asyncio =
+            find_section(pid, &files, ".AsyncioDebug", |name| name.starts_with("_asyncio") || is_python_file(name)).and_then(|addr| {
+                read_fields(mem, addr, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS, debug_offsets::ASYNCIO_SECTIONS).ok()
+            });
         if let Some(a) = asyncio {
             values.extend(a);
             source.push_str(" + AsyncioDebug");

@@ -87,11 +87,7 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             blocking_mode,
             threshold_ms: analysis.threshold_ms,
         },
-        loops: analysis
-            .loops
-            .iter()
-            .map(|l| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() })
-            .collect(),
+        loops: analysis.loops.iter().map(|l| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() }).collect(),
         blocking_frames: analysis.blocking_frames.clone(),
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::error::Failure;
+use crate::eventloop::LoopReaders;
 use crate::frames::StackReader;
 use crate::interp::{self, CurrentTaskSource, PyThread};
 use crate::probe::{Kernel, LookFailure, LoopProbe, LoopSample};
@@ -16,7 +17,6 @@ use crate::procfs;
 use crate::reader;
 use crate::recording::{FailedSample, LoopMeta, Recording, Sample, ThreadActivity, ThreadSample};
 use crate::target::Target;
-use crate::eventloop::LoopReaders;
 
 /// How often the thread list is re-read for loops that started or stopped (seconds).
 const REFRESH_EVERY: f64 = 1.0;
@@ -137,9 +137,7 @@ impl Sampler {
                 crate::eventloop::LoopObjects::Uvloop(_) => None,
             };
             // A thread's next loop (it ran `asyncio.run()` again) continues its timeline.
-            let same = metas
-                .iter()
-                .position(|m: &LoopMeta| m.native_id == probe.thread.native_id && m.loop_class == probe.class_name);
+            let same = metas.iter().position(|m: &LoopMeta| m.native_id == probe.thread.native_id && m.loop_class == probe.class_name);
             let meta = match same {
                 Some(i) => i as u16,
                 None => {

@@ -210,11 +210,7 @@ impl Looker {
             };
             let kernel = thread.native_id.and_then(|t| kernels.get(&t).copied());
             let mut view = self.look_at_loop(r, probe, kernel, name.clone(), &tasks_source, clock_offset)?;
-            briefs.push(ThreadBrief {
-                native_id: thread.native_id,
-                name,
-                top_frame: view.stack.first().map(label),
-            });
+            briefs.push(ThreadBrief { native_id: thread.native_id, name, top_frame: view.stack.first().map(label) });
             if let (Some(set), Some(max)) = (&task_set, self.options.tasks) {
                 view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
             }
@@ -272,7 +268,14 @@ impl Looker {
         })
     }
 
-    fn loop_tasks<M: Memory>(&mut self, r: &ObjectReader<M>, interp: u64, view: &LoopView, set: &TaskSet, max: usize) -> Result<LoopTasks, LookError> {
+    fn loop_tasks<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        interp: u64,
+        view: &LoopView,
+        set: &TaskSet,
+        max: usize,
+    ) -> Result<LoopTasks, LookError> {
         let running = interp::current_task(r, interp, &view.thread, view.addr).unwrap_or(None);
         let mut mine: Vec<(u64, TaskState)> = set.of_loop(view.addr).map(|(t, _, s)| (*t, *s)).collect();
         // Running first, then pending, then the rest; stable otherwise.

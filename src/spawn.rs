@@ -3,10 +3,10 @@
 //! in between), and stop it again when loopspy is done unless asked to keep it.
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -242,9 +242,7 @@ fn is_python_name(exe: &std::path::Path) -> bool {
 
 fn has_running_loop(target: &Target) -> bool {
     let Ok(tids) = procfs::tids(target.pid) else { return false };
-    interp::threads(&target.reader, target.interp, &tids)
-        .map(|ts| ts.iter().any(|t| t.running_loop.is_some()))
-        .unwrap_or(false)
+    interp::threads(&target.reader, target.interp, &tids).map(|ts| ts.iter().any(|t| t.running_loop.is_some())).unwrap_or(false)
 }
 
 fn no_loop_failure(target: &mut Target) -> Failure {

@@ -116,7 +116,9 @@ fn preflight(pid: i32) -> Result<(), Failure> {
             return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}"), access: Some(procfs::access(pid)) })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Failure::TargetExited { pid }),
-        Err(e) => return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}"), access: Some(procfs::access(pid)) }),
+        Err(e) => {
+            return Err(Failure::PermissionDenied { pid, detail: format!("/proc/{pid}/maps: {e}"), access: Some(procfs::access(pid)) })
+        }
     };
     if maps.trim().is_empty() {
         // Kernel threads and exiting processes have no memory map.
@@ -163,12 +165,8 @@ fn free_threaded_build(maps: &str, exe: Option<&std::path::Path>) -> Option<Stri
         (version.contains('.') && after.starts_with('t') && (after.len() == 1 || after[1..].starts_with(".so")))
             .then(|| format!("{version}t"))
     };
-    exe.and_then(|e| e.file_name()?.to_str().and_then(from_name)).or_else(|| {
-        maps.lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .filter_map(|path| path.rsplit('/').next())
-            .find_map(from_name)
-    })
+    exe.and_then(|e| e.file_name()?.to_str().and_then(from_name))
+        .or_else(|| maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter_map(|path| path.rsplit('/').next()).find_map(from_name))
 }
 
 fn first_readable_address(maps: &str) -> Option<u64> {
@@ -199,10 +197,7 @@ fn new_spy(pid: i32, config: &Config) -> Result<PythonSpy, Failure> {
         };
         let retry = matches!(failure, Failure::NotPython { .. })
             && attempt < ATTACH_ATTEMPTS
-            && looks_like_python(
-                &fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
-                procfs::exe(pid).ok().as_deref(),
-            );
+            && looks_like_python(&fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(), procfs::exe(pid).ok().as_deref());
         if !retry {
             return Err(failure);
         }
@@ -246,9 +241,7 @@ pub(crate) fn contained<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Res
 /// Does the process look like a Python interpreter: an executable called `python…`, or a
 /// libpython mapped?
 fn looks_like_python(maps: &str, exe: Option<&std::path::Path>) -> bool {
-    let exe_is_python = exe
-        .and_then(|p| p.file_name())
-        .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    let exe_is_python = exe.and_then(|p| p.file_name()).is_some_and(|n| n.to_string_lossy().starts_with("python"));
     exe_is_python || maps.lines().any(|l| l.rsplit('/').next().is_some_and(|f| f.starts_with("libpython")))
 }
 
@@ -267,11 +260,9 @@ fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
     let exe_path = procfs::exe(pid).ok();
     let exe = exe_path.as_ref().map(|p| p.display().to_string());
     match python_version_in(&maps, exe_path.as_deref()) {
-        Some(v) if layout::for_version(v).is_none() => Failure::UnsupportedPython {
-            pid,
-            version: v.to_string(),
-            detail: "no layout table for this version".into(),
-        },
+        Some(v) if layout::for_version(v).is_none() => {
+            Failure::UnsupportedPython { pid, version: v.to_string(), detail: "no layout table for this version".into() }
+        }
         Some(v) => Failure::NotPython {
             pid,
             exe,

@@ -7,8 +7,8 @@ use crate::interp;
 use crate::procfs;
 use crate::reader;
 use crate::recording::{Recording, TaskCountSample};
-use crate::tasks::{self, TaskSet};
 use crate::target::Target;
+use crate::tasks::{self, TaskSet};
 
 /// Share of wall time task counting may take.
 pub const BUDGET: f64 = 0.02;

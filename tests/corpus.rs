@@ -70,9 +70,7 @@ fn corpus(version: &str, flavor: &str) {
     for b in blocks {
         let (bs, be) = (num(&b["start"]), num(&b["end"]));
         let function = b["function"].as_str().unwrap();
-        let hits: Vec<usize> = (0..episodes.len())
-            .filter(|i| num(&episodes[*i]["start"]) < be && num(&episodes[*i]["end"]) > bs)
-            .collect();
+        let hits: Vec<usize> = (0..episodes.len()).filter(|i| num(&episodes[*i]["start"]) < be && num(&episodes[*i]["end"]) > bs).collect();
         let [i] = hits[..] else {
             errors.push(format!("{function}: {} episodes over its block ({:.0} ms)", hits.len(), (be - bs) * 1e3));
             continue;

@@ -246,11 +246,7 @@ fn no_loop(version: &str, _: Flavor) {
 fn pyspy_cross_check(version: &str, flavor: Flavor) {
     let test = "dump/pyspy_cross_check";
     let Some((scenario, report, _, _)) = dump(version, test, flavor, "blocked_callback.py", &[]) else { return };
-    let config = py_spy::Config {
-        blocking: py_spy::config::LockingStrategy::NonBlocking,
-        dump_locals: 1,
-        ..py_spy::Config::default()
-    };
+    let config = py_spy::Config { blocking: py_spy::config::LockingStrategy::NonBlocking, dump_locals: 1, ..py_spy::Config::default() };
     let mut spy = py_spy::PythonSpy::new(scenario.pid(), &config).unwrap();
     let traces = spy.get_stack_traces().unwrap();
     let self_of_run_once = traces

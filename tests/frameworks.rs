@@ -103,7 +103,9 @@ fn service(version: &str, framework: &str, flavor: &str) {
     // Logged callbacks wholly inside the recording, as (start, end, took, task).
     let logged: Vec<(f64, f64, f64, Option<String>)> = slow
         .iter()
-        .map(|s| (num(&s["end"]) - num(&s["took"]), num(&s["end"]), num(&s["took"]), task_of(s["what"].as_str().unwrap()).map(String::from)))
+        .map(|s| {
+            (num(&s["end"]) - num(&s["took"]), num(&s["end"]), num(&s["took"]), task_of(s["what"].as_str().unwrap()).map(String::from))
+        })
         .filter(|(s, e, _, _)| *s > start + 0.05 && *e < end - 0.05)
         .collect();
     // The target's own jitter: the heartbeat's worst lateness away from the slow callbacks.
@@ -116,7 +118,8 @@ fn service(version: &str, framework: &str, flavor: &str) {
     let mut matched = vec![false; episodes.len()];
     let mut recalled = 0;
     for (ls, le, took, task) in &logged {
-        let hits: Vec<usize> = (0..episodes.len()).filter(|i| num(&episodes[*i]["start"]) < *le && num(&episodes[*i]["end"]) > *ls).collect();
+        let hits: Vec<usize> =
+            (0..episodes.len()).filter(|i| num(&episodes[*i]["start"]) < *le && num(&episodes[*i]["end"]) > *ls).collect();
         for i in &hits {
             matched[*i] = true;
         }
@@ -159,7 +162,12 @@ fn service(version: &str, framework: &str, flavor: &str) {
     for (i, e) in episodes.iter().enumerate() {
         let inside = num(&e["start"]) > start + 0.05 && num(&e["end"]) < end - 0.05;
         if inside && !matched[i] {
-            errors.push(format!("episode not in the debug log: {} {:.0} ms at {:.3}", e["function"], num(&e["duration_ms"]), num(&e["start"])));
+            errors.push(format!(
+                "episode not in the debug log: {} {:.0} ms at {:.3}",
+                e["function"],
+                num(&e["duration_ms"]),
+                num(&e["start"])
+            ));
         }
     }
     // Every blocking request served while loopspy recorded was a slow callback it found.
@@ -175,7 +183,12 @@ fn service(version: &str, framework: &str, flavor: &str) {
         errors.push(format!("{failed:.2} % of looks failed: {}", r["recording"]["failed_by_reason"]));
     }
     // Lag: the sampled peak against the heartbeat's.
-    let beat_max = beats.iter().filter(|b| num(&b["ran"]) > start && num(&b["ran"]) < end).map(|b| num(&b["ran"]) - num(&b["due"])).fold(0.0, f64::max) * 1e3;
+    let beat_max = beats
+        .iter()
+        .filter(|b| num(&b["ran"]) > start && num(&b["ran"]) < end)
+        .map(|b| num(&b["ran"]) - num(&b["due"]))
+        .fold(0.0, f64::max)
+        * 1e3;
     let lag_max = num(&l["lag"]["max_ms"]);
     if (lag_max - beat_max).abs() > 10.0 + 1e3 / RATE {
         errors.push(format!("lag max {lag_max:.1} ms, heartbeat's worst lateness {beat_max:.1} ms"));

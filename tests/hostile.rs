@@ -70,7 +70,8 @@ fn hostile_record(version: &str, flavor: &str) {
     record(test, version, flavor, "FAIL");
     let ctx = format!("Python {version} [{flavor}]");
     let dir = tempfile::tempdir().unwrap();
-    let (svg, txt, json, truth) = (dir.path().join("r.svg"), dir.path().join("r.txt"), dir.path().join("r.json"), dir.path().join("t.json"));
+    let (svg, txt, json, truth) =
+        (dir.path().join("r.svg"), dir.path().join("r.txt"), dir.path().join("r.json"), dir.path().join("t.json"));
     let mut cmd = Command::new(loopspy_bin());
     cmd.args(["record", "--rate", "100", "--duration", "4", "-o"]).arg(&svg).arg("-o").arg(&txt).arg("-o").arg(&json);
     cmd.arg("--").arg(&interp.path).arg(targets_dir().join("hostile.py")).arg(&truth);

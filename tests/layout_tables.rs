@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use loopspy::layout::{
-    debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat,
-    LineTableFormat, LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
+    debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat, LineTableFormat,
+    LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
 };
 
 fn probe(file: &str) -> HashMap<String, i64> {
@@ -259,10 +259,8 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         match fr.owner {
             Some((at, first_non_python)) => {
                 c.eq("owner", at, "_PyInterpreterFrame.owner");
-                let owners: Vec<i64> = ["const.FRAME_OWNED_BY_CSTACK", "const.FRAME_OWNED_BY_INTERPRETER"]
-                    .iter()
-                    .filter_map(|n| c.get(n))
-                    .collect();
+                let owners: Vec<i64> =
+                    ["const.FRAME_OWNED_BY_CSTACK", "const.FRAME_OWNED_BY_INTERPRETER"].iter().filter_map(|n| c.get(n)).collect();
                 let min = owners.iter().min().copied();
                 if min != Some(first_non_python as i64) {
                     c.errors.push(format!("{v}: first non-Python owner {first_non_python}, headers {owners:?}"));

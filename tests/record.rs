@@ -157,7 +157,15 @@ fn schedule(version: &str, flavor: &str) {
     }
     let sub_at = svg.find("id=\"subtitle\"").expect("subtitle");
     let subtitle = &svg[sub_at..sub_at + svg[sub_at..].find("</text>").unwrap()];
-    let lag_text = |ms: f64| if ms >= 1000.0 { format!("{:.2} s", ms / 1e3) } else if ms >= 10.0 { format!("{ms:.0} ms") } else { format!("{ms:.1} ms") };
+    let lag_text = |ms: f64| {
+        if ms >= 1000.0 {
+            format!("{:.2} s", ms / 1e3)
+        } else if ms >= 10.0 {
+            format!("{ms:.0} ms")
+        } else {
+            format!("{ms:.1} ms")
+        }
+    };
     for expected in [
         format!("busy {:.1}%", busy),
         format!("lag p99 {}", lag_text(num(&l["lag"]["p99_ms"]))),

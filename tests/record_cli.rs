@@ -12,11 +12,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 fn some_python() -> &'static Interp {
-    loopspy::layout::SUPPORTED
-        .iter()
-        .rev()
-        .find_map(|v| interpreters().get(&v.to_string()))
-        .expect("a supported Python")
+    loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).expect("a supported Python")
 }
 
 /// The sample count loopspy reported on stderr.
@@ -81,8 +77,7 @@ fn target_death_writes_every_sample() {
 #[test]
 fn unwritable_output_fails_before_recording() {
     let scenario = Scenario::start(some_python(), "idle.py", &[]);
-    let (out, before, after) =
-        loopspy(&["record", "--pid", &scenario.pid().to_string(), "-d", "5", "-o", "/nonexistent/dir/r.svg"]);
+    let (out, before, after) = loopspy(&["record", "--pid", &scenario.pid().to_string(), "-d", "5", "-o", "/nonexistent/dir/r.svg"]);
     assert_eq!(out.status.code(), Some(10), "{}", describe(&out));
     assert!(after - before < 3.0, "it must not record first");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/r.svg"));

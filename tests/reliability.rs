@@ -27,11 +27,10 @@ fn plausible_frame(label: &str, roots: &[&Path]) -> bool {
     let (function, rest) = (&label[..open], &label[open + 2..]);
     let Some(loc) = rest.strip_suffix(')') else { return false };
     let Some((file, line)) = loc.rsplit_once(':') else { return false };
-    let function_ok = !function.is_empty()
-        && function.chars().all(|c| c.is_alphanumeric() || "_.<>".contains(c));
+    let function_ok = !function.is_empty() && function.chars().all(|c| c.is_alphanumeric() || "_.<>".contains(c));
     let line_ok = line.parse::<u32>().is_ok_and(|l| l > 0);
-    let file_ok = file.starts_with('<')
-        || (file.ends_with(".py") && (Path::new(file).exists() || roots.iter().any(|r| r.join(file).exists())));
+    let file_ok =
+        file.starts_with('<') || (file.ends_with(".py") && (Path::new(file).exists() || roots.iter().any(|r| r.join(file).exists())));
     function_ok && line_ok && file_ok
 }
 
@@ -126,12 +125,8 @@ fn no_harm(version: &str) {
     let run = |under_loopspy: bool, secs: f64| -> Value {
         let dir = tempfile::tempdir().unwrap();
         let truth = dir.path().join("t.json");
-        let mut target = Command::new(&interp.path)
-            .arg(targets_dir().join("checksums.py"))
-            .arg(&truth)
-            .arg(secs.to_string())
-            .spawn()
-            .unwrap();
+        let mut target =
+            Command::new(&interp.path).arg(targets_dir().join("checksums.py")).arg(&truth).arg(secs.to_string()).spawn().unwrap();
         let mut child = None;
         // Wait until it started, then attach.
         while !truth.exists() {

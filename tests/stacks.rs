@@ -33,10 +33,8 @@ fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     for t in &threads {
         let ours = reader.stack(&target.reader, t.tstate).unwrap();
         let trace = theirs.iter().find(|tr| tr.thread_id == t.ident).expect("py-spy has the thread");
-        let ours: Vec<(String, String, i32)> =
-            ours.iter().map(|f| (f.function.to_string(), f.file.to_string(), f.line)).collect();
-        let expected: Vec<(String, String, i32)> =
-            trace.frames.iter().map(|f| (f.name.clone(), f.filename.clone(), f.line)).collect();
+        let ours: Vec<(String, String, i32)> = ours.iter().map(|f| (f.function.to_string(), f.file.to_string(), f.line)).collect();
+        let expected: Vec<(String, String, i32)> = trace.frames.iter().map(|f| (f.name.clone(), f.filename.clone(), f.line)).collect();
         assert_eq!(ours, expected, "Python {version} [{flavor}] {script}, thread {:#x}", t.ident);
         assert!(!ours.is_empty(), "Python {version}: empty stack");
         assert!(ours.iter().all(|f| f.2 > 0), "Python {version}: every frame has a line: {ours:?}");
@@ -102,11 +100,35 @@ fn check(version: &str) {
     same_stacks(version, "uvloop", "blocked_task.py", &[]);
 }
 
-#[test] fn py3_8() { check("3.8") }
-#[test] fn py3_9() { check("3.9") }
-#[test] fn py3_10() { check("3.10") }
-#[test] fn py3_11() { check("3.11") }
-#[test] fn py3_12() { check("3.12") }
-#[test] fn py3_13() { check("3.13") }
-#[test] fn py3_14() { check("3.14") }
-#[test] fn py3_15() { check("3.15") }
+#[test]
+fn py3_8() {
+    check("3.8")
+}
+#[test]
+fn py3_9() {
+    check("3.9")
+}
+#[test]
+fn py3_10() {
+    check("3.10")
+}
+#[test]
+fn py3_11() {
+    check("3.11")
+}
+#[test]
+fn py3_12() {
+    check("3.12")
+}
+#[test]
+fn py3_13() {
+    check("3.13")
+}
+#[test]
+fn py3_14() {
+    check("3.14")
+}
+#[test]
+fn py3_15() {
+    check("3.15")
+}

@@ -38,7 +38,9 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn hangup_term_and_interrupt_write_everything() {
     let scenario = Scenario::start(some_python(), "idle.py", &[]);
-    for (signal, code, end) in [(Signal::SIGHUP, 129, "hung_up"), (Signal::SIGTERM, 143, "terminated"), (Signal::SIGINT, 130, "interrupted")] {
+    for (signal, code, end) in
+        [(Signal::SIGHUP, 129, "hung_up"), (Signal::SIGTERM, 143, "terminated"), (Signal::SIGINT, 130, "interrupted")]
+    {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(loopspy_bin())
             .args(["record", "--pid", &scenario.pid().to_string(), "-o"])
@@ -84,7 +86,8 @@ fn sigkill_leaves_a_capture_that_renders_and_no_orphan() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let target = loop {
         let kids = loopspy::procfs::descendants(child.id() as i32);
-        if let Some(p) = kids.iter().find(|p| loopspy::procfs::cmdline(**p).unwrap_or_default().iter().any(|a| a.ends_with("schedule.py"))) {
+        if let Some(p) = kids.iter().find(|p| loopspy::procfs::cmdline(**p).unwrap_or_default().iter().any(|a| a.ends_with("schedule.py")))
+        {
             break *p;
         }
         assert!(Instant::now() < deadline, "the target did not start");
@@ -102,7 +105,14 @@ fn sigkill_leaves_a_capture_that_renders_and_no_orphan() {
     }
     assert!(!alive(target), "the program loopspy started survived it (PID {target})");
     // The capture renders.
-    let (out, _, _) = loopspy(&["render", capture.to_str().unwrap(), "-o", dir.path().join("x.json").to_str().unwrap(), "-o", dir.path().join("x.svg").to_str().unwrap()]);
+    let (out, _, _) = loopspy(&[
+        "render",
+        capture.to_str().unwrap(),
+        "-o",
+        dir.path().join("x.json").to_str().unwrap(),
+        "-o",
+        dir.path().join("x.svg").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped while recording"), "{}", describe(&out));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("x.json")).unwrap()).unwrap();
@@ -135,10 +145,8 @@ fn a_full_disk_moves_the_outputs_and_says_where() {
     let out = Command::new("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(10), "{err}");
-    let saved: Vec<PathBuf> = err
-        .match_indices("saved it as ")
-        .map(|(at, m)| PathBuf::from(err[at + m.len()..].split_whitespace().next().unwrap()))
-        .collect();
+    let saved: Vec<PathBuf> =
+        err.match_indices("saved it as ").map(|(at, m)| PathBuf::from(err[at + m.len()..].split_whitespace().next().unwrap())).collect();
     assert_eq!(saved.len(), 2, "both outputs saved elsewhere: {err}");
     for p in &saved {
         if p.extension().is_some_and(|e| e == "svg") {
@@ -203,7 +211,12 @@ fn loop_per_job(version: &str, flavor: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (json, truth) = (dir.path().join("r.json"), dir.path().join("t.json"));
     let mut cmd = Command::new(loopspy_bin());
-    cmd.args(["record", "--rate", "100", "-d", "30", "-o"]).arg(&json).arg("--").arg(&interp.path).arg(targets_dir().join("jobs.py")).arg(&truth);
+    cmd.args(["record", "--rate", "100", "-d", "30", "-o"])
+        .arg(&json)
+        .arg("--")
+        .arg(&interp.path)
+        .arg(targets_dir().join("jobs.py"))
+        .arg(&truth);
     if flavor == "uvloop" {
         cmd.arg("--uvloop").env("PYTHONPATH", interp.uvloop.as_ref().unwrap());
     }

@@ -56,13 +56,8 @@ fn check(version: &str, flavor: &str) {
     // Which tasks are listed: every pending one; finished ones only where the interpreter
     // still lists them (3.14+ unlink a task when it finishes).
     let done_listed = t["done_listed"].as_bool().unwrap();
-    let expected: BTreeSet<&str> = t["tasks"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, d)| done_listed || d["state"] == "pending")
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let expected: BTreeSet<&str> =
+        t["tasks"].as_object().unwrap().iter().filter(|(_, d)| done_listed || d["state"] == "pending").map(|(n, _)| n.as_str()).collect();
     let got: BTreeSet<&str> = by_name.keys().copied().collect();
     assert_eq!(got, expected, "{ctx}: task names");
     let pending = expected.iter().filter(|n| t["tasks"][**n]["state"] == "pending").count();
@@ -85,8 +80,7 @@ fn check(version: &str, flavor: &str) {
             Some("gather") => names(&d["waiting"]["tasks"]),
             _ => BTreeSet::new(),
         };
-        let truth_awaits: BTreeSet<String> =
-            truth["awaits"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+        let truth_awaits: BTreeSet<String> = truth["awaits"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
         assert_eq!(awaits, truth_awaits, "{c}");
     }
     // Awaited-by is the reverse edge.
@@ -161,14 +155,38 @@ fn many(version: &str) {
 }
 
 mod many_tasks {
-    #[test] fn py3_8() { super::many("3.8") }
-    #[test] fn py3_9() { super::many("3.9") }
-    #[test] fn py3_10() { super::many("3.10") }
-    #[test] fn py3_11() { super::many("3.11") }
-    #[test] fn py3_12() { super::many("3.12") }
-    #[test] fn py3_13() { super::many("3.13") }
-    #[test] fn py3_14() { super::many("3.14") }
-    #[test] fn py3_15() { super::many("3.15") }
+    #[test]
+    fn py3_8() {
+        super::many("3.8")
+    }
+    #[test]
+    fn py3_9() {
+        super::many("3.9")
+    }
+    #[test]
+    fn py3_10() {
+        super::many("3.10")
+    }
+    #[test]
+    fn py3_11() {
+        super::many("3.11")
+    }
+    #[test]
+    fn py3_12() {
+        super::many("3.12")
+    }
+    #[test]
+    fn py3_13() {
+        super::many("3.13")
+    }
+    #[test]
+    fn py3_14() {
+        super::many("3.14")
+    }
+    #[test]
+    fn py3_15() {
+        super::many("3.15")
+    }
 }
 
 /// `record` counts pending tasks about once a second; each count equals the target's own
@@ -205,7 +223,7 @@ fn growing(version: &str) {
         let at = start + p["t_s"].as_f64().unwrap();
         // The target's counts just before and just after this moment bound ours (a batch may
         // be created while we count). `main` is pending too.
-        let before = log.iter().filter(|(ts, _)| *ts <= at).map(|(_, n)| *n).last();
+        let before = log.iter().rev().find(|(ts, _)| *ts <= at).map(|(_, n)| *n);
         let after = log.iter().find(|(ts, _)| *ts > at).map(|(_, n)| *n);
         let (Some(lo), Some(hi)) = (before, after) else { continue };
         let got = p["pending"].as_u64().unwrap();
@@ -219,14 +237,38 @@ fn growing(version: &str) {
 }
 
 mod record_series {
-    #[test] fn py3_8() { super::growing("3.8") }
-    #[test] fn py3_9() { super::growing("3.9") }
-    #[test] fn py3_10() { super::growing("3.10") }
-    #[test] fn py3_11() { super::growing("3.11") }
-    #[test] fn py3_12() { super::growing("3.12") }
-    #[test] fn py3_13() { super::growing("3.13") }
-    #[test] fn py3_14() { super::growing("3.14") }
-    #[test] fn py3_15() { super::growing("3.15") }
+    #[test]
+    fn py3_8() {
+        super::growing("3.8")
+    }
+    #[test]
+    fn py3_9() {
+        super::growing("3.9")
+    }
+    #[test]
+    fn py3_10() {
+        super::growing("3.10")
+    }
+    #[test]
+    fn py3_11() {
+        super::growing("3.11")
+    }
+    #[test]
+    fn py3_12() {
+        super::growing("3.12")
+    }
+    #[test]
+    fn py3_13() {
+        super::growing("3.13")
+    }
+    #[test]
+    fn py3_14() {
+        super::growing("3.14")
+    }
+    #[test]
+    fn py3_15() {
+        super::growing("3.15")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,8 +299,13 @@ struct Graph {
 
 const ANY: i64 = 0;
 
-const T1_EDGES: &[(&str, &str, u32)] =
-    &[("c2_root", "Task-1", 11), ("c2_root", "sub_main_1", 11), ("c2_root", "sub_main_2", 11), ("sub_main_1", "Task-1", 11), ("sub_main_2", "Task-1", 11)];
+const T1_EDGES: &[(&str, &str, u32)] = &[
+    ("c2_root", "Task-1", 11),
+    ("c2_root", "sub_main_1", 11),
+    ("c2_root", "sub_main_2", 11),
+    ("sub_main_1", "Task-1", 11),
+    ("sub_main_2", "Task-1", 11),
+];
 const T1_RUNNING: &[(&str, i64)] = &[("c5", 10), ("c4", 14), ("c3", 17), ("c2", 20)];
 
 fn graph_scenario(name: &str) -> Graph {
@@ -374,7 +421,8 @@ fn graph(name: &str, version: &str) {
     let by_addr = |list: &[&Value]| -> BTreeMap<String, Value> { list.iter().map(|d| (str_of(&d["address"]), (*d).clone())).collect() };
     let (ours_by, truth_by) = (by_addr(&ours), by_addr(&truth));
     let name_of: BTreeMap<String, String> = truth_by.iter().map(|(a, d)| (a.clone(), str_of(&d["name"]))).collect();
-    let pairs = |m: &BTreeMap<String, Value>| -> BTreeSet<(String, String)> { m.iter().map(|(a, d)| (a.clone(), str_of(&d["name"]))).collect() };
+    let pairs =
+        |m: &BTreeMap<String, Value>| -> BTreeSet<(String, String)> { m.iter().map(|(a, d)| (a.clone(), str_of(&d["name"]))).collect() };
     assert_eq!(pairs(&ours_by), pairs(&truth_by), "{ctx}: pending tasks\n{:#}", tasks["list"]);
 
     let mut edges = BTreeSet::new();
@@ -383,12 +431,8 @@ fn graph(name: &str, version: &str) {
         let c = format!("{ctx}: task {}\nloopspy: {d:#}\ntruth: {want:#}", name_of[addr]);
         assert_eq!(d["running"], want["running"], "{c}");
         let stack: Vec<(String, String, i64)> = frames(&d["coroutines"]);
-        let want_stack: Vec<(String, String, i64)> = want["stack"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| (str_of(&f[0]), str_of(&f[1]), f[2].as_i64().unwrap()))
-            .collect();
+        let want_stack: Vec<(String, String, i64)> =
+            want["stack"].as_array().unwrap().iter().map(|f| (str_of(&f[0]), str_of(&f[1]), f[2].as_i64().unwrap())).collect();
         assert_eq!(stack, want_stack, "{c}: stack");
         // Who awaits it: every source together, and each source alone (when the report says).
         let awaiters: BTreeSet<String> = d["awaited_by"].as_array().unwrap().iter().map(|a| str_of(&a["address"])).collect();
@@ -437,7 +481,8 @@ fn graph(name: &str, version: &str) {
     if let Some(r) = running.first() {
         let got: Vec<(String, i64)> = frames(&r["coroutines"]).into_iter().map(|f| (last_name(&f.0).to_string(), f.2)).collect();
         let want: Vec<(String, i64)> = s.running.iter().map(|(f, l)| (last_name(f).to_string(), *l)).collect();
-        let got_any: Vec<(String, i64)> = got.iter().zip(&want).map(|((f, l), (_, w))| (f.clone(), if *w == ANY { ANY } else { *l })).collect();
+        let got_any: Vec<(String, i64)> =
+            got.iter().zip(&want).map(|((f, l), (_, w))| (f.clone(), if *w == ANY { ANY } else { *l })).collect();
         assert_eq!((got.len(), got_any), (want.len(), want.clone()), "{ctx}: the running task's chain");
     }
     // Every edge of the report is in its tree (a task awaited by several appears under each).
@@ -449,10 +494,8 @@ fn graph(name: &str, version: &str) {
     }
     let mut in_tree = BTreeSet::new();
     tasks["tree"].as_array().unwrap().iter().for_each(|n| tree_edges(n, &mut in_tree));
-    let all_edges: BTreeSet<(String, String)> = ours
-        .iter()
-        .flat_map(|d| d["awaited_by"].as_array().unwrap().iter().map(|a| (str_of(&d["name"]), str_of(&a["name"]))))
-        .collect();
+    let all_edges: BTreeSet<(String, String)> =
+        ours.iter().flat_map(|d| d["awaited_by"].as_array().unwrap().iter().map(|a| (str_of(&d["name"]), str_of(&a["name"])))).collect();
     assert!(all_edges.is_subset(&in_tree), "{ctx}: edges missing from the tree\n{:#}", tasks["tree"]);
 
     // 3.14+: the interpreter's own `python -m asyncio ps` (3.14's misses loops of other threads).
@@ -489,7 +532,15 @@ fn graph(name: &str, version: &str) {
             }
             for a in awaiters {
                 let w = ours_by.get(&str_of(&a["address"])).expect("an awaiter of the loop");
-                our_rows.push(vec![tid_s.clone(), addr.clone(), name.clone(), stack.clone(), ps_stack(w), str_of(&w["name"]), str_of(&w["address"])]);
+                our_rows.push(vec![
+                    tid_s.clone(),
+                    addr.clone(),
+                    name.clone(),
+                    stack.clone(),
+                    ps_stack(w),
+                    str_of(&w["name"]),
+                    str_of(&w["address"]),
+                ]);
             }
         }
         their_rows.sort();

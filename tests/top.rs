@@ -43,10 +43,7 @@ impl Tmux {
     }
 
     fn alternate_screen_on(&self) -> bool {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "display-message", "-p", "-t", "t", "#{alternate_on}"])
-            .output()
-            .unwrap();
+        let out = Command::new("tmux").args(["-L", &self.socket, "display-message", "-p", "-t", "t", "#{alternate_on}"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim() == "1"
     }
 

@@ -6,7 +6,6 @@ pub mod record;
 pub mod render;
 pub mod top;
 
-
 use crate::cli::{SpawnArgs, TargetArgs};
 use crate::error::Failure;
 use crate::spawn::Spawned;
@@ -19,12 +18,7 @@ pub fn stop_flag() -> Stop {
 }
 
 /// Attach to `--pid`, or start the program and wait for its loop.
-pub fn acquire(
-    target: &TargetArgs,
-    spawn: &SpawnArgs,
-    options: AttachOptions,
-    stop: &Stop,
-) -> Result<(Target, Option<Spawned>), Failure> {
+pub fn acquire(target: &TargetArgs, spawn: &SpawnArgs, options: AttachOptions, stop: &Stop) -> Result<(Target, Option<Spawned>), Failure> {
     match target.pid {
         Some(pid) => Ok((Target::attach(pid, options)?, None)),
         None => {

@@ -16,8 +16,8 @@ use crate::procfs;
 use crate::recording::{EndReason, Recording, Sample};
 use crate::report::{self, duration_ms, TargetFacts};
 use crate::sampler::{SampleError, Sampler, SamplerOptions};
-use crate::task_counter::TaskCounter;
 use crate::target::AttachOptions;
+use crate::task_counter::TaskCounter;
 
 /// `20261122T031500Z`: UTC, from the system clock.
 pub fn timestamp() -> String {
@@ -189,9 +189,9 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     rec.end = end;
     match end {
         EndReason::TargetExited => say(&format!("loopspy: process {pid} exited; writing what was recorded")),
-        EndReason::TargetExec => say(&format!(
-            "loopspy: process {pid} ran exec(): another program runs under its PID now; writing what was recorded until then"
-        )),
+        EndReason::TargetExec => {
+            say(&format!("loopspy: process {pid} ran exec(): another program runs under its PID now; writing what was recorded until then"))
+        }
         _ => {}
     }
     // The spawned program is stopped before the (possibly slow) rendering.
@@ -200,7 +200,8 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);
-    let rendering = Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
+    let rendering =
+        Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
     let written = outputs::write_all(&outputs, &rendering, &format!("loopspy-{pid}-{stamp}"));
     // The capture stays when an output could not be written where asked (or when asked for).
     let capture_path = capture.map(|c| c.finish(&rec));
@@ -216,7 +217,12 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     }
     say_raw(&report::summary(&rep, &written.written));
     for (asked, saved, why) in &written.moved {
-        say(&format!("loopspy: could not write {} ({}); saved it as {} instead", escape::terminal(asked), escape::terminal(why), saved.display()));
+        say(&format!(
+            "loopspy: could not write {} ({}); saved it as {} instead",
+            escape::terminal(asked),
+            escape::terminal(why),
+            saved.display()
+        ));
     }
     for (asked, why) in &written.lost {
         say(&format!("loopspy: could not write {}: {}", escape::terminal(asked), escape::terminal(why)));
@@ -245,7 +251,13 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
 }
 
 /// The capture file: `--save FILE`, else beside the first file output, else in the temp dir.
-fn open_capture(args: &RecordArgs, outputs: &[outputs::Output], pid: i32, stamp: &str, header: &CaptureHeader) -> std::io::Result<CaptureWriter> {
+fn open_capture(
+    args: &RecordArgs,
+    outputs: &[outputs::Output],
+    pid: i32,
+    stamp: &str,
+    header: &CaptureHeader,
+) -> std::io::Result<CaptureWriter> {
     if let Some(path) = &args.save {
         return CaptureWriter::create(path, header);
     }

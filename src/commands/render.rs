@@ -15,8 +15,8 @@ use crate::published::LayoutCheck;
 use crate::report::{self, TargetFacts};
 
 pub fn run(args: &RenderArgs) -> Result<(), Failure> {
-    let capture = capture_file::read(&args.capture)
-        .map_err(|e| Failure::Usage { detail: format!("cannot read {}: {e}", args.capture.display()) })?;
+    let capture =
+        capture_file::read(&args.capture).map_err(|e| Failure::Usage { detail: format!("cannot read {}: {e}", args.capture.display()) })?;
     let stem = args.capture.with_extension("");
     let outputs = outputs::plan(&args.output, args.format, |f| stem.with_extension(f.extension()))?;
     let h = &capture.header;
@@ -48,7 +48,12 @@ pub fn run(args: &RenderArgs) -> Result<(), Failure> {
     let written = outputs::write_all(&outputs, &rendering, &format!("{stem_name}-render"));
     let _ = std::io::Write::write_all(&mut std::io::stderr(), report::summary(&rep, &written.written).as_bytes());
     for (asked, saved, why) in &written.moved {
-        eprintln_safe(&format!("loopspy: could not write {} ({}); saved it as {} instead", escape::terminal(asked), escape::terminal(why), saved.display()));
+        eprintln_safe(&format!(
+            "loopspy: could not write {} ({}); saved it as {} instead",
+            escape::terminal(asked),
+            escape::terminal(why),
+            saved.display()
+        ));
     }
     if let Some((asked, why)) = written.lost.first() {
         return Err(Failure::OutputFailed { path: asked.clone(), detail: why.clone() });

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
+use crate::callback;
 use crate::cli::TopArgs;
 use crate::error::Failure;
 use crate::flamegraph::{self, Header};
+use crate::frames::StackReader;
 use crate::metrics::{self, Options};
 use crate::procfs;
 use crate::recording::{EndReason, LoopMeta, Recording};
@@ -18,8 +20,6 @@ use crate::report;
 use crate::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::stop::Stop;
 use crate::target::AttachOptions;
-use crate::callback;
-use crate::frames::StackReader;
 use crate::task_counter::TaskCounter;
 use crate::tasks::{self, TaskState};
 use crate::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
@@ -73,8 +73,7 @@ impl TaskTracker {
         let Some(&(_, loop_addr)) = loops.first() else { return };
         let r = &sampler.target.reader;
         let running = sampler.current_task(0);
-        let pending: Vec<u64> =
-            set.of_loop(loop_addr).filter(|(_, _, s)| *s == TaskState::Pending).map(|(t, _, _)| *t).collect();
+        let pending: Vec<u64> = set.of_loop(loop_addr).filter(|(_, _, s)| *s == TaskState::Pending).map(|(t, _, _)| *t).collect();
         let live: std::collections::HashSet<u64> = pending.iter().copied().collect();
         self.first_seen.retain(|t, _| live.contains(t));
         self.names.retain(|t, _| live.contains(t));
@@ -97,10 +96,8 @@ impl TaskTracker {
                 }
             }
         }
-        let matching: Vec<u64> = order
-            .into_iter()
-            .filter(|t| filter.is_empty() || self.names.get(t).is_some_and(|n| n.contains(filter)))
-            .collect();
+        let matching: Vec<u64> =
+            order.into_iter().filter(|t| filter.is_empty() || self.names.get(t).is_some_and(|n| n.contains(filter))).collect();
         let mut rows = Vec::new();
         for t in matching.iter().take(TASK_ROWS) {
             let at = callback::task_coro(r, *t)
@@ -274,8 +271,7 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f
 }
 
 fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f64>) -> Result<(), Failure> {
-    let mut term = TerminalGuard::take()
-        .map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
+    let mut term = TerminalGuard::take().map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
     let mut last_draw = f64::MIN;
     let mut dirty = true;
     loop {
@@ -346,9 +342,7 @@ fn tui_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f64
                     ui.editing_filter = true;
                 }
                 KeyCode::Char('?') | KeyCode::Char('h') => ui.help = !ui.help,
-                KeyCode::Tab | KeyCode::BackTab => {
-                    ui.focus = if ui.focus == Focus::Frames { Focus::Episodes } else { Focus::Frames }
-                }
+                KeyCode::Tab | KeyCode::BackTab => ui.focus = if ui.focus == Focus::Frames { Focus::Episodes } else { Focus::Frames },
                 KeyCode::Up | KeyCode::Char('k') => match ui.focus {
                     Focus::Frames => ui.selected_frame = ui.selected_frame.saturating_sub(1),
                     Focus::Episodes => ui.selected_episode = ui.selected_episode.saturating_sub(1),

@@ -133,8 +133,7 @@ impl SelectorLoop {
             let ready_head: Vec<u8> =
                 if ready_obj == o.ready_obj && got >= base + rs { buf[base..base + rs].to_vec() } else { r.bytes(ready_obj, rs)? };
             let sched_fresh = sched_obj == o.scheduled_obj && got >= base + rs + ss;
-            let sched_head: Vec<u8> =
-                if sched_fresh { buf[base + rs..base + rs + ss].to_vec() } else { r.bytes(sched_obj, ss)? };
+            let sched_head: Vec<u8> = if sched_fresh { buf[base + rs..base + rs + ss].to_vec() } else { r.bytes(sched_obj, ss)? };
             o.ready_obj = ready_obj;
             o.scheduled_obj = sched_obj;
 
@@ -142,9 +141,7 @@ impl SelectorLoop {
             let (len, items) = r.list_head_in(sched_obj, &sched_head)?;
             let head = match len {
                 0 => None,
-                _ if sched_fresh && guess == Some(items) && got == total => {
-                    Some(le::u64(&buf, (total - 8) as u64)?)
-                }
+                _ if sched_fresh && guess == Some(items) && got == total => Some(le::u64(&buf, (total - 8) as u64)?),
                 _ => Some(r.u64(items)?),
             };
             if len > 0 {
@@ -157,11 +154,7 @@ impl SelectorLoop {
                 None => (None, 0),
                 Some(head) => self.earliest_live(r, sched_obj, len, items, head)?,
             };
-            let ready_timer = if scan_ready && ready > 0 {
-                self.earliest_in_ready(r, ready_obj, &ready_head)?
-            } else {
-                None
-            };
+            let ready_timer = if scan_ready && ready > 0 { self.earliest_in_ready(r, ready_obj, &ready_head)? } else { None };
             Ok(LoopFigures {
                 ready,
                 timers: len,

@@ -546,8 +546,12 @@ mod tests {
     fn sampled_walk_follows_the_chain_as_it_changes() {
         for minor in [9u8, 10, 11, 12, 13, 14, 15] {
             let mut s = Stack::new(minor);
-            let (main, run, step, leaf) =
-                (s.code("main", "/app/m.py", 1), s.code("run", "/app/m.py", 10), s.code("step", "/app/m.py", 20), s.code("leaf", "/app/m.py", 30));
+            let (main, run, step, leaf) = (
+                s.code("main", "/app/m.py", 1),
+                s.code("run", "/app/m.py", 10),
+                s.code("step", "/app/m.py", 20),
+                s.code("leaf", "/app/m.py", 30),
+            );
             let a = s.area;
             let shims = s.h.layout.frame.owner.is_some();
             // main <- run <- step <- leaf, with a shim under `run` where the version has them,

@@ -227,8 +227,7 @@ pub fn sections(v: PyVersion) -> Option<&'static [(&'static str, u64)]> {
 }
 
 /// The `size` words of `_Py_AsyncioModuleDebugOffsets`' sections.
-pub const ASYNCIO_SECTIONS: &[(&str, u64)] =
-    &[("asyncio_task_object", 0), ("asyncio_interpreter_state", 56), ("asyncio_thread_state", 72)];
+pub const ASYNCIO_SECTIONS: &[(&str, u64)] = &[("asyncio_task_object", 0), ("asyncio_interpreter_state", 56), ("asyncio_thread_state", 72)];
 
 /// How many bytes loopspy reads at a published field's offset; 0 for the fields that are
 /// sizes rather than offsets (they must not exceed their section's size).

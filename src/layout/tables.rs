@@ -10,15 +10,7 @@ use super::*;
 const OBJECT: ObjectLayout = ObjectLayout { head: 16, ob_type: 8, ob_size: 16 };
 
 const fn types(ht_cached_keys: u64) -> TypeLayout {
-    TypeLayout {
-        tp_name: 24,
-        tp_basicsize: 32,
-        tp_flags: 168,
-        tp_dict: 264,
-        tp_dictoffset: 288,
-        tp_mro: 344,
-        ht_cached_keys,
-    }
+    TypeLayout { tp_name: 24, tp_basicsize: 32, tp_flags: 168, tp_dict: 264, tp_dictoffset: 288, tp_mro: 344, ht_cached_keys }
 }
 
 const fn containers(tuple_items: u64) -> ContainerLayout {
@@ -50,15 +42,7 @@ const fn dicts(keys_format: KeysFormat, values_header: u64) -> DictLayout {
 const MEMBER: MemberLayout = MemberLayout { descr_member: 40, def_offset: 16 };
 
 const fn callables(func_code: u64, func_qualname: u64) -> CallableLayout {
-    CallableLayout {
-        func_code,
-        func_qualname,
-        method_func: 16,
-        method_self: 24,
-        cfunc_def: 16,
-        cfunc_self: 24,
-        partial_fn: 16,
-    }
+    CallableLayout { func_code, func_qualname, method_func: 16, method_self: 24, cfunc_def: 16, cfunc_self: 24, partial_fn: 16 }
 }
 
 const fn thread(dict: u64, thread_id: u64, native_thread_id: Option<u64>, running_loop: RunningLoop) -> ThreadLayout {
@@ -119,12 +103,7 @@ pub const PY38: Layout = Layout {
         line_format: LineTableFormat::Lnotab,
         code_adaptive: None,
     },
-    coro: CoroLayout {
-        name: 48,
-        qualname: 56,
-        frame: CoroFrame::Pointer { offset: 16 },
-        suspended: Suspension::StackTopSet,
-    },
+    coro: CoroLayout { name: 48, qualname: 56, frame: CoroFrame::Pointer { offset: 16 }, suspended: Suspension::StackTopSet },
     frame: FrameLayout {
         chain: FrameChain::Objects { tstate_frame: 24 },
         back: 24,

@@ -27,7 +27,14 @@ const SMALL_KEYS: usize = 256;
 
 /// Live entries among `raw` (consecutive entries from index `first`), appended to `out` up to
 /// `max`; `vals` are the split values of the same entries.
-fn decode_entries(shape: KeysShape, raw: &[u8], vals: Option<&[u64]>, first: u64, max: usize, out: &mut Vec<(u64, u64, u64)>) -> Result<()> {
+fn decode_entries(
+    shape: KeysShape,
+    raw: &[u8],
+    vals: Option<&[u64]>,
+    first: u64,
+    max: usize,
+    out: &mut Vec<(u64, u64, u64)>,
+) -> Result<()> {
     for j in 0..raw.len() / shape.entry_size as usize {
         if out.len() >= max {
             break;
@@ -343,7 +350,6 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Like [`getattr`](Self::getattr), but a missing attribute is an error naming it.
     pub fn attr(&self, obj: u64, name: &str) -> Result<u64> {
-        self.getattr(obj, name)?
-            .ok_or_else(|| Error::invalid(obj, format!("object has no attribute {name}")))
+        self.getattr(obj, name)?.ok_or_else(|| Error::invalid(obj, format!("object has no attribute {name}")))
     }
 }

@@ -7,9 +7,9 @@
 
 mod dict;
 mod object;
-mod watch;
 #[cfg(test)]
 pub(crate) mod tests;
+mod watch;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -299,7 +299,10 @@ pub mod le {
 
     /// `block[at..]`, or an error.
     pub fn tail(block: &[u8], at: u64) -> Result<&[u8]> {
-        usize::try_from(at).ok().and_then(|s| block.get(s..)).ok_or_else(|| Error::invalid(0, format!("offset {at} outside the {} bytes read", block.len())))
+        usize::try_from(at)
+            .ok()
+            .and_then(|s| block.get(s..))
+            .ok_or_else(|| Error::invalid(0, format!("offset {at} outside the {} bytes read", block.len())))
     }
 
     #[cfg(test)]

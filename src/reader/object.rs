@@ -144,8 +144,7 @@ impl<M: Memory> ObjectReader<M> {
         let (head, block) = self.str_head(obj)?;
         let n = head.length.min(max_chars);
         let raw = self.str_data(&head, &block, n)?;
-        let text = decode_str(&raw, head.width, head.is_ascii)
-            .ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
+        let text = decode_str(&raw, head.width, head.is_ascii).ok_or_else(|| Error::invalid(obj, "ascii str holds non-ascii bytes"))?;
         Ok(PyStr { text, truncated: n < head.length, chars: head.length })
     }
 
@@ -500,7 +499,6 @@ impl<M: Memory> ObjectReader<M> {
     }
 }
 
-
 fn check_len(obj: u64, n: i64) -> Result<u64> {
     if !(0..=1 << 40).contains(&n) {
         return Err(Error::invalid(obj, format!("length {n}")));
@@ -526,15 +524,7 @@ fn decode_str(raw: &[u8], width: usize, is_ascii: bool) -> Option<String> {
             Some(raw.iter().map(|b| *b as char).collect())
         }
         1 => Some(raw.iter().map(|b| *b as char).collect()),
-        2 => Some(
-            raw.chunks_exact(2)
-                .map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32).unwrap_or('\u{fffd}'))
-                .collect(),
-        ),
-        _ => Some(
-            raw.chunks_exact(4)
-                .map(|c| char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}'))
-                .collect(),
-        ),
+        2 => Some(raw.chunks_exact(2).map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32).unwrap_or('\u{fffd}')).collect()),
+        _ => Some(raw.chunks_exact(4).map(|c| char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}')).collect()),
     }
 }

@@ -145,10 +145,20 @@ impl Heap {
         let at = self.object(self.int_type, l.digits + 4 * digits.len().max(1) as u64);
         let size = match l.encoding {
             LongEncoding::SignedSize => {
-                if value < 0 { -(digits.len() as i64) } else { digits.len() as i64 }
+                if value < 0 {
+                    -(digits.len() as i64)
+                } else {
+                    digits.len() as i64
+                }
             }
             LongEncoding::Tagged => {
-                let sign = if value == 0 { 1 } else if value < 0 { 2 } else { 0 };
+                let sign = if value == 0 {
+                    1
+                } else if value < 0 {
+                    2
+                } else {
+                    0
+                };
                 ((digits.len() as i64) << 3) | sign
             }
         };
@@ -441,12 +451,7 @@ fn instance_attributes_through_each_versions_scheme() {
                 obj
             }
             AttrScheme::InlineValues { .. } => {
-                let tp = h.new_type_with(
-                    "Loop",
-                    flags::HEAPTYPE | flags::MANAGED_DICT | flags::INLINE_VALUES,
-                    16,
-                    -1,
-                );
+                let tp = h.new_type_with("Loop", flags::HEAPTYPE | flags::MANAGED_DICT | flags::INLINE_VALUES, 16, -1);
                 let keys = h.keys(&[(k_ready, 0), (k_sched, 0)], true);
                 h.write_u64(tp + h.layout.types.ht_cached_keys, keys);
                 let block = h.reserve(128);

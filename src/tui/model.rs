@@ -203,10 +203,7 @@ fn e(s: &str) -> std::borrow::Cow<'_, str> {
 /// The state line: is the loop blocked right now?
 fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
     if rec.end == EndReason::TargetExited {
-        return StateLine {
-            text: "TARGET EXITED: the process ended; these are its last figures".into(),
-            severity: Severity::Info,
-        };
+        return StateLine { text: "TARGET EXITED: the process ended; these are its last figures".into(), severity: Severity::Info };
     }
     if ui.paused {
         return StateLine { text: "PAUSED (p resumes)".into(), severity: Severity::Info };
@@ -251,7 +248,14 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
         };
         let previous = summary
             .and_then(|l| l.episodes.last())
-            .map(|ep| format!(" | last blocked {} ago: {} {}", duration_ms((last.t - ep.end).max(0.0) * 1e3), e(&ep.function), duration_ms(ep.duration_ms)))
+            .map(|ep| {
+                format!(
+                    " | last blocked {} ago: {} {}",
+                    duration_ms((last.t - ep.end).max(0.0) * 1e3),
+                    e(&ep.function),
+                    duration_ms(ep.duration_ms)
+                )
+            })
             .unwrap_or_default();
         StateLine {
             text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
@@ -272,7 +276,8 @@ fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
 /// Build the model. Figures cover the whole session (since start or reset); the charts the
 /// last minute.
 pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
-    let analysis = metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
+    let analysis =
+        metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
     let mut frames = analysis.blocking_frames.clone();
     sort_frames(&mut frames, ui.sort);
     for f in &mut frames {
@@ -350,7 +355,13 @@ pub fn plain_line(model: &TopModel, clock: &str) -> String {
         model
             .frames
             .first()
-            .map(|f| format!("{} ({} in {} episode{})", f.function, duration_ms(f.blocked_ms), f.episodes, if f.episodes == 1 { "" } else { "s" }))
+            .map(|f| format!(
+                "{} ({} in {} episode{})",
+                f.function,
+                duration_ms(f.blocked_ms),
+                f.episodes,
+                if f.episodes == 1 { "" } else { "s" }
+            ))
             .unwrap_or_else(|| "-".into()),
     )
 }

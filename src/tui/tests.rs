@@ -91,7 +91,10 @@ fn blocked_now_at_80x24() {
     let state = s.lines().find(|l| l.contains("BLOCKED")).unwrap_or_else(|| panic!("no state line:\n{s}"));
     // Blocked since half-way between the last idle sample and the first busy one: 1.835 s
     // before the last sample.
-    assert!(state.contains("BLOCKED 1.8") && state.contains(" s in fetch_user (db.py:42) task \"Task-17\", waiting in recvfrom"), "{state}");
+    assert!(
+        state.contains("BLOCKED 1.8") && state.contains(" s in fetch_user (db.py:42) task \"Task-17\", waiting in recvfrom"),
+        "{state}"
+    );
     assert!(s.contains("PID 4242"), "{s}");
     assert!(s.contains("fetch_user"), "{s}");
     assert!(s.contains("db.py:42"), "{s}");
@@ -191,7 +194,12 @@ fn task_pane_counts_rows_and_filter() {
     let pane = super::model::TaskPane {
         counts: crate::tasks::TaskCounts { total: 12_003, pending: 12_000, done: 2, cancelled: 1, unknown: 0 },
         rows: vec![
-            super::model::TaskRow { name: "request-17".into(), pending_for_s: 42.0, at: "Queue.get (asyncio/queues.py:158)".into(), running: false },
+            super::model::TaskRow {
+                name: "request-17".into(),
+                pending_for_s: 42.0,
+                at: "Queue.get (asyncio/queues.py:158)".into(),
+                running: false,
+            },
             super::model::TaskRow { name: "request-3".into(), pending_for_s: 0.0, at: "handler (web.py:10)".into(), running: true },
         ],
         matching: 2,

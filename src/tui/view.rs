@@ -90,13 +90,10 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     let lag_title = format!("lag {}, peak {}", compact(m.lag_now_ms), compact(m.lag_peak_ms));
     let ready_title = format!("ready {}, peak {}", m.ready_now, m.ready_max.iter().max().copied().unwrap_or(0));
     let busy_title = format!("busy {:.0}% (per s)", m.busy_now_pct);
-    for (i, (title, data, color)) in [
-        (lag_title, &m.lag_max_ms, Color::Red),
-        (ready_title, &m.ready_max, Color::Yellow),
-        (busy_title, &m.busy_pct, Color::Magenta),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (title, data, color)) in
+        [(lag_title, &m.lag_max_ms, Color::Red), (ready_title, &m.ready_max, Color::Yellow), (busy_title, &m.busy_pct, Color::Magenta)]
+            .into_iter()
+            .enumerate()
     {
         let values = spark(data, charts[i]);
         let mut s = Sparkline::default().block(block(&title)).data(&values).style(p.fg(color));
@@ -125,7 +122,14 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     let frames_title = format!("Top blocking frames (>= {:.0} ms, sort: {}, o)", m.threshold_ms, m.sort.label());
     let table = Table::new(
         rows_data,
-        [Constraint::Fill(2), Constraint::Fill(3), Constraint::Length(7), Constraint::Length(3), Constraint::Length(7), Constraint::Length(15)],
+        [
+            Constraint::Fill(2),
+            Constraint::Fill(3),
+            Constraint::Length(7),
+            Constraint::Length(3),
+            Constraint::Length(7),
+            Constraint::Length(15),
+        ],
     )
     .header(header)
     .block(block(&frames_title))
@@ -147,10 +151,9 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
         Some(msg) => msg.clone(),
         None if warned => m.warning.clone().unwrap_or_default(),
         None if ui.editing_filter => format!("filter tasks by name: {}_  (Enter keeps it, Esc clears it)", ui.filter),
-        None => format!(
-            "q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  t tasks  o sort  tab select  ? help",
-            m.threshold_ms
-        ),
+        None => {
+            format!("q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  t tasks  o sort  tab select  ? help", m.threshold_ms)
+        }
     };
     let footer_style = if warned { p.severity(Severity::Alert) } else { p.fg(Color::DarkGray) };
     f.render_widget(Paragraph::new(footer).style(footer_style), rows[5]);
@@ -209,9 +212,11 @@ fn draw_episodes(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Pale
             ))
         })
         .collect();
-    let list = List::new(items)
-        .block(block("Recent episodes (tab, up/down)"))
-        .highlight_style(if ui.focus == Focus::Episodes { p.selected() } else { Style::default() });
+    let list = List::new(items).block(block("Recent episodes (tab, up/down)")).highlight_style(if ui.focus == Focus::Episodes {
+        p.selected()
+    } else {
+        Style::default()
+    });
     let mut ls = ListState::default();
     if !m.episodes.is_empty() {
         ls.select(Some(ui.selected_episode.min(m.episodes.len() - 1)));

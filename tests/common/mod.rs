@@ -32,9 +32,7 @@ fn home() -> PathBuf {
 }
 
 fn manifest_path() -> PathBuf {
-    std::env::var_os("LOOPSPY_PYTHONS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache/loopspy/pythons.tsv"))
+    std::env::var_os("LOOPSPY_PYTHONS").map(PathBuf::from).unwrap_or_else(|| home().join(".cache/loopspy/pythons.tsv"))
 }
 
 fn from_manifest(path: &Path) -> Option<BTreeMap<String, Interp>> {
@@ -306,10 +304,8 @@ pub fn python(interp: &Interp, flavor: &str) -> Command {
 /// missing venv fails the test.
 pub fn framework_python(version: &str, test: &str, flavor: &str) -> Option<PathBuf> {
     require(version, test)?;
-    let manifest = std::env::var_os("LOOPSPY_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(".cache/loopspy"))
-        .join("venvs/venvs.tsv");
+    let manifest =
+        std::env::var_os("LOOPSPY_CACHE").map(PathBuf::from).unwrap_or_else(|| home().join(".cache/loopspy")).join("venvs/venvs.tsv");
     let found = fs::read_to_string(&manifest).ok().and_then(|text| {
         text.lines()
             .map(|l| l.split('\t').collect::<Vec<_>>())
@@ -319,7 +315,9 @@ pub fn framework_python(version: &str, test: &str, flavor: &str) -> Option<PathB
     });
     match found {
         Some(p) => Some(p),
-        None if in_ci() => panic!("CI=true but no framework venv for Python {version} in {}; run scripts/framework-venvs.sh", manifest.display()),
+        None if in_ci() => {
+            panic!("CI=true but no framework venv for Python {version} in {}; run scripts/framework-venvs.sh", manifest.display())
+        }
         None => {
             eprintln!("SKIPPED {test}: no framework venv for Python {version} ({})", manifest.display());
             record(test, version, flavor, "skipped (no framework venv)");
