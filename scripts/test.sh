@@ -8,10 +8,11 @@
 #    run; 3.8-3.13 must come from pyenv), scripts/framework-venvs.sh a venv per interpreter
 #    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached). Outside CI a failure there
 #    is reported and the tests run with what is present; under CI=true it is fatal.
-# 2. cargo nextest (or cargo test when nextest is missing) runs unit, property and
+# 2. cargo fmt --check and cargo clippy (-D warnings, all targets) must pass.
+# 3. cargo nextest (or cargo test when nextest is missing) runs unit, property and
 #    integration tests. Integration tests start real Python targets that record their own
 #    ground truth.
-# 3. The matrix (test x Python version x loop flavour) is printed; skipped cells are loud.
+# 4. The matrix (test x Python version x loop flavour) is printed; skipped cells are loud.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,18 @@ if ! scripts/framework-venvs.sh; then
     echo "test.sh: WARNING: scripts/framework-venvs.sh failed; the framework tests will be skipped" >&2
 fi
 
+# The code's own checks: formatting (rustfmt.toml) and clippy on every target, benches
+# included (they are built nowhere else), warnings as errors.
+lint=0
+if ! cargo fmt --check >/dev/null; then
+    echo "test.sh: FAIL: cargo fmt --check (run cargo fmt)" >&2
+    lint=1
+fi
+if ! cargo clippy --all-targets --quiet -- -D warnings; then
+    echo "test.sh: FAIL: cargo clippy --all-targets -- -D warnings" >&2
+    lint=1
+fi
+
 matrix=target/tmp/matrix
 rm -rf "$matrix"
 mkdir -p "$matrix"
@@ -44,6 +57,9 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 status=$?
+if [ "$lint" != 0 ] && [ "$status" = 0 ]; then
+    status=1
+fi
 
 echo
 echo "== Test matrix (test x Python x loop) =="
