@@ -79,6 +79,43 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     let mut readers = LoopReaders::new();
     let _ = readers.figures(&r, LoopKind::Selector, obj);
     let _ = readers.figures(&r, LoopKind::Uvloop, obj);
+    exercise_reader(&r, obj);
+}
+
+/// Every public reader method at `obj`.
+fn exercise_reader(r: &ObjectReader<&FakeMemory>, obj: u64) {
+    let _ = r.type_of(obj);
+    let _ = r.type_info(obj);
+    let _ = r.type_info_of(obj);
+    let _ = r.type_name(obj);
+    let _ = r.c_string(obj, 64);
+    let _ = r.str(obj);
+    let _ = r.str_equals(obj, "x");
+    let _ = r.name(obj);
+    let _ = r.int(obj);
+    let _ = r.float(obj);
+    let _ = r.var_len(obj);
+    let _ = r.list_len(obj);
+    let _ = r.list_items(obj, 16);
+    let _ = r.tuple_items(obj, 16);
+    let _ = r.pointer_array(obj, 4);
+    let _ = r.deque_len(obj);
+    let _ = r.set_keys(obj, 16);
+    let _ = r.weakref_target(obj);
+    let _ = r.is_subclass_by_name(obj, "Task");
+    let _ = r.mro(obj);
+    let _ = r.slot_offset(obj, "x");
+    let _ = r.is_none(obj);
+    let _ = r.dict_len(obj);
+    let _ = r.dict_entries(obj, 16);
+    let _ = r.dict_get_str(obj, "x");
+    let _ = r.dict_get_identity(obj, obj);
+    let _ = r.getattr(obj, "_ready");
+    let _ = r.attr(obj, "_ready");
+    let _ = r.ptr(obj);
+    let _ = r.obj_ptr(obj);
+    let _ = r.data_ptr(obj);
+    let _ = r.bytes(obj, 64);
 }
 
 proptest! {
@@ -94,6 +131,30 @@ proptest! {
     ) {
         let (mem, base) = adversarial_memory(&blob, &extra);
         exercise_everything(&mem, row, base + (offset & !7));
+    }
+
+    /// Addresses at the top of the address space, and memory full of them: address
+    /// arithmetic on a garbage pointer must not overflow (a panic in a debug build, a read
+    /// of a wrapped address in a release one).
+    #[test]
+    fn addresses_near_the_top_never_overflow(
+        row in 0..SUPPORTED.len(),
+        below in prop_oneof![0u64..1024, 0u64..1 << 21],
+        words in proptest::collection::vec(prop_oneof![0u64..1 << 21, Just(0x7f00_0000_0000u64)], 1..64),
+        as_address: bool,
+    ) {
+        let base = 0x7f00_0000_0000u64;
+        // Words near u64::MAX (u64::MAX minus a small offset) or pointers back to the base.
+        let blob: Vec<u8> = words.iter().flat_map(|w| (if *w == base { base } else { u64::MAX - w }).to_le_bytes()).collect();
+        let mut mem = FakeMemory::new();
+        mem.map(base, blob);
+        // The walkers start from addresses that were validated (read with `ptr`, or the
+        // interpreter's, checked at attach); the reader's methods take any address.
+        exercise_everything(&mem, row, base);
+        if as_address {
+            let layout = for_version(SUPPORTED[row]).unwrap();
+            exercise_reader(&ObjectReader::new(&mem, layout), u64::MAX - below);
+        }
     }
 
     /// Memory where most words point back into the same block: long chains and cycles.

@@ -60,14 +60,27 @@ pub fn exe(pid: i32) -> io::Result<PathBuf> {
 
 /// `AT_RANDOM` from `/proc/PID/auxv`: where the kernel put 16 random bytes on the initial
 /// stack at the process's last `exec()` (see [`crate::target::Target::exec_happened`]).
-pub fn at_random(pid: i32) -> Option<u64> {
+/// `Ok(None)` when the vector is empty (a process that is exiting has no memory left).
+pub fn at_random(pid: i32) -> io::Result<Option<u64>> {
     const AT_RANDOM: u64 = 25;
-    let raw = read_small(&proc_path(pid, "auxv")).ok()?;
-    raw.chunks_exact(16).find_map(|pair| {
+    let raw = read_small(&proc_path(pid, "auxv"))?;
+    Ok(raw.chunks_exact(16).find_map(|pair| {
         let key = u64::from_le_bytes(pair[..8].try_into().ok()?);
         let value = u64::from_le_bytes(pair[8..].try_into().ok()?);
         (key == AT_RANDOM).then_some(value)
-    })
+    }))
+}
+
+/// Is the process on its way out (`PF_EXITING` in its main thread's flags: it called
+/// `exit`, or was killed, and is tearing down)? False when it cannot be told.
+pub fn exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = read_small(&proc_path(pid, "stat")) else { return false };
+    let Some(close) = stat.iter().rposition(|b| *b == b')') else { return false };
+    // After "(comm)": state ppid pgrp session tty_nr tpgid flags ...
+    let fields: Vec<&[u8]> = stat[close + 1..].split(|b| *b == b' ').filter(|f| !f.is_empty()).collect();
+    let flags = fields.get(6).and_then(|f| std::str::from_utf8(f).ok()).and_then(|f| f.parse::<u64>().ok());
+    flags.is_some_and(|f| f & PF_EXITING != 0)
 }
 
 /// The working directory of a process.
@@ -314,5 +327,22 @@ mod tests {
         assert!(matches!(syscall_name(nr), Some("nanosleep" | "clock_nanosleep")), "{nr}");
         sleeper.join().unwrap();
         assert_eq!(monotonic_offset(me), 0.0);
+    }
+
+    #[test]
+    fn exiting_and_at_random() {
+        let me = std::process::id() as i32;
+        assert!(!exiting(me));
+        assert!(at_random(me).unwrap().is_some_and(|a| a > 0x1000));
+        // A zombie (exited, not reaped) keeps PF_EXITING and has no memory left.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        while state(pid).ok() != Some('Z') {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(exiting(pid));
+        assert_eq!(at_random(pid).ok().flatten(), None);
+        child.wait().unwrap();
+        assert!(!exiting(pid));
     }
 }

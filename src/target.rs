@@ -73,11 +73,19 @@ impl Target {
 
     /// Has the process replaced its program (`exec()`) since attach? Every exec puts new
     /// random bytes (`AT_RANDOM`) on the new stack, ASLR or not, the same binary or not.
+    /// Only a fingerprint read and found different says yes (or an `auxv` we may no longer
+    /// read, from a live process: a set-uid program took its place); one that cannot be read
+    /// says no, because a process that is exiting has already dropped its memory.
     pub fn exec_happened(&self) -> bool {
-        match (&self.image, exec_fingerprint(self.reader.memory(), self.pid)) {
-            (Some(before), Some(now)) => *before != now,
-            (Some(_), None) => !procfs::is_dead(self.pid),
-            _ => false,
+        let Some((at_before, bytes_before)) = self.image else { return false };
+        match procfs::at_random(self.pid) {
+            Ok(Some(at)) if at != at_before => true,
+            Ok(Some(at)) => {
+                let mut bytes = [0u8; 16];
+                self.reader.memory().read(at, &mut bytes).is_ok() && bytes != bytes_before
+            }
+            Ok(None) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied && !procfs::is_dead(self.pid) && !procfs::exiting(self.pid),
         }
     }
 
@@ -96,7 +104,7 @@ impl Target {
 
 /// `AT_RANDOM`'s address and its 16 bytes.
 fn exec_fingerprint(mem: &ProcessMemory, pid: i32) -> Option<(u64, [u8; 16])> {
-    let at = procfs::at_random(pid)?;
+    let at = procfs::at_random(pid).ok()??;
     let mut bytes = [0u8; 16];
     mem.read(at, &mut bytes).ok()?;
     Some((at, bytes))

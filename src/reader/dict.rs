@@ -1,7 +1,7 @@
 //! Dicts (combined and split tables) and instance attributes (`__dict__`, managed dicts,
 //! inline values).
 
-use super::{flags, le, limits, Error, ObjectReader, Result};
+use super::{address, flags, le, limits, Error, ObjectReader, Result};
 use crate::layout::{AttrScheme, KeysFormat};
 use crate::memory::Memory;
 
@@ -59,6 +59,7 @@ fn decode_entries(
 impl<M: Memory> ObjectReader<M> {
     /// `len(d)` (`ma_used`) of a dict or dict subclass.
     pub fn dict_len(&self, dict: u64) -> Result<u64> {
+        let dict = address(dict)?;
         self.expect_dict(dict)?;
         let used = self.i64(dict + self.layout.dict.ma_used)?;
         if !(0..=1 << 40).contains(&used) {
@@ -69,6 +70,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The live `(key, value)` pointers of a dict, in insertion order, at most `max`.
     pub fn dict_entries(&self, dict: u64, max: usize) -> Result<Vec<(u64, u64)>> {
+        let dict = address(dict)?;
         self.expect_dict(dict)?;
         let (keys, values) = self.dict_tables(dict)?;
         self.keys_entries(keys, values, max)
@@ -76,6 +78,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// `d[name]` for a dict whose keys are strings: the value pointer, or `None`.
     pub fn dict_get_str(&self, dict: u64, name: &str) -> Result<Option<u64>> {
+        let dict = address(dict)?;
         self.expect_dict(dict)?;
         let (keys, values) = self.dict_tables(dict)?;
         self.keys_lookup_str(keys, values, name)
@@ -87,6 +90,7 @@ impl<M: Memory> ObjectReader<M> {
     /// busy sample): the dict's type and table pointers together, then the keys table's header
     /// with its first bytes, which hold a small table whole.
     pub fn dict_get_identity(&self, dict: u64, key: u64) -> Result<Option<u64>> {
+        let dict = address(dict)?;
         let (d, o) = (&self.layout.dict, &self.layout.object);
         let word = |b: &[u8], at: u64| le::u64(b, at);
         let block = self.bytes(dict, o.ob_type.max(d.ma_keys).max(d.ma_values) as usize + 8)?;
@@ -282,6 +286,7 @@ impl<M: Memory> ObjectReader<M> {
     /// The value of instance attribute `name` (from the instance `__dict__`, however this
     /// version stores it), or `None` when the instance has no such attribute.
     pub fn getattr(&self, obj: u64, name: &str) -> Result<Option<u64>> {
+        let obj = address(obj)?;
         let tp = self.type_info_of(obj)?;
         let managed = tp.has(flags::MANAGED_DICT);
         match self.layout.attrs {
@@ -350,6 +355,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Like [`getattr`](Self::getattr), but a missing attribute is an error naming it.
     pub fn attr(&self, obj: u64, name: &str) -> Result<u64> {
+        let obj = address(obj)?;
         self.getattr(obj, name)?.ok_or_else(|| Error::invalid(obj, format!("object has no attribute {name}")))
     }
 }

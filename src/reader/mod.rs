@@ -188,6 +188,7 @@ impl<M: Memory> ObjectReader<M> {
     // ---- raw reads -------------------------------------------------------------------
 
     pub fn bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let addr = address(addr)?;
         let mut buf = vec![0u8; len];
         self.mem.read(addr, &mut buf)?;
         Ok(buf)
@@ -200,31 +201,38 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     pub fn u8(&self, addr: u64) -> Result<u8> {
+        let addr = address(addr)?;
         Ok(self.array::<1>(addr)?[0])
     }
 
     pub fn u32(&self, addr: u64) -> Result<u32> {
+        let addr = address(addr)?;
         Ok(u32::from_le_bytes(self.array(addr)?))
     }
 
     pub fn i32(&self, addr: u64) -> Result<i32> {
+        let addr = address(addr)?;
         Ok(i32::from_le_bytes(self.array(addr)?))
     }
 
     pub fn u64(&self, addr: u64) -> Result<u64> {
+        let addr = address(addr)?;
         Ok(u64::from_le_bytes(self.array(addr)?))
     }
 
     pub fn i64(&self, addr: u64) -> Result<i64> {
+        let addr = address(addr)?;
         Ok(i64::from_le_bytes(self.array(addr)?))
     }
 
     pub fn f64(&self, addr: u64) -> Result<f64> {
+        let addr = address(addr)?;
         Ok(f64::from_le_bytes(self.array(addr)?))
     }
 
     /// Read a pointer field; 0 is allowed (NULL), anything else must look like a pointer.
     pub fn ptr(&self, addr: u64) -> Result<u64> {
+        let addr = address(addr)?;
         let p = self.u64(addr)?;
         if p != 0 && !plausible_pointer(p) {
             return Err(Error::invalid(addr, format!("{p:#x} is not a pointer")));
@@ -234,6 +242,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Read a pointer field that must point at an object (not NULL).
     pub fn obj_ptr(&self, addr: u64) -> Result<u64> {
+        let addr = address(addr)?;
         let p = self.ptr(addr)?;
         if p == 0 {
             return Err(Error::invalid(addr, "NULL object pointer"));
@@ -244,6 +253,7 @@ impl<M: Memory> ObjectReader<M> {
     /// Read a non-NULL pointer to plain data (a C string, a struct), which need not be
     /// 8-byte aligned.
     pub fn data_ptr(&self, addr: u64) -> Result<u64> {
+        let addr = address(addr)?;
         let p = self.u64(addr)?;
         if !(0x1000..0x0000_8000_0000_0000).contains(&p) {
             return Err(Error::invalid(addr, format!("{p:#x} is not a data pointer")));
@@ -317,6 +327,18 @@ pub mod le {
             assert!(super::u8(&b, 9).is_err());
             assert!(super::tail(&b, 10).is_err());
         }
+    }
+}
+
+/// An address the reader is asked to read at (or to add a field offset to): it must lie in
+/// x86_64 user space, where adding an offset of a struct cannot wrap around. Each public
+/// reader method checks its address with this first; a garbage word from the target is an
+/// error there, never an overflow.
+pub(crate) fn address(addr: u64) -> Result<u64> {
+    if (0x1000..0x0000_8000_0000_0000).contains(&addr) {
+        Ok(addr)
+    } else {
+        Err(Error::invalid(addr, format!("{addr:#x} is not a user-space address")))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use super::{flags, le, limits, Error, ObjectReader, PyStr, Result};
+use super::{address, flags, le, limits, Error, ObjectReader, PyStr, Result};
 use crate::layout::LongEncoding;
 use crate::memory::Memory;
 
@@ -38,6 +38,7 @@ impl<M: Memory> ObjectReader<M> {
     /// The type pointer of an object (whose address is checked first: it often comes from
     /// the target's memory).
     pub fn type_of(&self, obj: u64) -> Result<u64> {
+        let obj = address(obj)?;
         if !super::plausible_pointer(obj) {
             return Err(Error::invalid(obj, "not an object address"));
         }
@@ -46,6 +47,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Facts about a type object, validated: its own type must be a type subclass.
     pub fn type_info(&self, tp: u64) -> Result<Rc<TypeInfo>> {
+        let tp = address(tp)?;
         if let Some(info) = self.types.borrow().get(&tp) {
             return Ok(info.clone());
         }
@@ -73,11 +75,13 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The type of `obj`, with its facts.
     pub fn type_info_of(&self, obj: u64) -> Result<Rc<TypeInfo>> {
+        let obj = address(obj)?;
         self.type_info(self.type_of(obj)?)
     }
 
     /// `type(obj).__name__` as C sees it (`tp_name`, e.g. `"collections.deque"`).
     pub fn type_name(&self, obj: u64) -> Result<String> {
+        let obj = address(obj)?;
         Ok(self.type_info_of(obj)?.name.clone())
     }
 
@@ -92,6 +96,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Fail unless `type(obj).tp_name == name`.
     pub fn expect_type(&self, obj: u64, name: &str) -> Result<Rc<TypeInfo>> {
+        let obj = address(obj)?;
         let info = self.type_info_of(obj)?;
         if info.name != name {
             return Err(Error::invalid(obj, format!("expected {name}, found {}", info.name)));
@@ -101,6 +106,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// A NUL-terminated byte string of at most `max` bytes, printable ASCII only.
     pub fn c_string(&self, addr: u64, max: usize) -> Result<String> {
+        let addr = address(addr)?;
         // Read in small chunks so a short string near the end of a mapping still reads.
         let mut out = Vec::new();
         let mut at = addr;
@@ -137,10 +143,12 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Decode a `str` (or subclass), at most [`limits::STR_CHARS`] code points.
     pub fn str(&self, obj: u64) -> Result<PyStr> {
+        let obj = address(obj)?;
         self.str_limited(obj, limits::STR_CHARS)
     }
 
     pub fn str_limited(&self, obj: u64, max_chars: usize) -> Result<PyStr> {
+        let obj = address(obj)?;
         let (head, block) = self.str_head(obj)?;
         let n = head.length.min(max_chars);
         let raw = self.str_data(&head, &block, n)?;
@@ -152,6 +160,7 @@ impl<M: Memory> ObjectReader<M> {
     /// scanning a dict for a key costs one read per non-matching key. Objects that are not
     /// strings are simply not equal.
     pub fn str_equals(&self, obj: u64, expected: &str) -> Result<bool> {
+        let obj = address(obj)?;
         let (head, block) = match self.str_head(obj) {
             Ok(h) => h,
             Err(Error::Invalid { .. }) => return Ok(false),
@@ -223,12 +232,14 @@ impl<M: Memory> ObjectReader<M> {
     /// code points, else its start and a visible mark of the cut (generated code and request
     /// data make long names; they are shown, never an error).
     pub fn name(&self, obj: u64) -> Result<String> {
+        let obj = address(obj)?;
         let s = self.str_limited(obj, limits::NAME_CHARS)?;
         Ok(if s.truncated { format!("{}...[{} chars]", s.text, s.chars) } else { s.text })
     }
 
     /// Decode an `int` (or `bool`) that fits in an i64.
     pub fn int(&self, obj: u64) -> Result<i64> {
+        let obj = address(obj)?;
         self.expect_flag(obj, flags::LONG_SUBCLASS, "int")?;
         let l = &self.layout.long;
         let raw = self.i64(obj + l.size_or_tag)?;
@@ -264,6 +275,7 @@ impl<M: Memory> ObjectReader<M> {
     /// Decode a `float` (exact type or subclass: checked by name because there is no
     /// fast-subclass flag for float).
     pub fn float(&self, obj: u64) -> Result<f64> {
+        let obj = address(obj)?;
         // Type and value in one read.
         let at = self.layout.containers.float_value;
         let block = self.bytes(obj, at as usize + 8)?;
@@ -276,6 +288,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// `ob_size` of a variable-size object (list, tuple, deque), checked non-negative.
     pub fn var_len(&self, obj: u64) -> Result<u64> {
+        let obj = address(obj)?;
         check_len(obj, self.i64(obj + self.layout.object.ob_size)?)
     }
 
@@ -325,6 +338,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Length of a `list` (or subclass).
     pub fn list_len(&self, obj: u64) -> Result<u64> {
+        let obj = address(obj)?;
         let (info, len) = self.typed_len(obj)?;
         if !info.has(flags::LIST_SUBCLASS) {
             return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
@@ -334,6 +348,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The item pointers of a list: at most `max`, plus the list's real length.
     pub fn list_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        let obj = address(obj)?;
         let c = &self.layout;
         // Type, length and the items pointer in one read.
         let span = c.object.ob_size.max(c.containers.list_items) as usize + 8;
@@ -356,6 +371,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The item pointers of a tuple: at most `max`, plus its real length.
     pub fn tuple_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        let obj = address(obj)?;
         self.expect_flag(obj, flags::TUPLE_SUBCLASS, "tuple")?;
         let len = self.var_len(obj)?;
         let n = (len as usize).min(max).min(limits::ITEMS);
@@ -364,6 +380,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// `n` consecutive pointers starting at `addr` (one read).
     pub fn pointer_array(&self, addr: u64, n: usize) -> Result<Vec<u64>> {
+        let addr = address(addr)?;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -373,6 +390,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// `len(deque)`: `ob_size` of a `collections.deque` (or subclass).
     pub fn deque_len(&self, obj: u64) -> Result<u64> {
+        let obj = address(obj)?;
         let (info, len) = self.typed_len(obj)?;
         if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
             return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
@@ -385,6 +403,7 @@ impl<M: Memory> ObjectReader<M> {
     /// object hashes to −1); the walk stops once `used` live keys were found, or at `max`.
     /// Also gives `len()` (more than the keys returned when cut at `max`).
     pub fn set_keys(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
+        let obj = address(obj)?;
         let info = self.type_info_of(obj)?;
         let is_set = matches!(info.name.as_str(), "set" | "frozenset")
             || self.is_subclass_by_name(info.addr, "set")?
@@ -431,6 +450,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The object a weak reference points to, or `None` when it is dead.
     pub fn weakref_target(&self, wr: u64) -> Result<Option<u64>> {
+        let wr = address(wr)?;
         let target = self.ptr(wr + self.layout.containers.weakref_object)?;
         if target == 0 || self.type_name(target)? == "NoneType" {
             return Ok(None);
@@ -441,6 +461,7 @@ impl<M: Memory> ObjectReader<M> {
     /// Is the type at `tp` a subclass of a type named `name`? Walks `tp_mro` (once per
     /// type and name; the answer is cached).
     pub fn is_subclass_by_name(&self, tp: u64, name: &str) -> Result<bool> {
+        let tp = address(tp)?;
         let key = (tp, name.to_string());
         if let Some(answer) = self.subclasses.borrow().get(&key) {
             return Ok(*answer);
@@ -458,6 +479,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// The types of `tp.__mro__`, or just `[tp]` when the type has no MRO yet.
     pub fn mro(&self, tp: u64) -> Result<Vec<u64>> {
+        let tp = address(tp)?;
         let mro = self.ptr(tp + self.layout.types.tp_mro)?;
         if mro == 0 {
             return Ok(vec![tp]);
@@ -472,6 +494,7 @@ impl<M: Memory> ObjectReader<M> {
     /// The byte offset of a `__slots__` member (`member_descriptor`) named `name`, looked up
     /// through the MRO of `tp`.
     pub fn slot_offset(&self, tp: u64, name: &str) -> Result<Option<u64>> {
+        let tp = address(tp)?;
         for t in self.mro(tp)? {
             let dict = self.ptr(t + self.layout.types.tp_dict)?;
             if dict == 0 {
@@ -495,6 +518,7 @@ impl<M: Memory> ObjectReader<M> {
 
     /// Is `obj` the `None` singleton?
     pub fn is_none(&self, obj: u64) -> Result<bool> {
+        let obj = address(obj)?;
         Ok(self.type_info_of(obj)?.name == "NoneType")
     }
 }
