@@ -22,7 +22,8 @@ Patterns (function: what it does; the kind of wait the sampler must see):
   block_gc            a full garbage collection of many cycles              on CPU
 
 Ground truth (JSON, loop.time() seconds), written when the schedule is done; then the process
-exits: blocks [{function, kind, start, end}], jitter (the heartbeat's worst lateness outside
+exits: blocks [{function, kind, start, end, blocked_share}] (blocked_share: the share of the
+block the thread was neither on a CPU nor waiting for one, from /proc/thread-self/schedstat), jitter (the heartbeat's worst lateness outside
 the blocks), and the task name of the coroutine block.
 
     corpus.py TRUTH.json [--uvloop] [--only NAME,NAME]
@@ -58,11 +59,11 @@ def measured(kind):
 
     def wrap(fn):
         def run(loop, done):
-            t0 = loop.time()
+            t0, s0 = loop.time(), schedstat()
             try:
                 fn(loop)
             finally:
-                blocks.append({"function": fn.__name__, "kind": kind, "start": t0, "end": loop.time()})
+                blocks.append(block(fn.__name__, kind, t0, s0, loop))
                 done.set_result(None)
 
         run.__name__ = fn.__name__
@@ -70,6 +71,27 @@ def measured(kind):
         return run
 
     return wrap
+
+
+def schedstat():
+    """This thread's (time on a CPU, time waiting for one) in seconds, from the kernel's
+    scheduler statistics; None where the kernel keeps none."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run, wait = f.read().split()[:2]
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+def block(function, kind, t0, s0, loop):
+    """One block's truth: its times, and the share of it the thread spent neither running
+    nor runnable (blocked in the kernel: what a sampler sees as "waiting", state S or D)."""
+    end, s1 = loop.time(), schedstat()
+    b = {"function": function, "kind": kind, "start": t0, "end": end}
+    if s0 is not None and s1 is not None and end > t0:
+        b["blocked_share"] = max(0.0, 1.0 - ((s1[0] - s0[0]) + (s1[1] - s0[1])) / (end - t0))
+    return b
 
 
 def until(loop, seconds=BLOCK):
@@ -166,13 +188,13 @@ def block_gc(loop):
 
 async def block_coroutine(done):
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0, s0 = loop.time(), schedstat()
     going = until(loop)
     x = 0
     while going():
         for i in range(500):
             x += i * i
-    blocks.append({"function": "block_coroutine", "kind": "cpu", "start": t0, "end": loop.time()})
+    blocks.append(block("block_coroutine", "cpu", t0, s0, loop))
     done.set_result(None)
 
 
