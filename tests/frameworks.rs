@@ -116,7 +116,7 @@ fn service(version: &str, framework: &str, flavor: &str) {
 
     // Recall: every logged callback clearly over the threshold is exactly one episode.
     let mut matched = vec![false; episodes.len()];
-    let mut recalled = 0;
+    let (mut recalled, mut too_close) = (0, 0);
     for (ls, le, took, task) in &logged {
         let hits: Vec<usize> =
             (0..episodes.len()).filter(|i| num(&episodes[*i]["start"]) < *le && num(&episodes[*i]["end"]) > *ls).collect();
@@ -124,7 +124,8 @@ fn service(version: &str, framework: &str, flavor: &str) {
             matched[*i] = true;
         }
         if took * 1e3 < THRESHOLD_MS + tol_ms {
-            continue; // too close to the threshold to demand an episode
+            too_close += 1; // too close to the threshold to demand an episode
+            continue;
         }
         let [i] = hits[..] else {
             errors.push(format!("logged {:.0} ms callback ({task:?}) at {ls:.3}: {} episodes", took * 1e3, hits.len()));
@@ -172,8 +173,10 @@ fn service(version: &str, framework: &str, flavor: &str) {
     }
     // Every blocking request served while loopspy recorded was a slow callback it found.
     let planned = served.iter().filter(|s| num(&s["t"]) > start + 0.05 && num(&s["t"]) < end - 0.5).count();
-    if recalled < planned {
-        errors.push(format!("{recalled} slow callbacks recalled of the {planned} blocking requests served while recording"));
+    if recalled + too_close < planned {
+        errors.push(format!(
+            "{recalled} slow callbacks recalled (and {too_close} too close to the threshold to demand) of the {planned} blocking requests served while recording"
+        ));
     }
     if planned < 4 {
         errors.push(format!("only {planned} of the 6 blocking requests were served while recording (the machine is too slow?)"));
@@ -190,7 +193,9 @@ fn service(version: &str, framework: &str, flavor: &str) {
         .fold(0.0, f64::max)
         * 1e3;
     let lag_max = num(&l["lag"]["max_ms"]);
-    if (lag_max - beat_max).abs() > 10.0 + 1e3 / RATE {
+    // A sample sees the lag up to one interval before the block ends; the heartbeat runs
+    // after whatever else was ready (the target's own jitter).
+    if (lag_max - beat_max).abs() > tol_ms.max(10.0 + 1e3 / RATE) {
         errors.push(format!("lag max {lag_max:.1} ms, heartbeat's worst lateness {beat_max:.1} ms"));
     }
     assert!(errors.is_empty(), "{ctx}: {} problem(s):\n  {}", errors.len(), errors.join("\n  "));
