@@ -14,8 +14,8 @@ mod common;
 use std::time::Instant;
 
 use common::{interpreters, Scenario};
-use loopspy::snapshot::Looker;
-use loopspy::target::{AttachOptions, Target};
+use loopspy::capture::snapshot::Looker;
+use loopspy::python::target::{AttachOptions, Target};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -25,7 +25,7 @@ fn main() {
     let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     println!("| Python | target | loopspy look median (p90) µs | py-spy get_stack_traces median (p90) µs | ratio |");
     println!("|---|---|---|---|---|");
-    for v in loopspy::layout::SUPPORTED {
+    for v in loopspy::python::layout::SUPPORTED {
         let Some(interp) = interpreters().get(&v.to_string()) else {
             eprintln!("skipped {v}: not installed");
             continue;

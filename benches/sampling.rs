@@ -29,14 +29,14 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use loopspy::eventloop::LoopKind;
-use loopspy::flamegraph::{self, Header};
-use loopspy::frames::StackFrame;
-use loopspy::loopstate::LoopState;
-use loopspy::metrics::{self, Options};
-use loopspy::recording::{LoopMeta, Recording, Sample, ThreadActivity};
-use loopspy::sampler::{SampleError, Sampler, SamplerOptions};
-use loopspy::target::{AttachOptions, Target};
+use loopspy::analysis::metrics::{self, Options};
+use loopspy::asyncio::eventloop::LoopKind;
+use loopspy::asyncio::loopstate::LoopState;
+use loopspy::capture::recording::{LoopMeta, Recording, Sample, ThreadActivity};
+use loopspy::capture::sampler::{SampleError, Sampler, SamplerOptions};
+use loopspy::output::flamegraph::{self, Header};
+use loopspy::python::frames::StackFrame;
+use loopspy::python::target::{AttachOptions, Target};
 use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy};
 use serde_json::{json, Value};
@@ -88,7 +88,7 @@ fn interpreter(choice: Option<&str>) -> common::Interp {
     match choice {
         Some(c) if all.contains_key(c) => all[c].clone(),
         Some(c) => common::Interp { version: c.to_string(), path: PathBuf::from(c), uvloop: None },
-        None => loopspy::layout::SUPPORTED
+        None => loopspy::python::layout::SUPPORTED
             .iter()
             .rev()
             .find_map(|v| all.get(&v.to_string()))
@@ -339,7 +339,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
     }
     rec.samples.truncate(n);
     rec.ended = t;
-    rec.end = loopspy::recording::EndReason::Duration;
+    rec.end = loopspy::capture::recording::EndReason::Duration;
     let distinct = rec.stacks.len();
     (rec, distinct)
 }
@@ -392,13 +392,13 @@ fn flame(a: &Args) -> Value {
 /// frames were, in one call) must give exactly the frames of the plain walk and of py-spy,
 /// sample after sample, as the target's stack changes between pauses.
 fn check(a: &Args, interp: &common::Interp) {
-    use loopspy::frames::{self, StackReader};
+    use loopspy::python::frames::{self, StackReader};
     let target = common::Throughput::start(interp, a.uvloop);
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
     let mut t = retry("loopspy attach", || Target::attach(pid, AttachOptions::default()));
-    let tids = loopspy::procfs::tids(pid).unwrap();
-    let threads = loopspy::interp::threads(&t.reader, t.interp, &tids).unwrap();
+    let tids = loopspy::process::procfs::tids(pid).unwrap();
+    let threads = loopspy::python::interp::threads(&t.reader, t.interp, &tids).unwrap();
     let (mut fast, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
     let mut rng = Rng(7);
@@ -454,7 +454,7 @@ fn main() {
     if a.check > 0 {
         let all = common::interpreters();
         let chosen: Vec<common::Interp> = match a.python.as_deref() {
-            Some("all") => loopspy::layout::SUPPORTED.iter().filter_map(|v| all.get(&v.to_string()).cloned()).collect(),
+            Some("all") => loopspy::python::layout::SUPPORTED.iter().filter_map(|v| all.get(&v.to_string()).cloned()).collect(),
             other => vec![interpreter(other)],
         };
         for interp in &chosen {

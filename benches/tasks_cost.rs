@@ -13,7 +13,7 @@ mod common;
 use std::time::Instant;
 
 use common::{interpreters, loopspy_bin, Scenario};
-use loopspy::target::{AttachOptions, Target};
+use loopspy::python::target::{AttachOptions, Target};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -37,7 +37,7 @@ fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(15);
     println!("| Python | tasks | count all (median ms) | dump --json (ms) | dump peak RSS (MB) |");
     println!("|---|---|---|---|---|");
-    for v in loopspy::layout::SUPPORTED {
+    for v in loopspy::python::layout::SUPPORTED {
         let Some(interp) = interpreters().get(&v.to_string()) else {
             eprintln!("skipped {v}: not installed");
             continue;
@@ -45,13 +45,13 @@ fn main() {
         for n in [50_000usize, 100_000] {
             let scenario = Scenario::start(interp, "many_tasks.py", &["--tasks", &n.to_string()]);
             let target = Target::attach(scenario.pid(), AttachOptions::default()).unwrap();
-            let tids = loopspy::procfs::tids(scenario.pid()).unwrap();
-            let threads = loopspy::interp::threads(&target.reader, target.interp, &tids).unwrap();
+            let tids = loopspy::process::procfs::tids(scenario.pid()).unwrap();
+            let threads = loopspy::python::interp::threads(&target.reader, target.interp, &tids).unwrap();
             let mut times = Vec::new();
             let mut counted = 0;
             for _ in 0..runs {
                 let t = Instant::now();
-                let set = loopspy::tasks::enumerate(&target.reader, target.interp, &threads).unwrap();
+                let set = loopspy::asyncio::tasks::enumerate(&target.reader, target.interp, &threads).unwrap();
                 times.push(t.elapsed().as_secs_f64() * 1e3);
                 counted = set.tasks.len();
             }

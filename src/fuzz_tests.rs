@@ -9,15 +9,16 @@
 
 use proptest::prelude::*;
 
-use crate::eventloop::{LoopKind, LoopReaders};
-use crate::frames::{self, StackFrame, StackReader};
-use crate::layout::{for_version, SUPPORTED};
-use crate::loopstate::LoopState;
-use crate::memory::FakeMemory;
-use crate::metrics::{self, Options};
-use crate::reader::{plausible_pointer, ObjectReader};
-use crate::recording::{LoopMeta, Recording, Sample, ThreadActivity};
-use crate::{callback, interp, tasks};
+use crate::analysis::metrics::{self, Options};
+use crate::asyncio::eventloop::{LoopKind, LoopReaders};
+use crate::asyncio::loopstate::LoopState;
+use crate::asyncio::{callback, tasks};
+use crate::capture::recording::{LoopMeta, Recording, Sample, ThreadActivity};
+use crate::process::memory::FakeMemory;
+use crate::python::frames::{self, StackFrame, StackReader};
+use crate::python::interp;
+use crate::python::layout::{for_version, SUPPORTED};
+use crate::python::reader::{plausible_pointer, ObjectReader};
 
 fn cases() -> u32 {
     std::env::var("LOOPSPY_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
@@ -75,7 +76,7 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     let _ = interp::thread_names(&r, obj);
     let _ = callback::describe(&r, obj);
     let _ = callback::task_name(&r, obj);
-    let _ = crate::eventloop::kind_of(&r, obj);
+    let _ = crate::asyncio::eventloop::kind_of(&r, obj);
     let mut readers = LoopReaders::new();
     let _ = readers.figures(&r, LoopKind::Selector, obj);
     let _ = readers.figures(&r, LoopKind::Uvloop, obj);
@@ -224,7 +225,7 @@ proptest! {
         prop_assert!((blocked - total).abs() < 1e-6);
         prop_assert_eq!(l.windows.iter().map(|w| w.samples as usize).sum::<usize>(), rec.samples.len());
         // The flame graph folds every sample's time.
-        let folded = crate::flamegraph::fold(&rec, &a, None, false);
+        let folded = crate::output::flamegraph::fold(&rec, &a, None, false);
         let weight: u64 = folded.stacks.values().sum();
         prop_assert!(weight as f64 <= (rec.ended - 10.0) * 1e6 * 2.0 + 1e6);
         // The fast fold and per-window figures equal the plain per-sample computations.
@@ -240,8 +241,8 @@ proptest! {
 }
 
 /// The flame graph's fold as first written: every sample labelled and aggregated on its own.
-fn reference_fold(rec: &Recording, a: &metrics::Analysis) -> crate::flamegraph::Folded {
-    use crate::flamegraph::{frame_label, Category, Folded};
+fn reference_fold(rec: &Recording, a: &metrics::Analysis) -> crate::output::flamegraph::Folded {
+    use crate::output::flamegraph::{frame_label, Category, Folded};
     let mut folded = Folded::default();
     let interval = rec.interval();
     for (li, meta) in rec.loops.iter().enumerate() {

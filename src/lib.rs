@@ -1,43 +1,31 @@
 //! loopspy: see what a running Python process's asyncio event loop is doing, from outside.
 //!
-//! Layers, bottom up: [`memory`] (bytes from another process) → [`layout`] (per-version
-//! offsets, data only) → [`reader`] (Python objects) → [`interp`], [`frames`], [`eventloop`],
-//! [`callback`] (interpreter and asyncio structures) → [`snapshot`] (one look at every loop)
-//! → [`dump`] (reports) → [`commands`] (the CLI).
+//! One folder per layer; each uses only the layers below it (`tests/layers.rs` checks every
+//! `use crate::` line):
+//!
+//! | layer | what it holds |
+//! |---|---|
+//! | [`base`] | failures with their remedies and exit codes; escaping target strings for a sink |
+//! | [`process`] | another process: its memory, `/proc`, ELF files; starting a program; our signals |
+//! | [`python`] | the interpreter: per-version layouts (data), published offsets, objects, frames, threads, attaching |
+//! | [`asyncio`] | event loops (selector, uvloop), loop state, callbacks, tasks |
+//! | [`capture`] | one look at a loop (shared by `dump` and the sampler), snapshots, sampling, recordings and their files |
+//! | [`analysis`] | figures from samples: lag, busy share, blocking episodes, blame |
+//! | [`output`] | reports (text, JSON), flame graphs, the TUI, writing files |
+//! | [`cli`] | the command line: arguments and the configuration they resolve to |
+//! | [`commands`] | `dump`, `record`, `top`, `render`, `demo` |
+//!
+//! `main.rs` parses the command line and dispatches to a command.
 
-pub mod argv;
-pub mod callback;
-pub mod capture_file;
+pub mod analysis;
+pub mod asyncio;
+pub mod base;
+pub mod capture;
 pub mod cli;
 pub mod commands;
-pub mod dump;
-pub mod elf;
-pub mod error;
-pub mod escape;
-pub mod eventloop;
-pub mod flamegraph;
-pub mod frames;
-pub mod interp;
-pub mod layout;
-pub mod lines;
-pub mod loopstate;
-pub mod memory;
-pub mod metrics;
-pub mod outputs;
-pub mod probe;
-pub mod procfs;
-pub mod published;
-pub mod reader;
-pub mod recording;
-pub mod report;
-pub mod sampler;
-pub mod snapshot;
-pub mod spawn;
-pub mod stop;
-pub mod target;
-pub mod task_counter;
-pub mod tasks;
-pub mod tui;
+pub mod output;
+pub mod process;
+pub mod python;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -2,15 +2,15 @@ use std::io::Write;
 
 use clap::Parser;
 
+use loopspy::base::error::{exit, Failure};
 use loopspy::cli::{self, Cli};
-use loopspy::error::{exit, Failure};
 
 fn main() {
     // The watchdog of a spawned program (see spawn.rs): not a user command.
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(loopspy::spawn::WATCHDOG) {
+    if args.get(1).map(String::as_str) == Some(loopspy::process::spawn::WATCHDOG) {
         let pgid = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(0);
-        std::process::exit(loopspy::spawn::watchdog(pgid));
+        std::process::exit(loopspy::process::spawn::watchdog(pgid));
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

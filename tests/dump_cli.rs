@@ -10,7 +10,7 @@ use common::*;
 
 /// The newest interpreter present that loopspy supports.
 fn some_python() -> &'static Interp {
-    loopspy::layout::SUPPORTED
+    loopspy::python::layout::SUPPORTED
         .iter()
         .rev()
         .find_map(|v| interpreters().get(&v.to_string()))

@@ -40,7 +40,7 @@ fn minor(version: &str) -> u32 {
 }
 
 fn supported(version: &str) -> bool {
-    loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version)
+    loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version)
 }
 
 /// Run dump on a scenario; for a version loopspy does not support, check that it says so by

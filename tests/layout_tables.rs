@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use loopspy::layout::{
+use loopspy::python::layout::{
     debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat, LineTableFormat,
     LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
 };

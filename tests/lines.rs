@@ -1,4 +1,4 @@
-//! loopspy's line-table decoder (`loopspy::lines`) must give, for every instruction of every
+//! loopspy's line-table decoder (`loopspy::python::lines`) must give, for every instruction of every
 //! code object, the line the interpreter itself gives (`co_lines()` on 3.10+, the
 //! `co_lnotab` walk on 3.8–3.9): hundreds of real code objects per version, from asyncio,
 //! json, enum, inspect and dis, each offset checked.
@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use loopspy::layout::{for_version, PyVersion};
+use loopspy::python::layout::{for_version, PyVersion};
 use serde_json::Value;
 
 fn check(version: &str) {
@@ -29,7 +29,7 @@ fn check(version: &str) {
         for pair in code["lines"].as_array().unwrap() {
             let (offset, line) = (pair[0].as_i64().unwrap(), pair[1].as_i64().unwrap() as i32);
             offsets += 1;
-            let ours = loopspy::lines::line_at(layout.code.line_format, &table, first_line, offset);
+            let ours = loopspy::python::lines::line_at(layout.code.line_format, &table, first_line, offset);
             if ours != Some(line) {
                 wrong.push(format!("{} at byte {offset}: interpreter {line}, loopspy {ours:?}", code["name"]));
             }

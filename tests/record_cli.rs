@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 fn some_python() -> &'static Interp {
-    loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).expect("a supported Python")
+    loopspy::python::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).expect("a supported Python")
 }
 
 /// The sample count loopspy reported on stderr.

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::Value;
 
 fn supported(version: &str) -> bool {
-    loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version)
+    loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version)
 }
 
 fn stdlib_dir(interp: &Interp) -> PathBuf {
@@ -219,7 +219,7 @@ for_each_version!(no_harm: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "
 /// Every misuse of every command: a clear message and its documented exit code.
 #[test]
 fn bad_input_everywhere() {
-    let py = loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
+    let py = loopspy::python::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
     let no_loop = Scenario::start(py, "no_loop.py", &[]);
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();

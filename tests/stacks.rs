@@ -4,14 +4,14 @@
 mod common;
 
 use common::*;
-use loopspy::frames::StackReader;
-use loopspy::interp;
-use loopspy::target::{AttachOptions, Target};
+use loopspy::python::frames::StackReader;
+use loopspy::python::interp;
+use loopspy::python::target::{AttachOptions, Target};
 
 fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     let test = format!("stacks/{}", script.trim_end_matches(".py"));
     let Some(interp_) = require(version, &test) else { return };
-    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+    if !loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
         return;
     }
     if flavor == "uvloop" && interp_.uvloop.is_none() {
@@ -26,7 +26,7 @@ fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     std::thread::sleep(std::time::Duration::from_millis(150));
     let mut target = Target::attach(scenario.pid(), AttachOptions::default()).unwrap();
     let theirs = target.spy.get_stack_traces().unwrap();
-    let tids = loopspy::procfs::tids(scenario.pid()).unwrap();
+    let tids = loopspy::process::procfs::tids(scenario.pid()).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let mut reader = StackReader::new();
     assert_eq!(threads.len(), theirs.len(), "Python {version}: thread count");
@@ -56,12 +56,12 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     let busy = Throughput::start(interp_, flavor == "uvloop");
     let pid = busy.pid();
     let mut target = Target::attach(pid, AttachOptions::default()).unwrap();
-    let tids = loopspy::procfs::tids(pid).unwrap();
+    let tids = loopspy::process::procfs::tids(pid).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let (mut sampled, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
     let mut depths = std::collections::BTreeSet::new();
-    let plumbing = |file: &str| loopspy::frames::SHIM_FILES.contains(&file);
+    let plumbing = |file: &str| loopspy::python::frames::SHIM_FILES.contains(&file);
     for round in 0..150u64 {
         {
             let _paused = target.spy.process.lock().expect("pause the target");
@@ -69,7 +69,7 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
             for t in &threads {
                 let r = &target.reader;
                 sampled.sample_stack(r, t.tstate, &mut refs, &mut stack).expect("sampled walk");
-                let mut walked = loopspy::frames::walk(r, t.tstate).expect("plain walk");
+                let mut walked = loopspy::python::frames::walk(r, t.tstate).expect("plain walk");
                 walked.retain(|f| !plumbing(&plain.frame(r, f).unwrap().file));
                 let expected: Vec<_> = walked.iter().map(|f| plain.frame(r, f).unwrap()).collect();
                 assert_eq!(refs, walked, "Python {version} [{flavor}] round {round}: frames");

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 fn some_python() -> &'static Interp {
-    loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).expect("a supported Python")
+    loopspy::python::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).expect("a supported Python")
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -30,7 +30,7 @@ fn svg_is_xml(path: &Path) {
 }
 
 fn alive(pid: i32) -> bool {
-    loopspy::procfs::exists(pid) && !loopspy::procfs::is_dead(pid)
+    loopspy::process::procfs::exists(pid) && !loopspy::process::procfs::is_dead(pid)
 }
 
 /// `record` stopped by each stopping signal: everything written, no capture or temporary
@@ -85,8 +85,9 @@ fn sigkill_leaves_a_capture_that_renders_and_no_orphan() {
     // Wait for the target to be found and a few seconds recorded.
     let deadline = Instant::now() + Duration::from_secs(20);
     let target = loop {
-        let kids = loopspy::procfs::descendants(child.id() as i32);
-        if let Some(p) = kids.iter().find(|p| loopspy::procfs::cmdline(**p).unwrap_or_default().iter().any(|a| a.ends_with("schedule.py")))
+        let kids = loopspy::process::procfs::descendants(child.id() as i32);
+        if let Some(p) =
+            kids.iter().find(|p| loopspy::process::procfs::cmdline(**p).unwrap_or_default().iter().any(|a| a.ends_with("schedule.py")))
         {
             break *p;
         }

@@ -33,7 +33,7 @@ fn frames(v: &Value) -> Vec<(String, String, i64)> {
 fn check(version: &str, flavor: &str) {
     let test = "tasks/known_tasks";
     let Some(interp) = require(version, test) else { return };
-    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+    if !loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
         return;
     }
     if flavor == "uvloop" && interp.uvloop.is_none() {
@@ -135,7 +135,7 @@ for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py
 fn many(version: &str) {
     let test = "tasks/50k_count";
     let Some(interp) = require(version, test) else { return };
-    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+    if !loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
         return;
     }
     record(test, version, "stock", "FAIL");
@@ -194,7 +194,7 @@ mod many_tasks {
 fn growing(version: &str) {
     let test = "tasks/record_pending_series";
     let Some(interp) = require(version, test) else { return };
-    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+    if !loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
         return;
     }
     record(test, version, "stock", "FAIL");

@@ -115,7 +115,7 @@ fn row_times(screen: &str, function: &str) -> Option<(f64, f64)> {
 fn top_in_tmux(version: &str) {
     let test = "top/tmux";
     let Some(interp) = require(version, test) else { return };
-    if !loopspy::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
+    if !loopspy::python::layout::SUPPORTED.iter().any(|v| v.to_string() == version) {
         return;
     }
     record(test, version, "stock", "FAIL");
@@ -186,7 +186,7 @@ fn demo_in_tmux() {
 /// On a pipe, `top` prints one plain line per second with the headline figures.
 #[test]
 fn plain_lines_on_a_pipe() {
-    let py = loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
+    let py = loopspy::python::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
     let scenario = Scenario::start(py, "periodic_block.py", &[]);
     let (out, before, after) = loopspy(&["top", "--pid", &scenario.pid().to_string(), "--duration", "3.5"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -213,7 +213,7 @@ for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py
 /// leaves a restored terminal.
 #[test]
 fn target_death_under_top() {
-    let py = loopspy::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
+    let py = loopspy::python::layout::SUPPORTED.iter().rev().find_map(|v| interpreters().get(&v.to_string())).unwrap();
     let scenario = Scenario::start(py, "periodic_block.py", &[]);
     let dir = tempfile::tempdir().unwrap();
     let tmux = Tmux::start("death", dir.path(), &wrapped(&format!("top --pid {}", scenario.pid())));

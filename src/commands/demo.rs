@@ -1,10 +1,10 @@
 //! `loopspy demo`: start the bundled demo app (an asyncio service that now and then blocks its
 //! loop) with `python3` from PATH, and open `top` on it; the demo stops when you quit.
 
+use crate::base::error::Failure;
 use crate::cli::{DemoArgs, SpawnArgs, TargetArgs, TopArgs};
-use crate::error::Failure;
-use crate::spawn::Spawned;
-use crate::target::AttachOptions;
+use crate::process::spawn::Spawned;
+use crate::python::target::AttachOptions;
 
 /// The demo app ships inside the binary, so `loopspy demo` works wherever loopspy is.
 const DEMO_APP: &str = include_str!("../../examples/demo_app.py");

@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
+use crate::base::error::Failure;
+use crate::capture::snapshot::{LookOptions, Looker};
 use crate::cli::DumpArgs;
-use crate::dump::{self, ProcessFacts};
-use crate::error::Failure;
-use crate::procfs;
-use crate::snapshot::{LookOptions, Looker};
-use crate::target::AttachOptions;
+use crate::output::dump::{self, ProcessFacts};
+use crate::process::procfs;
+use crate::python::target::AttachOptions;
 
 pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     let options = AttachOptions { blocking: args.blocking };
@@ -21,7 +21,7 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
     }
     let facts = ProcessFacts {
         pid: target.pid,
-        command: crate::argv::shown_list(&procfs::cmdline(target.pid).unwrap_or_default(), args.full_argv),
+        command: crate::output::argv::shown_list(&procfs::cmdline(target.pid).unwrap_or_default(), args.full_argv),
         version: target.version_text.clone(),
         executable: procfs::exe(target.pid).ok().map(|p| p.display().to_string()),
         layout: target.layout_check.clone(),

@@ -6,11 +6,11 @@ pub mod record;
 pub mod render;
 pub mod top;
 
+use crate::base::error::Failure;
 use crate::cli::{SpawnArgs, TargetArgs};
-use crate::error::Failure;
-use crate::spawn::Spawned;
-use crate::stop::Stop;
-use crate::target::{AttachOptions, Target};
+use crate::process::signals::Stop;
+use crate::process::spawn::Spawned;
+use crate::python::target::{AttachOptions, Target};
 
 /// A flag raised by Ctrl-C (SIGINT), SIGTERM or SIGHUP.
 pub fn stop_flag() -> Stop {

@@ -5,19 +5,19 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::argv;
-use crate::capture_file::{self, CaptureHeader, CaptureWriter};
+use crate::analysis::metrics::{self, is_busy, Options};
+use crate::base::error::Failure;
+use crate::base::escape;
+use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
+use crate::capture::recording::{EndReason, Recording, Sample};
+use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
+use crate::capture::task_counter::TaskCounter;
 use crate::cli::RecordArgs;
-use crate::error::Failure;
-use crate::escape;
-use crate::metrics::{self, is_busy, Options};
-use crate::outputs::{self, Rendering};
-use crate::procfs;
-use crate::recording::{EndReason, Recording, Sample};
-use crate::report::{self, duration_ms, TargetFacts};
-use crate::sampler::{SampleError, Sampler, SamplerOptions};
-use crate::target::AttachOptions;
-use crate::task_counter::TaskCounter;
+use crate::output::argv;
+use crate::output::outputs::{self, Rendering};
+use crate::output::report::{self, duration_ms, TargetFacts};
+use crate::process::procfs;
+use crate::python::target::AttachOptions;
 
 /// `20261122T031500Z`: UTC, from the system clock.
 pub fn timestamp() -> String {
@@ -89,7 +89,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     }
     let facts = TargetFacts {
         pid,
-        command: crate::argv::shown_list(&argv, args.full_argv),
+        command: crate::output::argv::shown_list(&argv, args.full_argv),
         python: target.version_text.clone(),
         layout: target.layout_check.clone(),
     };
@@ -103,7 +103,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     let header = CaptureHeader {
         pid,
         // The capture leaves the machine as an output does: secrets redacted there too.
-        command: crate::argv::shown_list(&argv, args.full_argv),
+        command: crate::output::argv::shown_list(&argv, args.full_argv),
         python: facts.python.clone(),
         rate_hz: args.rate,
         started: start,
@@ -231,11 +231,11 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         say(&format!("  {}", escape::terminal(n)));
     }
     if let Some((asked, why)) = written.lost.first() {
-        return Err(Failure::Reported { code: crate::error::exit::OUTPUT_FAILED, what: format!("could not write {asked}: {why}") });
+        return Err(Failure::Reported { code: crate::base::error::exit::OUTPUT_FAILED, what: format!("could not write {asked}: {why}") });
     }
     if let Some((asked, saved, why)) = written.moved.first() {
         return Err(Failure::Reported {
-            code: crate::error::exit::OUTPUT_FAILED,
+            code: crate::base::error::exit::OUTPUT_FAILED,
             what: format!("could not write {asked} ({why}); saved as {}", saved.display()),
         });
     }

@@ -4,15 +4,15 @@
 
 use std::path::PathBuf;
 
-use crate::argv;
-use crate::capture_file;
+use crate::analysis::metrics::{self, Options};
+use crate::base::error::Failure;
+use crate::base::escape;
+use crate::capture::capture_file;
 use crate::cli::RenderArgs;
-use crate::error::Failure;
-use crate::escape;
-use crate::metrics::{self, Options};
-use crate::outputs::{self, Rendering};
-use crate::published::LayoutCheck;
-use crate::report::{self, TargetFacts};
+use crate::output::argv;
+use crate::output::outputs::{self, Rendering};
+use crate::output::report::{self, TargetFacts};
+use crate::python::published::LayoutCheck;
 
 pub fn run(args: &RenderArgs) -> Result<(), Failure> {
     let capture =
@@ -60,7 +60,7 @@ pub fn run(args: &RenderArgs) -> Result<(), Failure> {
     }
     if let Some((asked, saved, why)) = written.moved.first() {
         return Err(Failure::Reported {
-            code: crate::error::exit::OUTPUT_FAILED,
+            code: crate::base::error::exit::OUTPUT_FAILED,
             what: format!("could not write {asked} ({why}); saved as {}", saved.display()),
         });
     }

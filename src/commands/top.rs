@@ -8,23 +8,23 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
-use crate::callback;
+use crate::analysis::metrics::{self, Options};
+use crate::asyncio::callback;
+use crate::asyncio::tasks::{self, TaskState};
+use crate::base::error::Failure;
+use crate::capture::recording::{EndReason, LoopMeta, Recording};
+use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
+use crate::capture::task_counter::TaskCounter;
 use crate::cli::TopArgs;
-use crate::error::Failure;
-use crate::flamegraph::{self, Header};
-use crate::frames::StackReader;
-use crate::metrics::{self, Options};
-use crate::procfs;
-use crate::recording::{EndReason, LoopMeta, Recording};
-use crate::report;
-use crate::sampler::{SampleError, Sampler, SamplerOptions};
-use crate::stop::Stop;
-use crate::target::AttachOptions;
-use crate::task_counter::TaskCounter;
-use crate::tasks::{self, TaskState};
-use crate::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
-use crate::tui::terminal::{color_wanted, TerminalGuard};
-use crate::tui::view;
+use crate::output::flamegraph::{self, Header};
+use crate::output::report;
+use crate::output::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
+use crate::output::tui::terminal::{color_wanted, TerminalGuard};
+use crate::output::tui::view;
+use crate::process::procfs;
+use crate::process::signals::Stop;
+use crate::python::frames::StackReader;
+use crate::python::target::AttachOptions;
 
 /// Blocking thresholds `+`/`-` step through, in seconds.
 const THRESHOLDS: &[f64] = &[0.010, 0.025, 0.050, 0.100, 0.200, 0.500, 1.0, 2.0, 5.0];
@@ -103,10 +103,10 @@ impl TaskTracker {
             let at = callback::task_coro(r, *t)
                 .and_then(|coro| tasks::coroutine_chain(r, &mut self.stacks, coro))
                 .ok()
-                .and_then(|(chain, _)| chain.first().map(|f| crate::flamegraph::frame_label(f, None)))
+                .and_then(|(chain, _)| chain.first().map(|f| crate::output::flamegraph::frame_label(f, None)))
                 .unwrap_or_default();
             rows.push(TaskRow {
-                name: self.names.get(t).map(|n| crate::escape::terminal(n).into_owned()).unwrap_or_else(|| "?".into()),
+                name: self.names.get(t).map(|n| crate::base::escape::terminal(n).into_owned()).unwrap_or_else(|| "?".into()),
                 pending_for_s: now - self.first_seen[t],
                 at,
                 running: Some(*t) == running,
@@ -197,12 +197,12 @@ pub fn run(args: &TopArgs) -> Result<(), Failure> {
 }
 
 /// Run the dashboard on an attached target (shared with `demo`).
-pub fn run_on(target: crate::target::Target, args: &TopArgs, stop: &Stop) -> Result<(), Failure> {
+pub fn run_on(target: crate::python::target::Target, args: &TopArgs, stop: &Stop) -> Result<(), Failure> {
     let pid = target.pid;
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
     let info = TargetInfo {
         pid,
-        command: model::short_command(&crate::argv::shown_list(&procfs::cmdline(pid).unwrap_or_default(), args.full_argv)),
+        command: model::short_command(&crate::output::argv::shown_list(&procfs::cmdline(pid).unwrap_or_default(), args.full_argv)),
         python: target.version_text.clone(),
         cwd: cwd.clone(),
     };

@@ -266,7 +266,7 @@ impl Drop for Throughput {
 
 /// The supported versions, once: `versions!(gen)` expands to `gen!(py3_8: "3.8", ...)`, for
 /// per-version test modules. `tests/layout_tables.rs` checks it against
-/// `loopspy::layout::SUPPORTED`.
+/// `loopspy::python::layout::SUPPORTED`.
 #[macro_export]
 macro_rules! versions {
     ($gen:ident) => {

@@ -1,0 +1,876 @@
+//! The figures an on-call engineer needs, as pure functions of a [`Recording`]: time in
+//! `selector.select` versus busy, loop lag, ready-queue depth and its trend, per-second
+//! series, and blocking episodes with the frame, task and syscall that blocked the loop.
+//!
+//! No I/O, no clocks: everything comes from the samples, so every rule here is unit-tested on
+//! hand-made samples and the end-to-end tests check the results against targets that measure
+//! themselves.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::asyncio::loopstate::LoopState;
+use crate::capture::recording::{Recording, Sample, ThreadActivity};
+use crate::python::frames::{is_library_file, is_stdlib_file as stdlib_dir};
+
+/// Default blocking threshold: asyncio's own `slow_callback_duration`.
+pub const DEFAULT_THRESHOLD: f64 = 0.100;
+/// Samples an episode needs: one busy sample between two failed looks says nothing about
+/// how long the callback ran.
+pub const MIN_EPISODE_SAMPLES: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// A busy stretch in one callback at least this long (seconds) is a blocking episode.
+    pub threshold: f64,
+    /// Width of the per-window series (seconds).
+    pub window: f64,
+    /// Only samples at or after this time (target clock), for a live view of recent history.
+    pub since: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threshold: DEFAULT_THRESHOLD, window: 1.0, since: None }
+    }
+}
+
+/// Whether the loop is doing work (not waiting for it) in a sample.
+pub fn is_busy(state: LoopState) -> bool {
+    matches!(state, LoopState::Callback | LoopState::Loop)
+}
+
+/// Percentiles of loop lag, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LagStats {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReadyStats {
+    pub mean: f64,
+    pub max: u32,
+    pub last: u32,
+    /// Least-squares slope of the depth over the recording, callbacks per second: positive
+    /// when the queue grows.
+    pub trend_per_s: f64,
+}
+
+/// One window of the per-second series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// Seconds since the start of the recording.
+    pub start_s: f64,
+    pub samples: u32,
+    pub busy_pct: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+    pub ready_mean: f64,
+    pub ready_max: u32,
+    /// Blocking episodes that started in this window.
+    pub episodes: u32,
+}
+
+/// A stretch in which the loop stayed out of select in one callback for at least the
+/// threshold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Episode {
+    pub loop_index: u16,
+    /// Start and end in the target's `CLOCK_MONOTONIC` seconds (as `loop.time()`).
+    pub start: f64,
+    pub end: f64,
+    /// Seconds since the start of the recording.
+    pub start_s: f64,
+    pub duration_ms: f64,
+    /// Still going when the recording ended (its duration is a lower bound).
+    pub ongoing: bool,
+    pub samples: u32,
+    /// The frame that blocked: the deepest application frame the callback was in for most
+    /// of the episode (else, with no application frame, the innermost frame).
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    /// The innermost frame seen most often: where the time went (often a library or the
+    /// standard library, called by `function`).
+    pub innermost: FrameInfo,
+    pub task: Option<String>,
+    /// On a CPU in most samples (computing), or waiting in the kernel.
+    pub on_cpu: bool,
+    /// The system call it waited in most often, when waiting.
+    pub waiting_in: Option<String>,
+    /// Interned stack seen most often in the episode.
+    #[serde(skip)]
+    pub stack: u32,
+}
+
+/// A frame, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrameInfo {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+}
+
+/// The number of pending tasks over time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStats {
+    /// How many counts were taken (about one a second).
+    pub counts: u32,
+    pub pending_last: usize,
+    pub pending_max: usize,
+    /// Least-squares slope of the pending count, tasks per second: positive when tasks pile up.
+    pub pending_trend_per_s: f64,
+    /// A count hit the registry limit (the numbers are lower bounds).
+    pub truncated: bool,
+}
+
+/// One task count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskPoint {
+    /// Seconds since the start of the recording.
+    pub t_s: f64,
+    pub pending: usize,
+    pub total: usize,
+}
+
+/// Everything about one loop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoopSummary {
+    /// Which loop of the recording (its metadata stands beside the summary in reports).
+    #[serde(skip)]
+    pub loop_index: u16,
+    pub samples: u32,
+    #[serde(skip)]
+    pub wall_s: f64,
+    /// Share of wall time idle in `selector.select` / epoll, and busy (callbacks and loop
+    /// bookkeeping); the rest is unknown (samples whose state could not be told).
+    pub select_pct: f64,
+    pub busy_pct: f64,
+    pub unknown_pct: f64,
+    /// Share of wall time the process was stopped (SIGSTOP, Ctrl-Z, a debugger).
+    pub stopped_pct: f64,
+    pub lag: LagStats,
+    pub ready: ReadyStats,
+    /// How long the current iteration had been running at the last sample, if busy then.
+    pub busy_now_ms: Option<f64>,
+    /// The longest stretch of busy samples (any callbacks).
+    pub longest_busy_ms: f64,
+    /// Per-window figures (`series` in the JSON report).
+    #[serde(rename = "series")]
+    pub windows: Vec<Window>,
+    pub episodes: Vec<Episode>,
+    /// Pending tasks over the recording (counted about once a second).
+    pub tasks: Option<TaskStats>,
+    pub task_series: Vec<TaskPoint>,
+}
+
+/// A frame that blocked the loop, over all episodes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockingFrame {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    pub blocked_ms: f64,
+    pub episodes: u32,
+    pub longest_ms: f64,
+    /// On CPU in most of its episodes.
+    pub on_cpu: bool,
+    pub waiting_in: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    pub threshold_ms: f64,
+    pub loops: Vec<LoopSummary>,
+    /// Frames that blocked the loop, most blocked time first.
+    pub blocking_frames: Vec<BlockingFrame>,
+}
+
+/// Anonymous helper frames (generator expressions, comprehensions, lambdas): they stand for
+/// the function that made them, which is blamed instead.
+fn is_anonymous(function: &str) -> bool {
+    let last = function.rsplit('.').next().unwrap_or(function);
+    matches!(last, "<genexpr>" | "<listcomp>" | "<setcomp>" | "<dictcomp>" | "<lambda>")
+}
+
+/// A frame must be on the stack in this share of an episode's samples to be blamed.
+pub const BLAME_PRESENCE: f64 = 0.75;
+
+/// What a busy stretch is blamed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blame {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    pub innermost: FrameInfo,
+}
+
+/// The callback's frames of a sample (innermost first): the stack above the loop's own.
+pub fn callback_frames<'a>(rec: &'a Recording, s: &Sample) -> Vec<&'a crate::python::frames::StackFrame> {
+    let stack: Vec<_> = rec.stack(s.stack).collect();
+    let keep = stack.len().saturating_sub(s.loop_frames as usize);
+    stack[..keep].to_vec()
+}
+
+/// Blame a stretch of busy samples: the deepest application frame (not an anonymous helper)
+/// present in at least [`BLAME_PRESENCE`] of them; without one, the deepest installed-package
+/// frame so present; else the innermost frame seen most often. Frames of the loop itself
+/// (and what runs it, down to the program's entry) are never blamed.
+pub fn blame(rec: &Recording, samples: &[&Sample]) -> Option<Blame> {
+    struct Seen {
+        count: usize,
+        depth: usize,
+        lines: Vec<i32>,
+        kind: u8,
+    }
+    let mut seen: HashMap<(std::rc::Rc<str>, std::rc::Rc<str>), Seen> = HashMap::new();
+    let mut innermost = Vec::new();
+    let mut n = 0usize;
+    for s in samples {
+        let frames = callback_frames(rec, s);
+        let Some(top) = frames.first() else { continue };
+        n += 1;
+        innermost.push((top.function.to_string(), top.file.to_string(), top.line));
+        let mut counted: Vec<(std::rc::Rc<str>, std::rc::Rc<str>)> = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let depth = frames.len() - i; // 1 = the frame the loop called
+            let key = (f.function.clone(), f.file.clone());
+            let e = seen.entry(key.clone()).or_insert_with(|| Seen {
+                count: 0,
+                depth: 0,
+                lines: Vec::new(),
+                kind: if !is_library_file(&f.file) {
+                    0
+                } else if !stdlib_dir(&f.file) {
+                    1
+                } else {
+                    2
+                },
+            });
+            e.depth = e.depth.max(depth);
+            e.lines.push(f.line);
+            if !counted.contains(&key) {
+                e.count += 1;
+                counted.push(key);
+            }
+        }
+    }
+    if n == 0 {
+        return None;
+    }
+    let (function, file, line) = mode(innermost.iter().cloned())?;
+    let innermost = FrameInfo { function, file, line };
+    let need = (n as f64 * BLAME_PRESENCE).ceil() as usize;
+    for kind in [0u8, 1] {
+        let best = seen
+            .iter()
+            .filter(|((func, _), e)| e.kind == kind && e.count >= need && !is_anonymous(func))
+            .max_by_key(|(key, e)| (e.depth, std::cmp::Reverse(key.0.clone())));
+        if let Some(((function, file), e)) = best {
+            let line = mode(e.lines.iter().copied()).unwrap_or(0);
+            return Some(Blame { function: function.to_string(), file: file.to_string(), line, innermost });
+        }
+    }
+    Some(Blame { function: innermost.function.clone(), file: innermost.file.clone(), line: innermost.line, innermost })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn lag_ms(s: &Sample) -> f64 {
+    s.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0)
+}
+
+fn lag_stats(samples: &[&Sample]) -> LagStats {
+    let mut lags: Vec<f64> = samples.iter().map(|s| lag_ms(s)).collect();
+    lags.sort_by(f64::total_cmp);
+    LagStats { p50_ms: percentile(&lags, 0.5), p99_ms: percentile(&lags, 0.99), max_ms: lags.last().copied().unwrap_or(0.0) }
+}
+
+/// Time each sample stands for: up to the next sample, capped at two intervals (a gap means
+/// loopspy itself was late; do not let one sample claim it all).
+fn weights(samples: &[&Sample], interval: f64) -> Vec<f64> {
+    let mut w: Vec<f64> = samples.windows(2).map(|p| (p[1].t - p[0].t).clamp(0.0, 2.0 * interval)).collect();
+    if !samples.is_empty() {
+        w.push(interval);
+    }
+    w
+}
+
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return 0.0;
+    }
+    points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx
+}
+
+/// A run of consecutive busy samples in one callback: indices into the loop's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub first: usize,
+    pub last: usize,
+}
+
+/// Split a loop's samples into busy runs: maximal stretches of busy samples with the same
+/// callback identity. A sample whose state is unknown between two samples of one callback
+/// does not split it (nor do failed looks, which are not samples); an idle sample or another
+/// callback does.
+pub fn busy_runs(samples: &[&Sample]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut open: Option<Run> = None;
+    for (i, s) in samples.iter().enumerate() {
+        if s.state == LoopState::Unknown {
+            continue;
+        }
+        let busy = is_busy(s.state);
+        match open {
+            Some(run) if busy && samples[run.last].callback == s.callback => open = Some(Run { last: i, ..run }),
+            Some(run) => {
+                runs.push(run);
+                open = busy.then_some(Run { first: i, last: i });
+            }
+            None => open = busy.then_some(Run { first: i, last: i }),
+        }
+    }
+    runs.extend(open);
+    runs
+}
+
+/// Busy samples in a run (unknown ones inside it are not counted).
+fn run_samples(samples: &[&Sample], run: Run) -> usize {
+    samples[run.first..=run.last].iter().filter(|s| is_busy(s.state)).count()
+}
+
+/// Start and end of a run: halfway to the neighbouring samples, but never more than one
+/// sample interval beyond the run's own samples (a gap of failed looks says nothing about
+/// when the run started), or the sample itself at the edges of the recording.
+fn run_bounds(samples: &[&Sample], run: Run, interval: f64) -> (f64, f64, bool) {
+    let first = samples[run.first].t;
+    let start = match run.first {
+        0 => first,
+        i => first - ((first - samples[i - 1].t) / 2.0).min(interval),
+    };
+    let last = samples[run.last].t;
+    let ongoing = run.last + 1 == samples.len();
+    let end = if ongoing { last } else { last + ((samples[run.last + 1].t - last) / 2.0).min(interval) };
+    (start, end, ongoing)
+}
+
+/// The most frequent item; ties go to the one seen first.
+fn mode<K: Eq + std::hash::Hash + Clone>(items: impl Iterator<Item = K>) -> Option<K> {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    let mut order: Vec<K> = Vec::new();
+    for k in items {
+        let c = counts.entry(k.clone()).or_insert(0);
+        if *c == 0 {
+            order.push(k.clone());
+        }
+        *c += 1;
+    }
+    let mut best: Option<(K, usize)> = None;
+    for k in order {
+        let c = counts[&k];
+        if best.as_ref().is_none_or(|(_, bc)| c > *bc) {
+            best = Some((k, c));
+        }
+    }
+    best.map(|(k, _)| k)
+}
+
+/// The callback running at the end of the recording on a loop: how long it has run (from
+/// the start of its run, as an episode's start) and what it is blamed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentRun {
+    pub duration_ms: f64,
+    pub samples: usize,
+    pub blame: Option<Blame>,
+    pub task: Option<String>,
+}
+
+/// The run of the callback the loop is in at its last sample (`None` when not in one).
+pub fn current_run(rec: &Recording, loop_index: u16) -> Option<CurrentRun> {
+    // Enough trailing samples for any run we would show (a few minutes at 1000 Hz).
+    let recent: Vec<&Sample> = rec.samples.iter().rev().filter(|s| s.loop_index == loop_index).take(200_000).collect();
+    let last = recent.iter().find(|s| s.state != LoopState::Unknown)?;
+    if last.state != LoopState::Callback {
+        return None;
+    }
+    let mut run: Vec<&Sample> = Vec::new();
+    let mut before = None;
+    for s in &recent {
+        match s.state {
+            LoopState::Unknown => continue,
+            LoopState::Callback if s.callback == last.callback => run.push(s),
+            _ => {
+                before = Some(s.t);
+                break;
+            }
+        }
+    }
+    run.reverse();
+    let first = run.first()?.t;
+    let start = before.map_or(first, |b| first - ((first - b) / 2.0).min(rec.interval()));
+    Some(CurrentRun {
+        duration_ms: (last.t - start).max(0.0) * 1e3,
+        samples: run.len(),
+        blame: blame(rec, &run),
+        task: mode(run.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone()),
+    })
+}
+
+/// Describe one run as an episode.
+fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> Episode {
+    let (start, end, ongoing) = run_bounds(samples, run, rec.interval());
+    let span: Vec<&Sample> = samples[run.first..=run.last].iter().filter(|s| is_busy(s.state)).copied().collect();
+    let blamed = blame(rec, &span);
+    let (function, file, line, innermost) = match blamed {
+        Some(b) => (b.function, b.file, b.line, b.innermost),
+        None => ("<unknown>".to_string(), String::new(), 0, FrameInfo { function: "<unknown>".into(), file: String::new(), line: 0 }),
+    };
+    let task = mode(span.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone());
+    let on_cpu_samples = span.iter().filter(|s| s.activity == ThreadActivity::OnCpu).count();
+    let waiting: Vec<ThreadActivity> =
+        span.iter().map(|s| s.activity).filter(|a| matches!(a, ThreadActivity::Waiting(_) | ThreadActivity::Blocked)).collect();
+    let on_cpu = on_cpu_samples > waiting.len();
+    let waiting_in = if on_cpu { None } else { mode(waiting.into_iter()).map(|a| a.describe()) };
+    let stack = mode(span.iter().map(|s| s.stack)).unwrap_or(0);
+    Episode {
+        loop_index,
+        start,
+        end,
+        start_s: start - rec.started,
+        duration_ms: (end - start) * 1e3,
+        ongoing,
+        samples: span.len() as u32,
+        function,
+        file,
+        line,
+        innermost,
+        task,
+        on_cpu,
+        waiting_in,
+        stack,
+    }
+}
+
+/// The per-window figures: one pass over the samples (in time order), each put in the window
+/// its time falls in.
+fn per_window(rec: &Recording, samples: &[&Sample], w: &[f64], episodes: &[Episode], origin: f64, window: f64) -> Vec<Window> {
+    let n = (((rec.ended - origin).max(0.0) / window).ceil() as usize).max(1);
+    let index = |t: f64| -> Option<usize> {
+        let k = ((t - origin) / window).floor();
+        (k >= 0.0 && (k as usize) < n).then_some(k as usize)
+    };
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, s) in samples.iter().enumerate() {
+        if let Some(k) = index(s.t) {
+            members[k].push(i);
+        }
+    }
+    let mut episode_counts = vec![0u32; n];
+    for e in episodes {
+        if let Some(k) = index(e.start) {
+            episode_counts[k] += 1;
+        }
+    }
+    members
+        .iter()
+        .enumerate()
+        .map(|(k, idx)| {
+            let in_w: Vec<&Sample> = idx.iter().map(|i| samples[*i]).collect();
+            let ww: f64 = idx.iter().map(|i| w[*i]).sum();
+            // (A float sum of nothing is -0.0: start from 0.0 so nothing prints as "-0.0".)
+            let busy: f64 = idx.iter().filter(|i| is_busy(samples[**i].state)).map(|i| w[*i]).fold(0.0, |a, b| a + b);
+            let lag = lag_stats(&in_w);
+            Window {
+                start_s: origin + k as f64 * window - rec.started,
+                samples: in_w.len() as u32,
+                busy_pct: if ww > 0.0 { 100.0 * busy / ww } else { 0.0 },
+                lag_p99_ms: lag.p99_ms,
+                lag_max_ms: lag.max_ms,
+                ready_mean: if in_w.is_empty() { 0.0 } else { in_w.iter().map(|s| s.ready as f64).sum::<f64>() / in_w.len() as f64 },
+                ready_max: in_w.iter().map(|s| s.ready).max().unwrap_or(0),
+                episodes: episode_counts[k],
+            }
+        })
+        .collect()
+}
+
+fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopSummary {
+    let since = opts.since.unwrap_or(f64::MIN);
+    let samples: Vec<&Sample> = rec.samples.iter().filter(|s| s.loop_index == loop_index && s.t >= since).collect();
+    let origin = opts.since.unwrap_or(rec.started).max(rec.started);
+    let w = weights(&samples, rec.interval());
+    let wall: f64 = w.iter().sum();
+    let share = |pred: &dyn Fn(&Sample) -> bool| -> f64 {
+        if wall == 0.0 {
+            return 0.0;
+        }
+        // (A float sum of nothing is -0.0: start from 0.0 so nothing prints as "-0.0".)
+        100.0 * samples.iter().zip(&w).filter(|(s, _)| pred(s)).map(|(_, w)| w).fold(0.0, |a, b| a + b) / wall
+    };
+    let busy_pct = share(&|s| is_busy(s.state));
+    let select_pct = share(&|s| s.state == LoopState::Idle);
+    let unknown_pct = share(&|s| s.state == LoopState::Unknown);
+    let stopped_pct = share(&|s| s.state == LoopState::Stopped);
+
+    let runs = busy_runs(&samples);
+    let episodes: Vec<Episode> = runs
+        .iter()
+        .filter(|run| {
+            let (start, end, _) = run_bounds(&samples, **run, rec.interval());
+            run_samples(&samples, **run) >= MIN_EPISODE_SAMPLES && end - start >= opts.threshold
+        })
+        .map(|run| episode(rec, &samples, *run, loop_index))
+        .collect();
+    // A busy stretch across several callbacks counts for the current-iteration figure.
+    let mut longest_busy: f64 = 0.0;
+    let mut busy_since: Option<f64> = None;
+    for (i, s) in samples.iter().enumerate() {
+        if is_busy(s.state) {
+            let start = *busy_since.get_or_insert(if i == 0 { s.t } else { (samples[i - 1].t + s.t) / 2.0 });
+            longest_busy = longest_busy.max(s.t - start);
+        } else {
+            busy_since = None;
+        }
+    }
+    let busy_now_ms = match samples.last() {
+        Some(last) if is_busy(last.state) => match last.busy_for {
+            Some(b) => Some(b as f64 * 1e3),
+            None => busy_since.map(|since| (last.t - since) * 1e3),
+        },
+        _ => None,
+    };
+
+    let ready = ReadyStats {
+        mean: if samples.is_empty() { 0.0 } else { samples.iter().map(|s| s.ready as f64).sum::<f64>() / samples.len() as f64 },
+        max: samples.iter().map(|s| s.ready).max().unwrap_or(0),
+        last: samples.last().map(|s| s.ready).unwrap_or(0),
+        trend_per_s: slope(&samples.iter().map(|s| (s.t - rec.started, s.ready as f64)).collect::<Vec<_>>()),
+    };
+
+    let windows =
+        if opts.window > 0.0 && !samples.is_empty() { per_window(rec, &samples, &w, &episodes, origin, opts.window) } else { Vec::new() };
+
+    let counts: Vec<&crate::capture::recording::TaskCountSample> =
+        rec.task_counts.iter().filter(|c| c.loop_index == loop_index && c.t >= since).collect();
+    let task_series: Vec<TaskPoint> =
+        counts.iter().map(|c| TaskPoint { t_s: c.t - rec.started, pending: c.counts.pending, total: c.counts.total }).collect();
+    let tasks = (!counts.is_empty()).then(|| TaskStats {
+        counts: counts.len() as u32,
+        pending_last: counts.last().map(|c| c.counts.pending).unwrap_or(0),
+        pending_max: counts.iter().map(|c| c.counts.pending).max().unwrap_or(0),
+        pending_trend_per_s: slope(&task_series.iter().map(|p| (p.t_s, p.pending as f64)).collect::<Vec<_>>()),
+        truncated: counts.iter().any(|c| c.truncated),
+    });
+
+    LoopSummary {
+        loop_index,
+        samples: samples.len() as u32,
+        wall_s: wall,
+        select_pct,
+        busy_pct,
+        unknown_pct,
+        stopped_pct,
+        lag: lag_stats(&samples),
+        ready,
+        busy_now_ms,
+        longest_busy_ms: longest_busy * 1e3,
+        windows,
+        episodes,
+        tasks,
+        task_series,
+    }
+}
+
+/// Frames that blocked, summed over episodes.
+pub fn blocking_frames(episodes: &[&Episode]) -> Vec<BlockingFrame> {
+    let mut by_frame: Vec<BlockingFrame> = Vec::new();
+    let mut lines: HashMap<(String, String), Vec<i32>> = HashMap::new();
+    let mut activity: HashMap<(String, String), (u32, Vec<String>)> = HashMap::new();
+    for e in episodes {
+        let key = (e.function.clone(), e.file.clone());
+        lines.entry(key.clone()).or_default().push(e.line);
+        let a = activity.entry(key.clone()).or_default();
+        if e.on_cpu {
+            a.0 += 1;
+        } else if let Some(w) = &e.waiting_in {
+            a.1.push(w.clone());
+        }
+        match by_frame.iter_mut().find(|f| f.function == key.0 && f.file == key.1) {
+            Some(f) => {
+                f.blocked_ms += e.duration_ms;
+                f.episodes += 1;
+                f.longest_ms = f.longest_ms.max(e.duration_ms);
+            }
+            None => by_frame.push(BlockingFrame {
+                function: key.0,
+                file: key.1,
+                line: e.line,
+                blocked_ms: e.duration_ms,
+                episodes: 1,
+                longest_ms: e.duration_ms,
+                on_cpu: false,
+                waiting_in: None,
+            }),
+        }
+    }
+    for f in &mut by_frame {
+        let key = (f.function.clone(), f.file.clone());
+        f.line = mode(lines[&key].iter().copied()).unwrap_or(f.line);
+        let (cpu, waits) = &activity[&key];
+        f.on_cpu = *cpu as usize > waits.len();
+        f.waiting_in = if f.on_cpu { None } else { mode(waits.iter().cloned()) };
+    }
+    by_frame.sort_by(|a, b| b.blocked_ms.total_cmp(&a.blocked_ms));
+    by_frame
+}
+
+/// Analyse a recording.
+pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
+    let loops: Vec<LoopSummary> = (0..rec.loops.len() as u16).map(|i| summarize_loop(rec, i, opts)).collect();
+    let all: Vec<&Episode> = loops.iter().flat_map(|l| l.episodes.iter()).collect();
+    Analysis { threshold_ms: opts.threshold * 1e3, blocking_frames: blocking_frames(&all), loops }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asyncio::eventloop::LoopKind;
+    use crate::capture::recording::LoopMeta;
+    use crate::python::frames::StackFrame;
+
+    fn frame(function: &str, file: &str, line: i32) -> StackFrame {
+        StackFrame { function: function.into(), file: file.into(), line }
+    }
+
+    /// A recording at `rate` Hz from a compact script: one char per sample.
+    /// `.` idle; `a`/`b` busy in callback A/B on CPU (in `app_a` / `app_b`); `s` busy in
+    /// callback S sleeping (in `sleeper`); `?` unknown.
+    fn script(rate: f64, s: &str) -> Recording {
+        let meta =
+            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let mut rec = Recording::new(rate, vec![meta], 100.0);
+        let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
+        let loop_frames = [
+            frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84),
+            frame("BaseEventLoop._run_once", "/usr/lib/python3.12/asyncio/base_events.py", 1971),
+        ];
+        let mk = |rec: &mut Recording, top: &[StackFrame]| {
+            let mut all = top.to_vec();
+            all.extend_from_slice(&loop_frames);
+            rec.intern_stack(&all)
+        };
+        let a = mk(&mut rec, &[frame("app_a", "/srv/app.py", 10)]);
+        let b = mk(&mut rec, &[frame("decode", "/usr/lib/python3.12/json/decoder.py", 337), frame("app_b", "/srv/app.py", 20)]);
+        let sl = mk(&mut rec, &[frame("sleeper", "/srv/app.py", 30)]);
+        let task = rec.tasks.intern("Task-7".into());
+        for (i, c) in s.chars().enumerate() {
+            let t = 100.0 + i as f64 / rate;
+            let (state, activity, stack, callback, task) = match c {
+                '.' => (LoopState::Idle, ThreadActivity::Waiting(232), idle, None, None),
+                'a' => (LoopState::Callback, ThreadActivity::OnCpu, a, Some(0xa), None),
+                'b' => (LoopState::Callback, ThreadActivity::OnCpu, b, Some(0xb), Some(task)),
+                's' => (LoopState::Callback, ThreadActivity::Waiting(230), sl, Some(0x5), None),
+                _ => (LoopState::Unknown, ThreadActivity::Unknown, idle, None, None),
+            };
+            let lateness = if state == LoopState::Idle { Some(-0.005) } else { Some(0.001 * i as f32) };
+            let loop_frames = if state == LoopState::Idle { 1 } else { 2 };
+            rec.samples.push(Sample {
+                t,
+                loop_index: 0,
+                state,
+                activity,
+                ready: i as u32 % 4,
+                lateness,
+                stack,
+                loop_frames,
+                callback,
+                task,
+                busy_for: None,
+            });
+        }
+        rec.ended = 100.0 + s.len() as f64 / rate;
+        rec
+    }
+
+    #[test]
+    fn library_files_and_blamed_frames() {
+        assert!(is_library_file("/usr/lib/python3.12/json/decoder.py"));
+        assert!(is_library_file("/root/.pyenv/versions/3.8.18/lib/python3.8/asyncio/events.py"));
+        assert!(is_library_file("/venv/lib/python3.11/site-packages/pymysql/connections.py"));
+        assert!(is_library_file("<frozen importlib._bootstrap>"));
+        assert!(!is_library_file("/srv/app/db.py"));
+        assert!(!is_library_file("/srv/lib/python3x/app.py"));
+        // Blame: stacks innermost first; the last two frames are the loop's own.
+        let meta =
+            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let mut rec = Recording::new(100.0, vec![meta], 0.0);
+        let json = frame("decode", "/usr/lib/python3.12/json/decoder.py", 1);
+        let app = frame("parse_report", "/srv/app.py", 2);
+        let pkg = frame("execute", "/venv/lib/python3.12/site-packages/db/cursor.py", 3);
+        let genexpr = frame("parse_report.<locals>.<genexpr>", "/srv/app.py", 4);
+        let run = frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84);
+        let main = frame("<module>", "/srv/main.py", 116);
+        let mut sample = |frames: &[&StackFrame]| {
+            let owned: Vec<StackFrame> = frames.iter().map(|f| (*f).clone()).collect();
+            let stack = rec.intern_stack(&owned);
+            Sample {
+                t: 0.0,
+                loop_index: 0,
+                state: LoopState::Callback,
+                activity: ThreadActivity::OnCpu,
+                ready: 0,
+                lateness: None,
+                stack,
+                loop_frames: 2,
+                callback: Some(1),
+                task: None,
+                busy_for: None,
+            }
+        };
+        let s1 = sample(&[&json, &app, &run, &main]);
+        let s2 = sample(&[&genexpr, &app, &run, &main]);
+        let s3 = sample(&[&json, &pkg, &run, &main]);
+        let s4 = sample(&[&json, &run, &main]);
+        let s5 = sample(&[&app, &run, &main]);
+        let who = |v: &[&Sample]| blame(&rec, v).map(|b| (b.function, b.innermost.function));
+        // The application frame under the library one; the generator expression is its own.
+        assert_eq!(who(&[&s1, &s2, &s1, &s2]), Some(("parse_report".into(), "decode".into())));
+        // No application frame: an installed package's; else the innermost frame.
+        assert_eq!(who(&[&s3]), Some(("execute".into(), "decode".into())));
+        assert_eq!(who(&[&s4]), Some(("decode".into(), "decode".into())));
+        // The program's entry frame below the loop (`<module>`) is never blamed.
+        assert_eq!(who(&[&s4, &s4]).unwrap().0, "decode");
+        // A frame in under 75 % of the samples is not the blamed one.
+        assert_eq!(who(&[&s3, &s5, &s5, &s5]).unwrap().0, "parse_report");
+        assert!(blame(&rec, &[]).is_none());
+    }
+
+    #[test]
+    fn busy_and_select_shares_are_time_weighted() {
+        let rec = script(100.0, "....aaaa..");
+        let a = analyze(&rec, &Options::default());
+        let l = &a.loops[0];
+        assert!((l.busy_pct - 40.0).abs() < 1e-9, "{}", l.busy_pct);
+        assert!((l.select_pct - 60.0).abs() < 1e-9);
+        assert_eq!(l.unknown_pct, 0.0);
+        assert_eq!(l.samples, 10);
+    }
+
+    #[test]
+    fn episodes_need_the_threshold_and_one_callback() {
+        // 100 Hz: 'a' x12 is 120 ms (> 100 ms); 'b' x5 is 50 ms (< 100 ms).
+        let rec = script(100.0, "..aaaaaaaaaaaa..bbbbb..");
+        let a = analyze(&rec, &Options::default());
+        let eps = &a.loops[0].episodes;
+        assert_eq!(eps.len(), 1);
+        let e = &eps[0];
+        assert!((e.duration_ms - 120.0).abs() < 1e-6, "{}", e.duration_ms);
+        assert_eq!(e.samples, 12);
+        assert_eq!(e.function, "app_a");
+        assert!(e.on_cpu);
+        assert_eq!(e.waiting_in, None);
+        // Started half-way between the last idle sample (t=101.01) and the first busy one.
+        assert!((e.start - 100.015).abs() < 1e-9);
+        assert!(!e.ongoing);
+        // Two callbacks back to back are two runs, not one long episode.
+        let rec = script(100.0, "..aaaaaaaaabbbbbbbbb..");
+        let a = analyze(&rec, &Options::default());
+        assert!(a.loops[0].episodes.is_empty());
+        assert!((a.loops[0].longest_busy_ms - 175.0).abs() < 1e-6, "{}", a.loops[0].longest_busy_ms);
+    }
+
+    #[test]
+    fn episode_attribution_task_and_syscall() {
+        let rec = script(100.0, ".bbbbbbbbbbbbbbb.ssssssssssssssssssss");
+        let a = analyze(&rec, &Options { threshold: 0.1, ..Options::default() });
+        let eps = &a.loops[0].episodes;
+        assert_eq!(eps.len(), 2);
+        // The json frames are library frames: the application frame below them is blamed.
+        assert_eq!(eps[0].function, "app_b");
+        assert_eq!(eps[0].line, 20);
+        assert_eq!(eps[0].task.as_deref(), Some("Task-7"));
+        assert_eq!(eps[1].function, "sleeper");
+        assert!(!eps[1].on_cpu);
+        assert_eq!(eps[1].waiting_in.as_deref(), Some("clock_nanosleep"));
+        assert!(eps[1].ongoing);
+        let top = &a.blocking_frames;
+        assert_eq!(top[0].function, "sleeper");
+        assert_eq!(top[0].episodes, 1);
+        assert_eq!(top[1].function, "app_b");
+    }
+
+    #[test]
+    fn lag_percentiles_and_ready_trend() {
+        let rec = script(100.0, "aaaaaaaaaa");
+        let a = analyze(&rec, &Options::default());
+        let l = &a.loops[0];
+        assert!((l.lag.max_ms - 9.0).abs() < 1e-3);
+        assert!((l.lag.p50_ms - 5.0).abs() < 1e-3 || (l.lag.p50_ms - 4.0).abs() < 1e-3);
+        // Idle samples have negative lateness (timer ahead): lag 0.
+        let rec = script(100.0, "....");
+        assert_eq!(analyze(&rec, &Options::default()).loops[0].lag.max_ms, 0.0);
+        let mut rec = script(10.0, "..........");
+        for (i, s) in rec.samples.iter_mut().enumerate() {
+            s.ready = 3 * i as u32;
+        }
+        let l = &analyze(&rec, &Options::default()).loops[0];
+        assert!((l.ready.trend_per_s - 30.0).abs() < 1e-6, "{}", l.ready.trend_per_s);
+        assert_eq!(l.ready.max, 27);
+        assert_eq!(l.ready.last, 27);
+    }
+
+    #[test]
+    fn windows_cover_the_recording() {
+        let rec = script(10.0, "..........aaaaaaaaaa");
+        let l = &analyze(&rec, &Options::default()).loops[0];
+        assert_eq!(l.windows.len(), 2);
+        assert_eq!(l.windows[0].busy_pct, 0.0);
+        assert!((l.windows[1].busy_pct - 100.0).abs() < 1e-9);
+        // The episode starts half an interval before its first sample: in the first window.
+        assert_eq!(l.windows.iter().map(|w| w.episodes).sum::<u32>(), 1);
+        assert_eq!(l.windows.iter().map(|w| w.samples).sum::<u32>(), 20);
+    }
+
+    #[test]
+    fn busy_now_comes_from_the_last_samples() {
+        let rec = script(100.0, "...aaaaa");
+        let l = &analyze(&rec, &Options::default()).loops[0];
+        assert!((l.busy_now_ms.unwrap() - 45.0).abs() < 1e-6, "{:?}", l.busy_now_ms);
+        let rec = script(100.0, "aaa..");
+        assert_eq!(analyze(&rec, &Options::default()).loops[0].busy_now_ms, None);
+    }
+
+    #[test]
+    fn no_share_prints_as_minus_zero() {
+        let rec = script(100.0, "aaaa");
+        let l = &analyze(&rec, &Options::default()).loops[0];
+        assert!(l.select_pct.is_sign_positive() && l.unknown_pct.is_sign_positive(), "{} {}", l.select_pct, l.unknown_pct);
+        assert_eq!(format!("{:.1}", l.select_pct), "0.0");
+    }
+
+    #[test]
+    fn empty_recordings_have_zero_figures() {
+        let rec = script(100.0, "");
+        let a = analyze(&rec, &Options::default());
+        assert_eq!(a.loops[0].samples, 0);
+        assert_eq!(a.loops[0].busy_pct, 0.0);
+        assert!(a.loops[0].episodes.is_empty());
+        assert!(a.blocking_frames.is_empty());
+    }
+}

@@ -1,0 +1,4 @@
+pub mod callback;
+pub mod eventloop;
+pub mod loopstate;
+pub mod tasks;

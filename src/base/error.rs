@@ -1,0 +1,344 @@
+//! The ways a loopspy command can fail, each with its own exit code and a message that says
+//! what happened and what to do about it.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Exit codes. Documented in `docs/cli.md`; tested in `tests/cli_errors.rs`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// An unexpected internal error (a bug: please report it).
+    pub const INTERNAL: i32 = 1;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: i32 = 2;
+    pub const NO_SUCH_PROCESS: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 4;
+    pub const NOT_PYTHON: i32 = 5;
+    pub const UNSUPPORTED_PYTHON: i32 = 6;
+    pub const NO_EVENT_LOOP: i32 = 7;
+    pub const TARGET_EXITED: i32 = 8;
+    pub const SPAWN_FAILED: i32 = 9;
+    pub const OUTPUT_FAILED: i32 = 10;
+    pub const UNREADABLE: i32 = 11;
+    pub const UNSUPPORTED_LOOP: i32 = 12;
+    pub const TARGET_STOPPED: i32 = 13;
+    /// Stopped by a signal: 128 + its number, the shell convention (what was recorded is
+    /// written first).
+    pub const HUNG_UP: i32 = 128 + 1;
+    pub const INTERRUPTED: i32 = 128 + 2;
+    pub const TERMINATED: i32 = 128 + 15;
+}
+
+/// A Python thread seen while looking for event loops (for the "no event loop" message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadBrief {
+    pub native_id: Option<i32>,
+    pub name: Option<String>,
+    /// Innermost Python function, when known.
+    pub top_frame: Option<String>,
+}
+
+/// A failure the user can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    NoSuchProcess {
+        pid: i32,
+    },
+    PermissionDenied {
+        pid: i32,
+        detail: String,
+        access: Option<crate::process::procfs::Access>,
+    },
+    NotPython {
+        pid: i32,
+        exe: Option<String>,
+        detail: String,
+    },
+    UnsupportedPython {
+        pid: i32,
+        version: String,
+        detail: String,
+    },
+    NoEventLoop {
+        pid: i32,
+        threads: Vec<ThreadBrief>,
+    },
+    TargetExited {
+        pid: i32,
+    },
+    SpawnFailed {
+        program: String,
+        detail: String,
+    },
+    OutputFailed {
+        path: String,
+        detail: String,
+    },
+    Unreadable {
+        pid: i32,
+        detail: String,
+    },
+    UnsupportedLoop {
+        pid: i32,
+        class: String,
+    },
+    /// The target is stopped (SIGSTOP, Ctrl-Z, a debugger) and --blocking cannot pause it.
+    TargetStopped {
+        pid: i32,
+    },
+    /// Stopped by a signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP (its number).
+    Signal {
+        signal: i32,
+    },
+    /// A command line that cannot work (beyond what the argument parser checks).
+    Usage {
+        detail: String,
+    },
+    /// A failure already explained on standard error: only its exit code is left to give
+    /// (and `what`, for `--json`).
+    Reported {
+        code: i32,
+        what: String,
+    },
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::NoSuchProcess { .. } => exit::NO_SUCH_PROCESS,
+            Failure::PermissionDenied { .. } => exit::PERMISSION_DENIED,
+            Failure::NotPython { .. } => exit::NOT_PYTHON,
+            Failure::UnsupportedPython { .. } => exit::UNSUPPORTED_PYTHON,
+            Failure::NoEventLoop { .. } => exit::NO_EVENT_LOOP,
+            Failure::TargetExited { .. } => exit::TARGET_EXITED,
+            Failure::SpawnFailed { .. } => exit::SPAWN_FAILED,
+            Failure::OutputFailed { .. } => exit::OUTPUT_FAILED,
+            Failure::Unreadable { .. } => exit::UNREADABLE,
+            Failure::UnsupportedLoop { .. } => exit::UNSUPPORTED_LOOP,
+            Failure::TargetStopped { .. } => exit::TARGET_STOPPED,
+            Failure::Signal { signal } => 128 + signal,
+            Failure::Usage { .. } => exit::USAGE,
+            Failure::Reported { code, .. } => *code,
+        }
+    }
+
+    /// A short machine-readable name (used in `--json` error output).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::NoSuchProcess { .. } => "no_such_process",
+            Failure::PermissionDenied { .. } => "permission_denied",
+            Failure::NotPython { .. } => "not_python",
+            Failure::UnsupportedPython { .. } => "unsupported_python",
+            Failure::NoEventLoop { .. } => "no_event_loop",
+            Failure::TargetExited { .. } => "target_exited",
+            Failure::SpawnFailed { .. } => "spawn_failed",
+            Failure::OutputFailed { .. } => "output_failed",
+            Failure::Unreadable { .. } => "unreadable",
+            Failure::UnsupportedLoop { .. } => "unsupported_loop",
+            Failure::TargetStopped { .. } => "target_stopped",
+            Failure::Signal { .. } => "interrupted",
+            Failure::Usage { .. } => "usage",
+            Failure::Reported { code, .. } if *code == exit::OUTPUT_FAILED => "output_failed",
+            Failure::Reported { .. } => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Details, names and paths may come from the target (or the user): shown escaped.
+        let e = |s: &str| crate::base::escape::terminal(s).into_owned();
+        match self {
+            Failure::NoSuchProcess { pid } => write!(
+                f,
+                "no process with PID {pid}.\n  Check the PID (`pgrep -af python`). Inside a container, use the PID as \
+                 the container sees it, and run loopspy in the same PID namespace (`kubectl exec` into the pod, or \
+                 `kubectl debug --target=<container>`)."
+            ),
+            Failure::PermissionDenied { pid, detail, access } => {
+                write!(f, "permission denied reading process {pid} ({}).", e(detail))?;
+                match access {
+                    Some(a) => write!(f, "\n  {}", permission_advice(*pid, a)),
+                    None => write!(
+                        f,
+                        "\n  loopspy reads the target's memory, which needs the same access as a debugger (ptrace): run it \
+                         as the target's user or as root, with CAP_SYS_PTRACE where kernel.yama.ptrace_scope asks for it; \
+                         in a container add SYS_PTRACE (`kubectl debug --profile=general`). See docs/containers.md."
+                    ),
+                }
+            }
+            Failure::NotPython { pid, exe, detail } => write!(
+                f,
+                "process {pid}{} does not look like a CPython interpreter ({}).\n  Point loopspy at the Python \
+                 process itself, not at a shell or launcher: `pgrep -af python`, or let loopspy start it: `loopspy dump \
+                 -- python3 app.py`.",
+                exe.as_ref().map(|x| format!(" ({})", e(x))).unwrap_or_default(),
+                e(detail)
+            ),
+            Failure::UnsupportedPython { pid, version, detail } => write!(
+                f,
+                "process {pid} runs Python {}, which loopspy cannot read: {}.\n  Supported: CPython \
+                 {} to {}, standard (GIL) builds, x86_64 Linux.",
+                e(version),
+                e(detail),
+                crate::python::layout::SUPPORTED[0],
+                crate::python::layout::SUPPORTED[crate::python::layout::SUPPORTED.len() - 1],
+            ),
+            Failure::NoEventLoop { pid, threads } => {
+                write!(f, "process {pid} has no running asyncio event loop (in {} Python thread(s)):", threads.len())?;
+                for t in threads {
+                    write!(
+                        f,
+                        "\n  - thread {} {}: {}",
+                        t.native_id.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                        t.name.as_deref().map(|n| format!("\"{}\"", e(n))).unwrap_or_else(|| "(unnamed)".into()),
+                        t.top_frame.as_deref().map(e).unwrap_or_else(|| "no Python frames".into()),
+                    )?;
+                }
+                write!(
+                    f,
+                    "\n  A loop counts once `asyncio.run()`, `loop.run_forever()` or `run_until_complete()` is running \
+                     in some thread. If the program is still starting, try again in a moment."
+                )
+            }
+            Failure::TargetExited { pid } => write!(
+                f,
+                "process {pid} has exited (it ended, or it is a zombie whose parent has not collected its exit status): \
+                 nothing is left to read."
+            ),
+            Failure::SpawnFailed { program, detail } => write!(f, "could not run `{}`: {}", e(program), e(detail)),
+            Failure::OutputFailed { path, detail } => write!(f, "could not write {}: {}", e(path), e(detail)),
+            Failure::Unreadable { pid, detail } => write!(
+                f,
+                "could not get a consistent read of process {pid}: {}.\n  The target changed faster than it \
+                 could be read; try again, or use --blocking to pause it briefly while reading.",
+                e(detail)
+            ),
+            Failure::UnsupportedLoop { pid, class } => write!(
+                f,
+                "process {pid} runs an event loop of class {}, which loopspy cannot read.\n  Supported: \
+                 asyncio's own loops (BaseEventLoop and subclasses) and uvloop.Loop.",
+                e(class)
+            ),
+            Failure::TargetStopped { pid } => write!(
+                f,
+                "process {pid} is stopped (state T: SIGSTOP, Ctrl-Z, or a debugger holds it); --blocking would wait \
+                 for it to run again, forever.\n  Resume it (`kill -CONT {pid}`), or leave out --blocking to look at it \
+                 as it is (loopspy shows it as stopped)."
+            ),
+            Failure::Signal { signal } => match *signal {
+                1 => write!(f, "the terminal hung up (SIGHUP)"),
+                2 => write!(f, "interrupted (Ctrl-C)"),
+                15 => write!(f, "terminated (SIGTERM)"),
+                n => write!(f, "stopped by signal {n}"),
+            },
+            // Several lines (clap's message): each escaped, the breaks kept.
+            Failure::Usage { detail } => write!(f, "{}", detail.lines().map(e).collect::<Vec<_>>().join("\n")),
+            Failure::Reported { what, .. } => write!(f, "{}", e(what)),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Why reading `pid` was refused, and the one thing that fixes it.
+pub fn permission_advice(pid: i32, a: &crate::process::procfs::Access) -> String {
+    let us =
+        format!("loopspy runs as uid {}{}", a.our_uid, if a.cap_sys_ptrace { " with CAP_SYS_PTRACE" } else { " without CAP_SYS_PTRACE" });
+    let them = match a.target_uid {
+        Some(u) => format!("process {pid} runs as uid {u}"),
+        None => format!("process {pid}'s owner is unknown"),
+    };
+    let scope = a.ptrace_scope.map(|s| format!(", kernel.yama.ptrace_scope is {s}")).unwrap_or_default();
+    let facts = format!("{them}, {us}{scope}.");
+    let cure = if a.ptrace_scope == Some(3) {
+        "ptrace_scope 3 forbids reading any other process until the machine reboots: nothing loopspy can do.".to_string()
+    } else if a.our_uid == 0 && !a.cap_sys_ptrace {
+        "Root without CAP_SYS_PTRACE is a container's default: add the SYS_PTRACE capability (`docker run --cap-add \
+         SYS_PTRACE`, `securityContext.capabilities.add: [SYS_PTRACE]`, or `kubectl debug -it POD --target=CONTAINER \
+         --profile=general`); see docs/containers.md."
+            .to_string()
+    } else if a.target_uid.is_some_and(|u| u != a.our_uid) && a.our_uid != 0 {
+        format!("Run loopspy as the target's user (`sudo -u '#{}' loopspy ...`) or as root.", a.target_uid.unwrap_or(0))
+    } else if a.target_not_dumpable && !a.cap_sys_ptrace {
+        "The target is not dumpable (it changed its uid, or called prctl(PR_SET_DUMPABLE, 0)): only root or \
+         CAP_SYS_PTRACE may read it: `sudo loopspy ...`."
+            .to_string()
+    } else if a.ptrace_scope == Some(2) && !a.cap_sys_ptrace {
+        "ptrace_scope 2 lets only CAP_SYS_PTRACE read other processes: `sudo loopspy ...`, or `sudo setcap \
+         cap_sys_ptrace+ep $(which loopspy)`."
+            .to_string()
+    } else if a.ptrace_scope == Some(1) && !a.cap_sys_ptrace {
+        format!(
+            "ptrace_scope 1 lets a process read only its descendants: start the program through loopspy (`loopspy \
+             record -- python3 app.py`), or grant CAP_SYS_PTRACE (`sudo setcap cap_sys_ptrace+ep $(which loopspy)`), \
+             or run as root; `sudo sysctl kernel.yama.ptrace_scope=0` lifts it for every process of the same user \
+             (not {pid} only)."
+        )
+    } else {
+        "Something else refused it (a seccomp profile, an LSM such as AppArmor or SELinux): run loopspy where the \
+         target's own debuggers may run; see docs/containers.md."
+            .to_string()
+    };
+    format!("{facts}\n  {cure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_a_distinct_exit_code_and_kind() {
+        let all = [
+            Failure::NoSuchProcess { pid: 1 },
+            Failure::PermissionDenied { pid: 1, detail: String::new(), access: None },
+            Failure::NotPython { pid: 1, exe: None, detail: String::new() },
+            Failure::UnsupportedPython { pid: 1, version: "3.7".into(), detail: String::new() },
+            Failure::NoEventLoop { pid: 1, threads: vec![] },
+            Failure::TargetExited { pid: 1 },
+            Failure::SpawnFailed { program: "x".into(), detail: String::new() },
+            Failure::OutputFailed { path: "x".into(), detail: String::new() },
+            Failure::Unreadable { pid: 1, detail: String::new() },
+            Failure::UnsupportedLoop { pid: 1, class: "QEventLoop".into() },
+            Failure::TargetStopped { pid: 1 },
+            Failure::Signal { signal: 2 },
+        ];
+        assert_eq!(Failure::Usage { detail: String::new() }.exit_code(), exit::USAGE);
+        let mut codes: Vec<i32> = all.iter().map(|f| f.exit_code()).collect();
+        let mut kinds: Vec<&str> = all.iter().map(|f| f.kind()).collect();
+        codes.sort();
+        codes.dedup();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert_eq!(kinds.len(), all.len());
+        assert!(!codes.contains(&exit::OK) && !codes.contains(&exit::USAGE) && !codes.contains(&exit::INTERNAL));
+    }
+
+    #[test]
+    fn permission_message_explains_the_ways_out() {
+        let text = Failure::PermissionDenied { pid: 7, detail: "EPERM".into(), access: None }.to_string();
+        for needle in ["ptrace_scope", "CAP_SYS_PTRACE", "target's user", "kubectl debug", "--profile=general"] {
+            assert!(text.contains(needle), "missing {needle}: {text}");
+        }
+        let base = crate::process::procfs::Access {
+            our_uid: 1000,
+            target_uid: Some(1000),
+            ptrace_scope: Some(1),
+            cap_sys_ptrace: false,
+            target_not_dumpable: false,
+        };
+        let advice = |a: crate::process::procfs::Access| permission_advice(7, &a);
+        assert!(advice(base.clone()).contains("ptrace_scope 1 lets a process read only its descendants"));
+        assert!(advice(crate::process::procfs::Access { target_uid: Some(0), ..base.clone() }).contains("Run loopspy as the target's user"));
+        assert!(
+            advice(crate::process::procfs::Access { our_uid: 0, target_uid: Some(0), ..base.clone() }).contains("SYS_PTRACE capability")
+        );
+        assert!(advice(crate::process::procfs::Access { target_not_dumpable: true, ptrace_scope: Some(0), ..base.clone() })
+            .contains("not dumpable"));
+        assert!(advice(crate::process::procfs::Access { ptrace_scope: Some(3), ..base.clone() }).contains("reboots"));
+        let text = advice(base);
+        assert!(text.contains("uid 1000") && text.contains("ptrace_scope is 1"), "{text}");
+    }
+}

@@ -1,0 +1,6 @@
+pub mod capture_file;
+pub mod probe;
+pub mod recording;
+pub mod sampler;
+pub mod snapshot;
+pub mod task_counter;

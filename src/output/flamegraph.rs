@@ -1,0 +1,405 @@
+//! Flame graphs of a recording, in which what blocked the loop stands out.
+//!
+//! Width is wall time of the loop thread: each sample weighs the time until the next one, in
+//! microseconds. Under a root per loop, the first level says what the loop was doing:
+//! blocking the loop (samples inside a blocking episode), busy (callbacks under the
+//! threshold, loop bookkeeping), idle in select, unknown. Frames keep their category as an
+//! annotation inferno understands (`_[k]` blocked, `_[i]` idle, `_[w]` unknown: hidden from
+//! the text, used for colour and hover text), so one look says what blocked the loop, and
+//! hovering a blocking frame says how much blocked time it accounts for.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use inferno::flamegraph::color::{Color, PaletteMap};
+use inferno::flamegraph::{self, FuncFrameAttrsMap, Options};
+
+use crate::analysis::metrics::{is_busy, Analysis};
+use crate::asyncio::loopstate::LoopState;
+use crate::base::escape::collapsed;
+use crate::capture::recording::Recording;
+use crate::python::frames::StackFrame;
+
+/// What a sample's time counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Blocked,
+    Busy,
+    Idle,
+    Unknown,
+    Stopped,
+}
+
+impl Category {
+    pub(crate) fn label(self, threshold_ms: f64) -> String {
+        match self {
+            Category::Blocked => format!("BLOCKING the loop (callbacks >= {threshold_ms:.0} ms)"),
+            Category::Busy => "busy (shorter callbacks, loop bookkeeping)".to_string(),
+            Category::Idle => "idle in select".to_string(),
+            Category::Unknown => "unknown".to_string(),
+            Category::Stopped => "process stopped (SIGSTOP, Ctrl-Z, a debugger)".to_string(),
+        }
+    }
+
+    fn annotation(self) -> &'static str {
+        match self {
+            Category::Blocked => "_[k]",
+            Category::Busy => "",
+            Category::Idle => "_[i]",
+            Category::Unknown | Category::Stopped => "_[w]",
+        }
+    }
+
+    /// A colour for a frame of this category, varied a little by name so neighbours differ.
+    pub fn color(self, name: &str) -> Color {
+        let h = name.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+        let v = |range: u32| (h >> 7) % range.max(1);
+        let w = |range: u32| (h >> 17) % range.max(1);
+        match self {
+            Category::Blocked => Color { r: 205 + v(50) as u8, g: 25 + w(50) as u8, b: 25 + w(35) as u8 },
+            Category::Busy => Color { r: 225 + v(30) as u8, g: 120 + w(100) as u8, b: 20 + v(40) as u8 },
+            Category::Idle => Color { r: 150 + v(25) as u8, g: 170 + w(25) as u8, b: 205 + v(40) as u8 },
+            Category::Unknown | Category::Stopped => Color { r: 200, g: 200, b: 200 },
+        }
+    }
+
+    /// The colour used in the legend (and for the category frames themselves).
+    pub fn legend_color(self) -> Color {
+        match self {
+            Category::Blocked => Color { r: 215, g: 40, b: 40 },
+            Category::Busy => Color { r: 240, g: 160, b: 40 },
+            Category::Idle => Color { r: 160, g: 180, b: 220 },
+            Category::Unknown | Category::Stopped => Color { r: 200, g: 200, b: 200 },
+        }
+    }
+}
+
+/// A shorter file name for frame labels: relative to the standard library or site-packages,
+/// or to the target's working directory.
+pub fn short_path<'a>(path: &'a str, cwd: Option<&str>) -> &'a str {
+    for marker in ["/site-packages/", "/dist-packages/"] {
+        if let Some(at) = path.rfind(marker) {
+            return &path[at + marker.len()..];
+        }
+    }
+    if let Some(at) = path.find("/lib/python3.") {
+        let rest = &path[at + "/lib/python3.".len()..];
+        if let Some(slash) = rest.find('/') {
+            if rest[..slash].chars().all(|c| c.is_ascii_digit()) {
+                return &rest[slash + 1..];
+            }
+        }
+    }
+    if let Some(cwd) = cwd.filter(|c| c.len() > 1) {
+        if let Some(rest) = path.strip_prefix(cwd).and_then(|r| r.strip_prefix('/')) {
+            return rest;
+        }
+    }
+    path
+}
+
+/// A frame label: `function (file:line)`, escaped for the collapsed format (and so for XML:
+/// no control character, no `;`).
+pub fn frame_label(f: &StackFrame, cwd: Option<&str>) -> String {
+    let (function, file) = (collapsed(&f.function), collapsed(short_path(&f.file, cwd)));
+    if f.line > 0 {
+        format!("{function} ({file}:{})", f.line)
+    } else if file.is_empty() {
+        function.into_owned()
+    } else {
+        format!("{function} ({file})")
+    }
+}
+
+/// Stacks with their weight (µs), aggregated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    /// `(frames from the root, category) → microseconds`.
+    pub stacks: HashMap<(Vec<String>, Option<Category>), u64>,
+}
+
+/// Which category each loop sample falls in (by index into `rec.samples`).
+pub fn categorize(rec: &Recording, analysis: &Analysis) -> Vec<Category> {
+    rec.samples
+        .iter()
+        .map(|s| match s.state {
+            LoopState::Idle => Category::Idle,
+            LoopState::Unknown => Category::Unknown,
+            LoopState::Stopped => Category::Stopped,
+            state if is_busy(state) => {
+                let episodes = &analysis.loops[s.loop_index as usize].episodes;
+                if in_episode(episodes, s.t) {
+                    Category::Blocked
+                } else {
+                    Category::Busy
+                }
+            }
+            _ => Category::Unknown,
+        })
+        .collect()
+}
+
+/// Is `t` within one of the episodes? They come in time order and do not overlap (each is a
+/// run of busy samples between idle ones), so a binary search finds the only candidate.
+fn in_episode(episodes: &[crate::analysis::metrics::Episode], t: f64) -> bool {
+    if episodes.windows(2).all(|p| p[0].end <= p[1].start) {
+        let i = episodes.partition_point(|e| e.end < t);
+        episodes.get(i).is_some_and(|e| t >= e.start && t <= e.end)
+    } else {
+        episodes.iter().any(|e| t >= e.start && t <= e.end)
+    }
+}
+
+/// Fold a recording into weighted stacks: root (thread and loop), category, frames.
+///
+/// Samples are summed per interned stack first, then each distinct stack is labelled once:
+/// the cost is one addition per sample plus one label per distinct frame.
+pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads: bool) -> Folded {
+    let categories = categorize(rec, analysis);
+    let interval = rec.interval();
+    let weight_us = |t: f64, next: Option<f64>| -> u64 {
+        let weight = next.map(|n| (n - t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
+        (weight * 1e6).round() as u64
+    };
+    // (root, stack id, category) → µs; root: loop index, or u32::MAX - thread id.
+    let mut by_stack: HashMap<(u32, u32, Option<Category>), u64> = HashMap::new();
+    let mut next_of_loop: Vec<Option<f64>> = vec![None; rec.loops.len()];
+    for (i, s) in rec.samples.iter().enumerate().rev() {
+        let Some(next) = next_of_loop.get_mut(s.loop_index as usize) else { continue };
+        *by_stack.entry((s.loop_index as u32, s.stack, Some(categories[i]))).or_insert(0) += weight_us(s.t, *next);
+        *next = Some(s.t);
+    }
+    let mut thread_roots: HashMap<u32, String> = HashMap::new();
+    if all_threads {
+        let mut next_of_thread: HashMap<u32, f64> = HashMap::new();
+        for s in rec.other_threads.iter().rev() {
+            let next = next_of_thread.insert(s.thread, s.t);
+            *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
+            thread_roots.entry(s.thread).or_insert_with(|| format!("{} (no event loop)", collapsed(rec.threads.get(s.thread))));
+        }
+    }
+    let loop_roots: Vec<String> = rec
+        .loops
+        .iter()
+        .map(|meta| {
+            format!(
+                "{} ({})",
+                collapsed(&meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0)))),
+                collapsed(&meta.loop_class)
+            )
+        })
+        .collect();
+    let mut labels: HashMap<u32, String> = HashMap::new();
+    let mut folded = Folded::default();
+    for ((root, stack, cat), us) in by_stack {
+        let mut frames = Vec::new();
+        match cat {
+            Some(cat) => {
+                frames.push(loop_roots[root as usize].clone());
+                frames.push(cat.label(analysis.threshold_ms));
+            }
+            None => frames.push(thread_roots[&(u32::MAX - root)].clone()),
+        }
+        for &frame in rec.stacks.get(stack).iter().rev() {
+            frames.push(labels.entry(frame).or_insert_with(|| frame_label(rec.frames.get(frame), cwd)).clone());
+        }
+        *folded.stacks.entry((frames, cat)).or_insert(0) += us;
+    }
+    folded
+}
+
+impl Folded {
+    /// Collapsed lines (`frame;frame;frame weight`), sorted; plain names, as flamegraph.pl
+    /// and speedscope read them. Weights are microseconds.
+    pub fn collapsed(&self) -> Vec<String> {
+        let mut lines: Vec<String> =
+            self.stacks.iter().filter(|(_, w)| **w > 0).map(|((frames, _), w)| format!("{} {w}", frames.join(";"))).collect();
+        lines.sort();
+        lines
+    }
+
+    /// Collapsed lines with category annotations on every frame below the root.
+    fn annotated(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stacks
+            .iter()
+            .filter(|(_, w)| **w > 0)
+            .map(|((frames, cat), w)| {
+                let ann = cat.map(|c| c.annotation()).unwrap_or("");
+                let names: Vec<String> =
+                    frames.iter().enumerate().map(|(i, f)| if i == 0 { f.clone() } else { format!("{f}{ann}") }).collect();
+                format!("{} {w}", names.join(";"))
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Time (µs) each annotated frame name accounts for, counted once per stack.
+    fn time_per_name(&self) -> HashMap<String, (u64, Option<Category>)> {
+        let mut out: HashMap<String, (u64, Option<Category>)> = HashMap::new();
+        for ((frames, cat), w) in &self.stacks {
+            let ann = cat.map(|c| c.annotation()).unwrap_or("");
+            let mut seen = std::collections::HashSet::new();
+            for (i, f) in frames.iter().enumerate() {
+                let name = if i == 0 { f.clone() } else { format!("{f}{ann}") };
+                if seen.insert(name.clone()) {
+                    let e = out.entry(name).or_insert((0, if i == 0 { None } else { *cat }));
+                    e.0 += w;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Text for the flame graph's header.
+pub struct Header {
+    pub title: String,
+    pub subtitle: String,
+}
+
+fn seconds(us: u64) -> String {
+    let s = us as f64 / 1e6;
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{:.0} ms", s * 1e3)
+    }
+}
+
+/// Render an SVG flame graph, with a legend.
+pub fn svg<W: Write>(folded: &Folded, header: &Header, threshold_ms: f64, out: W) -> io::Result<()> {
+    let total: u64 = folded.stacks.iter().filter(|((f, _), _)| !f.is_empty()).map(|(_, w)| w).sum();
+    let per_name = folded.time_per_name();
+    let mut palette = PaletteMap::default();
+    let mut attrs = String::new();
+    for (name, (us, cat)) in &per_name {
+        let pct = if total > 0 { 100.0 * *us as f64 / total as f64 } else { 0.0 };
+        let plain = strip_annotation(name);
+        let category_frame = [Category::Blocked, Category::Busy, Category::Idle, Category::Unknown, Category::Stopped]
+            .iter()
+            .find(|c| plain == c.label(threshold_ms));
+        let color = match (category_frame, cat) {
+            (Some(c), _) => c.legend_color(),
+            (None, Some(c)) => c.color(plain),
+            (None, None) => Color { r: 190, g: 190, b: 170 },
+        };
+        palette.insert(name, color);
+        let title = match cat {
+            Some(Category::Blocked) => format!("{plain}: blocked the loop for {} ({pct:.1}% of the recording)", seconds(*us)),
+            Some(Category::Idle) => format!("{plain}: idle {} ({pct:.1}%)", seconds(*us)),
+            _ => format!("{plain}: {} ({pct:.1}%)", seconds(*us)),
+        };
+        let class = match cat {
+            Some(Category::Blocked) => "loopspy-blocked",
+            Some(Category::Busy) => "loopspy-busy",
+            Some(Category::Idle) => "loopspy-idle",
+            Some(Category::Unknown) | Some(Category::Stopped) => "loopspy-unknown",
+            None => "loopspy-root",
+        };
+        attrs.push_str(&format!("{name}\ttitle={}\tclass={class}\n", title.replace(['\t', '\n'], " ")));
+    }
+    let mut options = Options::default();
+    options.title = crate::base::escape::xml(&header.title).into_owned();
+    options.subtitle = Some(crate::base::escape::xml(&header.subtitle).into_owned());
+    options.count_name = "µs".to_string();
+    options.name_type = "".to_string();
+    options.hash = true;
+    options.deterministic = true;
+    options.palette_map = Some(&mut palette);
+    options.func_frameattrs = FuncFrameAttrsMap::from_reader(attrs.as_bytes())?;
+    let lines = folded.annotated();
+    let mut buf = Vec::new();
+    flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut buf)?;
+    let svg = String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let svg = add_legend(&svg, threshold_ms);
+    let mut out = out;
+    out.write_all(svg.as_bytes())?;
+    out.flush()
+}
+
+fn strip_annotation(name: &str) -> &str {
+    for a in ["_[k]", "_[i]", "_[w]"] {
+        if let Some(stripped) = name.strip_suffix(a) {
+            return stripped;
+        }
+    }
+    name
+}
+
+/// The number in `name="123"` of the first tag that has it.
+fn svg_attr(svg: &str, name: &str) -> Option<f64> {
+    let at = svg.find(&format!(" {name}=\""))? + name.len() + 3;
+    svg[at..].split('"').next()?.parse().ok()
+}
+
+/// A legend of the three colours, in the bottom-right corner (the bottom-left shows details
+/// of the frame under the mouse).
+fn add_legend(svg: &str, threshold_ms: f64) -> String {
+    let items = [
+        (Category::Blocked, format!("blocking the loop (callback >= {threshold_ms:.0} ms)")),
+        (Category::Busy, "busy (shorter callbacks)".to_string()),
+        (Category::Idle, "idle in select".to_string()),
+    ];
+    let char_width = 7.0;
+    let widths: Vec<f64> = items.iter().map(|(_, t)| 15.0 + char_width * t.len() as f64 + 16.0).collect();
+    let total: f64 = widths.iter().sum();
+    let width = svg_attr(svg, "width").unwrap_or(1200.0);
+    let height = svg_attr(svg, "height").unwrap_or(0.0);
+    let y = (height - 21.0).max(0.0);
+    let mut x = (width - total - 10.0).max(10.0);
+    let mut legend = String::from("<g id=\"loopspy-legend\" font-family=\"Verdana\" font-size=\"11\">");
+    for ((cat, text), w) in items.iter().zip(widths) {
+        let c = cat.legend_color();
+        legend.push_str(&format!(
+            "<rect class=\"legend-{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"11\" height=\"11\" fill=\"rgb({},{},{})\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            format!("{cat:?}").to_lowercase(),
+            c.r,
+            c.g,
+            c.b,
+            x + 15.0,
+            y + 10.0,
+            text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+        ));
+        x += w;
+    }
+    legend.push_str("</g>");
+    match svg.rfind("</svg>") {
+        Some(at) => format!("{}{legend}{}", &svg[..at], &svg[at..]),
+        None => svg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_paths() {
+        assert_eq!(short_path("/usr/lib/python3.12/asyncio/events.py", None), "asyncio/events.py");
+        assert_eq!(short_path("/v/lib/python3.12/site-packages/aiohttp/web.py", None), "aiohttp/web.py");
+        assert_eq!(short_path("/srv/app/db.py", Some("/srv/app")), "db.py");
+        assert_eq!(short_path("/srv/app/db.py", Some("/")), "/srv/app/db.py");
+        assert_eq!(short_path("<frozen runpy>", None), "<frozen runpy>");
+    }
+
+    #[test]
+    fn labels_drop_collapsed_separators() {
+        let f = StackFrame { function: "a;b\n\x1b[2J".into(), file: "/srv/x.py".into(), line: 3 };
+        assert_eq!(frame_label(&f, None), "a\\x3bb\\n\\x1b[2J (/srv/x.py:3)");
+    }
+
+    #[test]
+    fn colours_per_category() {
+        for name in ["fetch_user (db.py:42)", "x", "long name with spaces (file.py:1)"] {
+            let b = Category::Blocked.color(name);
+            assert!(b.r >= 200 && b.g <= 80 && b.b <= 80, "{b:?}");
+            let i = Category::Idle.color(name);
+            assert!(i.b > i.r && i.b >= 200, "{i:?}");
+            let w = Category::Busy.color(name);
+            assert!(w.r >= 220 && w.b <= 60, "{w:?}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+pub mod argv;
+pub mod dump;
+pub mod flamegraph;
+pub mod outputs;
+pub mod report;
+pub mod tui;

@@ -1,0 +1,289 @@
+//! Where a recording's outputs go, and writing them so that nothing is lost and nothing half
+//! written is left behind.
+//!
+//! - Outputs are planned before recording starts: each directory must be writable (checked by
+//!   creating and removing a probe file: no output file exists before there is something to put
+//!   in it), duplicates are written once, and at most one document goes to standard output.
+//! - Each file is written to a new temporary file beside it, then renamed over the target: a
+//!   reader never sees half a flame graph, and a symlink at the target is replaced, not
+//!   followed.
+//! - A file that cannot be written (a full disk, a vanished directory) is saved in the temp
+//!   directory instead, under a new name, and the message says where.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::analysis::metrics::Analysis;
+use crate::base::error::Failure;
+use crate::capture::recording::Recording;
+use crate::cli::RecordFormat;
+use crate::output::flamegraph::{self, Header};
+use crate::output::report::{self, RecordReport};
+
+/// One output: a file (or standard output) in a format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub path: Option<PathBuf>,
+    pub format: RecordFormat,
+}
+
+impl Output {
+    pub fn name(&self) -> String {
+        self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "standard output".into())
+    }
+}
+
+/// The outputs asked for (`-o`), checked: duplicates dropped, one standard output at most,
+/// every directory writable. `default` names the file used when none was asked for.
+pub fn plan(
+    asked: &[PathBuf],
+    format: Option<RecordFormat>,
+    default: impl FnOnce(RecordFormat) -> PathBuf,
+) -> Result<Vec<Output>, Failure> {
+    let mut outputs: Vec<Output> = Vec::new();
+    for p in asked {
+        let o = Output {
+            path: (p.as_os_str() != "-").then(|| p.clone()),
+            format: RecordFormat::from_path(p).or(format).unwrap_or(RecordFormat::Svg),
+        };
+        if !outputs.contains(&o) {
+            outputs.push(o);
+        }
+    }
+    if outputs.is_empty() {
+        let f = format.unwrap_or(RecordFormat::Svg);
+        outputs.push(Output { path: Some(default(f)), format: f });
+    }
+    let stdout: Vec<&Output> = outputs.iter().filter(|o| o.path.is_none()).collect();
+    if stdout.len() > 1 {
+        return Err(Failure::Usage {
+            detail: "two different formats asked on standard output (-o -): one document can go there; give files for the others".into(),
+        });
+    }
+    for o in &outputs {
+        if let Some(p) = &o.path {
+            check_writable(p)?;
+        }
+    }
+    Ok(outputs)
+}
+
+/// Can a file be created at `path`? Checked by creating (and removing) a new file beside it.
+fn check_writable(path: &Path) -> Result<(), Failure> {
+    let fail = |detail: String| Failure::OutputFailed { path: path.display().to_string(), detail };
+    if path.is_dir() {
+        return Err(fail("it is a directory".into()));
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            // A device or a FIFO: written in place at the end (opening a FIFO now would wait
+            // for its reader).
+            return Ok(());
+        }
+    }
+    let dir = parent_dir(path);
+    let probe = dir.join(format!(".loopspy-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(fail(format!("{e} (in {})", dir.display()))),
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Write `bytes` to `path` through a new temporary file renamed over it. A path that is not a
+/// regular file (a FIFO, a terminal, `/dev/stdout`) is written in place: renaming over a
+/// device would replace the device.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            return f.write_all(bytes).and_then(|_| f.flush());
+        }
+    }
+    let dir = parent_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let mut n = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let written = file.write_all(bytes).and_then(|_| file.sync_all());
+    drop(file);
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A new file in the temp directory (never an existing one, never through a symlink).
+pub fn save_in_temp(stem: &str, extension: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = std::env::temp_dir();
+    for n in 0..100 {
+        let path = dir.join(if n == 0 { format!("{stem}.{extension}") } else { format!("{stem}-{n}.{extension}") });
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                return match f.write_all(bytes).and_then(|_| f.sync_all()) {
+                    Ok(()) => Ok(path),
+                    Err(e) => {
+                        drop(f);
+                        let _ = std::fs::remove_file(&path);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free name in the temp directory"))
+}
+
+/// What a recording is rendered from.
+pub struct Rendering<'a> {
+    pub rec: &'a Recording,
+    pub analysis: &'a Analysis,
+    pub report: &'a RecordReport,
+    pub cwd: Option<&'a str>,
+    pub all_threads: bool,
+    /// The command line as shown (shortened, secrets redacted).
+    pub command: &'a str,
+}
+
+/// The bytes of one output.
+pub fn render(format: RecordFormat, r: &Rendering) -> io::Result<Vec<u8>> {
+    Ok(match format {
+        RecordFormat::Json => serde_json::to_vec_pretty(r.report).map_err(io::Error::other)?,
+        RecordFormat::Collapsed => {
+            let mut text = flamegraph::fold(r.rec, r.analysis, r.cwd, r.all_threads).collapsed().join("\n");
+            text.push('\n');
+            text.into_bytes()
+        }
+        RecordFormat::Svg => {
+            let folded = flamegraph::fold(r.rec, r.analysis, r.cwd, r.all_threads);
+            let header = Header {
+                title: format!("loopspy: PID {} {}", r.report.target.pid, r.command),
+                subtitle: report::headline(r.rec, r.analysis),
+            };
+            let mut out = Vec::new();
+            flamegraph::svg(&folded, &header, r.analysis.threshold_ms, &mut out)?;
+            out
+        }
+    })
+}
+
+/// What writing the outputs did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Outputs written where asked.
+    pub written: Vec<String>,
+    /// Outputs saved elsewhere: (asked, where, why).
+    pub moved: Vec<(String, PathBuf, String)>,
+    /// Outputs that could not be saved anywhere: (asked, why).
+    pub lost: Vec<(String, String)>,
+}
+
+/// Write every output; one that cannot be written where asked is saved in the temp directory.
+pub fn write_all(outputs: &[Output], r: &Rendering, stem: &str) -> Written {
+    let mut w = Written::default();
+    for o in outputs {
+        let bytes = match render(o.format, r) {
+            Ok(b) => b,
+            Err(e) => {
+                w.lost.push((o.name(), format!("could not render it: {e}")));
+                continue;
+            }
+        };
+        let result = match &o.path {
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(&bytes).and_then(|_| out.flush())
+            }
+            Some(path) => write_atomically(path, &bytes),
+        };
+        match result {
+            Ok(()) => w.written.push(o.name()),
+            Err(e) => match save_in_temp(stem, o.format.extension(), &bytes) {
+                Ok(saved) => w.moved.push((o.name(), saved, e.to_string())),
+                Err(e2) => w.lost.push((o.name(), format!("{e}; saving it in {} failed too ({e2})", std::env::temp_dir().display()))),
+            },
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn outputs_are_checked_without_creating_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        let bad = PathBuf::from("/nonexistent-dir/x.svg");
+        let err = plan(&[a.clone(), bad], None, |_| PathBuf::from("x")).unwrap_err();
+        assert!(matches!(err, Failure::OutputFailed { .. }), "{err:?}");
+        assert!(!a.exists(), "no empty file left behind");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no probe left behind");
+    }
+
+    #[test]
+    fn duplicates_are_written_once_and_one_document_goes_to_stdout() {
+        let dash = PathBuf::from("-");
+        let p = plan(&[dash.clone(), dash.clone()], None, |_| PathBuf::from("x")).unwrap();
+        assert_eq!(p.len(), 1);
+        let err = plan(&[dash.clone(), dash], Some(RecordFormat::Json), |_| PathBuf::from("x"));
+        assert_eq!(err.unwrap().len(), 1);
+        let json_and_svg = plan(&[PathBuf::from("-")], Some(RecordFormat::Json), |_| PathBuf::from("x")).unwrap();
+        assert_eq!(json_and_svg[0].format, RecordFormat::Json);
+    }
+
+    #[test]
+    fn atomic_writes_replace_symlinks_instead_of_following_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let link = dir.path().join("out.svg");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        write_atomically(&link, b"<svg/>").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(&link).unwrap(), b"<svg/>");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        // Only the output is left.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn devices_are_written_in_place() {
+        // /dev/null takes anything, /dev/full says the disk is full: neither is replaced.
+        write_atomically(Path::new("/dev/null"), b"x").unwrap();
+        let err = write_atomically(Path::new("/dev/full"), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+    }
+
+    #[test]
+    fn temp_saves_never_reuse_a_name() {
+        let stem = format!("loopspy-test-{}", std::process::id());
+        let a = save_in_temp(&stem, "txt", b"a").unwrap();
+        let b = save_in_temp(&stem, "txt", b"b").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read(&a).unwrap(), b"a");
+        let _ = std::fs::remove_file(a);
+        let _ = std::fs::remove_file(b);
+    }
+}

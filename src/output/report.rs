@@ -1,0 +1,283 @@
+//! `record`'s JSON document and its end-of-run summary.
+//!
+//! Plain data built from a [`Recording`] and its [`Analysis`]; schema in
+//! `docs/json-schema.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::analysis::metrics::{Analysis, BlockingFrame, LoopSummary};
+use crate::capture::recording::{EndReason, LoopMeta, Recording};
+use crate::python::published::LayoutCheck;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Facts about the target, as for `dump`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetFacts {
+    pub pid: i32,
+    pub command: Vec<String>,
+    pub python: String,
+    pub layout: LayoutCheck,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub schema_version: u32,
+    pub kind: &'static str,
+    pub target: TargetFacts,
+    pub recording: RecordingFacts,
+    pub loops: Vec<LoopReport>,
+    pub blocking_frames: Vec<BlockingFrame>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingFacts {
+    pub rate_hz: f64,
+    /// Start and end of the recording in the target's `CLOCK_MONOTONIC` seconds (as
+    /// `loop.time()`; episodes' `start`/`end` use the same clock).
+    pub start: f64,
+    pub end_time: f64,
+    pub duration_s: f64,
+    pub samples: usize,
+    /// Looks that were not samples (after retries), and why.
+    pub failed_samples: u64,
+    pub failed_pct: f64,
+    pub failed_by_reason: BTreeMap<&'static str, u64>,
+    /// Looks per second per loop, samples and failed looks together (`rate_hz` was asked).
+    pub achieved_hz: f64,
+    /// Share of the recording the target was held stopped (`--blocking`): it ran that much
+    /// slower.
+    pub paused_pct: f64,
+    /// What makes these figures less trustworthy than usual, said plainly.
+    pub warnings: Vec<String>,
+    pub end: EndReason,
+    pub blocking_mode: bool,
+    pub threshold_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopReport {
+    #[serde(flatten)]
+    pub meta: LoopMeta,
+    #[serde(flatten)]
+    pub summary: LoopSummary,
+}
+
+pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
+    RecordReport {
+        schema_version: SCHEMA_VERSION,
+        kind: "record",
+        target,
+        recording: RecordingFacts {
+            rate_hz: rec.rate_hz,
+            start: rec.started,
+            end_time: rec.ended,
+            duration_s: rec.duration(),
+            samples: rec.samples.len(),
+            failed_samples: rec.failures.len() as u64,
+            failed_pct: rec.failed_pct(),
+            failed_by_reason: rec.failures_by_reason().into_iter().map(|(r, n)| (r.as_str(), n)).collect(),
+            achieved_hz: achieved_hz(rec),
+            paused_pct: paused_pct(rec),
+            warnings: warnings(rec),
+            end: rec.end,
+            blocking_mode,
+            threshold_ms: analysis.threshold_ms,
+        },
+        loops: analysis.loops.iter().map(|l| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() }).collect(),
+        blocking_frames: analysis.blocking_frames.clone(),
+    }
+}
+
+/// Failed looks above this share are listed by reason in the summary.
+pub const FAILED_NOTE_PCT: f64 = 1.0;
+/// Failed looks above this share make every output say the figures are unreliable.
+pub const FAILED_WARN_PCT: f64 = 20.0;
+/// A rate achieved below this share of the asked one is reported.
+pub const RATE_WARN_SHARE: f64 = 0.9;
+
+/// Looks per second per loop (samples and failed looks).
+pub fn achieved_hz(rec: &Recording) -> f64 {
+    let loops = rec.loops.len().max(1) as f64;
+    let d = rec.duration();
+    if d <= 0.0 {
+        0.0
+    } else {
+        (rec.samples.len() + rec.failures.len()) as f64 / loops / d
+    }
+}
+
+/// Share of the recording the target was held stopped by `--blocking`, in percent.
+pub fn paused_pct(rec: &Recording) -> f64 {
+    let d = rec.duration();
+    if d <= 0.0 {
+        0.0
+    } else {
+        (100.0 * rec.paused / d).min(100.0)
+    }
+}
+
+/// Pausing the target (`--blocking`) more than this share of the time is reported.
+pub const PAUSED_WARN_PCT: f64 = 2.0;
+
+/// `torn_stack 12.0 %, changed 0.5 %`: the failed looks' reasons, as shares of all looks.
+pub fn failure_reasons(rec: &Recording) -> String {
+    let all = (rec.samples.len() + rec.failures.len()).max(1) as f64;
+    rec.failures_by_reason()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{} {:.1} %", r.as_str(), 100.0 * n as f64 / all))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What makes a recording's figures less trustworthy than usual: too many failed looks, a
+/// rate well below the one asked. Said in every output.
+pub fn warnings(rec: &Recording) -> Vec<String> {
+    let mut out = Vec::new();
+    let failed = rec.failed_pct();
+    if failed > FAILED_WARN_PCT {
+        out.push(format!(
+            "WARNING: {failed:.0} % of the looks at the loop failed ({}): the figures describe only the rest. Try again; --blocking pauses the target while reading.",
+            failure_reasons(rec)
+        ));
+    }
+    let paused = paused_pct(rec);
+    if paused > PAUSED_WARN_PCT {
+        out.push(format!(
+            "WARNING: --blocking held the target stopped {paused:.1} % of the time: it ran that much slower while recorded (without --blocking it is never paused)."
+        ));
+    }
+    let achieved = achieved_hz(rec);
+    if rec.duration() >= 1.0 && achieved < RATE_WARN_SHARE * rec.rate_hz {
+        out.push(format!(
+            "WARNING: sampled at {achieved:.0} Hz of the {:.0} Hz asked (loopspy could not keep up: a busy machine or a very large target); durations are good to about {:.0} ms.",
+            rec.rate_hz,
+            2e3 / achieved.max(1e-9)
+        ));
+    }
+    out
+}
+
+/// `12.3 ms`, `1.84 s`.
+pub fn duration_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1e3)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+/// The headline figures of one loop, on one line (flame graph subtitle, status lines).
+pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
+    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    let warned: String = warnings(rec).iter().map(|w| format!("{w} | ")).collect();
+    let figures = match analysis.loops.first() {
+        Some(l) => format!(
+            "{:.1} s, {} samples at {:.0} Hz | busy {:.1}%, idle in select {:.1}% | lag p99 {}, max {} | {} blocking episode{} >= {:.0} ms",
+            rec.duration(),
+            rec.samples.len(),
+            rec.rate_hz,
+            l.busy_pct,
+            l.select_pct,
+            duration_ms(l.lag.p99_ms),
+            duration_ms(l.lag.max_ms),
+            episodes,
+            if episodes == 1 { "" } else { "s" },
+            analysis.threshold_ms
+        ),
+        None => format!("{:.1} s, no samples", rec.duration()),
+    };
+    format!("{warned}{figures}")
+}
+
+/// A string from the target (or the user), for a terminal.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::base::escape::terminal(s)
+}
+
+/// The summary printed on stderr at the end of a recording.
+pub fn summary(rep: &RecordReport, written: &[String]) -> String {
+    let mut out = String::new();
+    let r = &rep.recording;
+    let end = match r.end {
+        EndReason::Duration => "duration reached",
+        EndReason::Interrupted => "stopped by you",
+        EndReason::TargetExited => "the target exited",
+        EndReason::Running => "running",
+        EndReason::HungUp => "the terminal hung up",
+        EndReason::Terminated => "terminated (SIGTERM)",
+        EndReason::TargetExec => "the target ran another program (exec)",
+        EndReason::Cut => "cut short: loopspy was stopped while recording",
+    };
+    let _ = writeln!(
+        out,
+        "loopspy: recorded PID {} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed look{} ({:.1} %)",
+        rep.target.pid,
+        r.duration_s,
+        r.samples,
+        r.rate_hz,
+        r.failed_samples,
+        if r.failed_samples == 1 { "" } else { "s" },
+        r.failed_pct,
+    );
+    if r.failed_pct > FAILED_NOTE_PCT && r.failed_pct <= FAILED_WARN_PCT {
+        let reasons: Vec<String> = r.failed_by_reason.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(out, "  failed looks by reason: {}", reasons.join(", "));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "  {w}");
+    }
+    for LoopReport { meta, summary: l } in &rep.loops {
+        let _ = writeln!(
+            out,
+            "  {} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
+            e(meta.thread_name.as_deref().unwrap_or("thread")),
+            e(&meta.loop_class),
+            l.busy_pct,
+            l.select_pct,
+            duration_ms(l.lag.p50_ms),
+            duration_ms(l.lag.p99_ms),
+            duration_ms(l.lag.max_ms),
+            l.ready.max,
+            l.ready.trend_per_s,
+            l.episodes.len(),
+            if l.episodes.len() == 1 { "" } else { "s" }
+        );
+        if let Some(t) = &l.tasks {
+            let _ = writeln!(
+                out,
+                "  pending tasks: {} now, max {} (trend {:+.1}/s){}",
+                t.pending_last,
+                t.pending_max,
+                t.pending_trend_per_s,
+                if t.truncated { " (registry cut at 1,000,000: lower bounds)" } else { "" }
+            );
+        }
+    }
+    if !rep.blocking_frames.is_empty() {
+        let _ = writeln!(out, "  top blocking frames (>= {:.0} ms):", r.threshold_ms);
+        for f in rep.blocking_frames.iter().take(5) {
+            let how = if f.on_cpu { "on CPU".to_string() } else { format!("waiting in {}", f.waiting_in.as_deref().unwrap_or("?")) };
+            let _ = writeln!(
+                out,
+                "    {:>9}  {} x{}  {} ({}:{}), {how}",
+                duration_ms(f.blocked_ms),
+                if f.episodes == 1 { "episode" } else { "episodes" },
+                f.episodes,
+                e(&f.function),
+                e(&f.file),
+                f.line
+            );
+        }
+    }
+    for path in written {
+        let _ = writeln!(out, "  wrote {}", e(path));
+    }
+    out
+}

@@ -1,0 +1,369 @@
+//! What the dashboard shows, as plain data computed from a recording: the header, the state
+//! line ("is the loop blocked right now?"), the last minute of lag, ready depth and busy %,
+//! the top blocking frames and the recent episodes. Pure: the rendering tests feed it known
+//! samples and check the screen.
+
+use crate::analysis::metrics::{self, is_busy, Analysis, BlockingFrame, Episode, Options};
+use crate::asyncio::eventloop::LoopKind;
+use crate::capture::recording::{EndReason, Recording, Sample, ThreadActivity};
+use crate::output::report::duration_ms;
+
+/// How many seconds the charts look back.
+pub const WINDOW_SECS: f64 = 60.0;
+/// How many seconds the figures and tables cover (the whole session is kept for `s`ave).
+pub const ANALYSIS_SECS: f64 = 600.0;
+
+/// Sort orders of the blocking-frames table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Total,
+    Episodes,
+    Longest,
+    Name,
+}
+
+impl SortBy {
+    pub fn next(self) -> Self {
+        match self {
+            SortBy::Total => SortBy::Episodes,
+            SortBy::Episodes => SortBy::Longest,
+            SortBy::Longest => SortBy::Name,
+            SortBy::Name => SortBy::Total,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortBy::Total => "total",
+            SortBy::Episodes => "episodes",
+            SortBy::Longest => "longest",
+            SortBy::Name => "name",
+        }
+    }
+}
+
+/// What the lower part of the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Episodes,
+    Tasks,
+}
+
+/// One task in the task pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub name: String,
+    /// How long loopspy has seen it pending (a lower bound of how long it has waited).
+    pub pending_for_s: f64,
+    /// The innermost coroutine it is suspended in.
+    pub at: String,
+    pub running: bool,
+}
+
+/// What the task pane shows (read by the command, not by the model).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskPane {
+    pub counts: crate::asyncio::tasks::TaskCounts,
+    /// Pending tasks matching the filter, longest pending first, at most what fits.
+    pub rows: Vec<TaskRow>,
+    /// Pending tasks matching the filter.
+    pub matching: usize,
+    /// When the count was taken (seconds ago).
+    pub age_s: f64,
+}
+
+/// Which list has the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Frames,
+    Episodes,
+}
+
+/// The user's choices, kept across redraws.
+#[derive(Debug, Clone)]
+pub struct UiState {
+    pub paused: bool,
+    pub threshold: f64,
+    pub sort: SortBy,
+    pub focus: Focus,
+    pub selected_frame: usize,
+    pub selected_episode: usize,
+    pub help: bool,
+    pub color: bool,
+    /// A one-line message (e.g. "saved x.svg"), shown in the footer.
+    pub message: Option<String>,
+    pub pane: Pane,
+    /// Show only tasks whose name contains this.
+    pub filter: String,
+    /// The filter is being typed.
+    pub editing_filter: bool,
+}
+
+impl UiState {
+    pub fn new(threshold: f64, color: bool) -> Self {
+        UiState {
+            paused: false,
+            threshold,
+            sort: SortBy::Total,
+            focus: Focus::Episodes,
+            selected_frame: 0,
+            selected_episode: 0,
+            help: false,
+            color,
+            message: None,
+            pane: Pane::Episodes,
+            filter: String::new(),
+            editing_filter: false,
+        }
+    }
+}
+
+/// Facts about the target for the header.
+#[derive(Debug, Clone, Default)]
+pub struct TargetInfo {
+    pub pid: i32,
+    pub command: String,
+    pub python: String,
+    /// The target's working directory: file names under it are shown relative.
+    pub cwd: Option<String>,
+}
+
+/// A command line for a narrow header: programs and paths by their last component.
+pub fn short_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| if a.starts_with('/') { a.rsplit('/').next().unwrap_or(a).to_string() } else { a.clone() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The urgency of the state line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Ok,
+    Warn,
+    Alert,
+    Info,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateLine {
+    pub text: String,
+    pub severity: Severity,
+}
+
+/// Everything drawn.
+#[derive(Debug, Clone)]
+pub struct TopModel {
+    pub header: String,
+    pub state: StateLine,
+    /// Per second over the last minute, oldest first.
+    pub lag_max_ms: Vec<u64>,
+    pub ready_max: Vec<u64>,
+    pub busy_pct: Vec<u64>,
+    pub lag_now_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_peak_ms: f64,
+    pub ready_now: u32,
+    pub busy_now_pct: f64,
+    pub frames: Vec<BlockingFrame>,
+    /// Most recent first.
+    pub episodes: Vec<Episode>,
+    /// The selected episode's stack, innermost first, as text lines.
+    pub stack: Vec<String>,
+    pub threshold_ms: f64,
+    pub sort: SortBy,
+    pub tasks: Option<TaskPane>,
+    /// What makes the figures less trustworthy (many failed looks, a low rate).
+    pub warning: Option<String>,
+}
+
+fn loop_label(rec: &Recording) -> String {
+    rec.loops.first().map(|l| l.loop_class.clone()).unwrap_or_else(|| "no loop".to_string())
+}
+
+/// The samples of the first loop within the last `secs` seconds.
+fn recent(rec: &Recording, secs: f64) -> Vec<&Sample> {
+    let end = rec.samples.last().map(|s| s.t).unwrap_or(rec.started);
+    rec.samples.iter().filter(|s| s.loop_index == 0 && s.t >= end - secs).collect()
+}
+
+fn activity_text(a: ThreadActivity) -> String {
+    match a {
+        ThreadActivity::OnCpu => "on CPU".to_string(),
+        ThreadActivity::Unknown => "state unknown".to_string(),
+        other => format!("waiting in {}", other.describe()),
+    }
+}
+
+/// A string from the target, for the terminal.
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::base::escape::terminal(s)
+}
+
+/// The state line: is the loop blocked right now?
+fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
+    if rec.end == EndReason::TargetExited {
+        return StateLine { text: "TARGET EXITED: the process ended; these are its last figures".into(), severity: Severity::Info };
+    }
+    if ui.paused {
+        return StateLine { text: "PAUSED (p resumes)".into(), severity: Severity::Info };
+    }
+    let Some(last) = rec.samples.iter().rev().find(|s| s.loop_index == 0) else {
+        return StateLine { text: "waiting for the first sample".into(), severity: Severity::Info };
+    };
+    let summary = analysis.loops.first();
+    if last.state == crate::asyncio::loopstate::LoopState::Stopped {
+        return StateLine {
+            text: format!(
+                "STOPPED: the process is stopped (SIGSTOP, Ctrl-Z or a debugger): nothing runs; `kill -CONT {}` resumes it",
+                target.pid
+            ),
+            severity: Severity::Alert,
+        };
+    }
+    if is_busy(last.state) {
+        // The callback running now, blamed as its episode will be.
+        let run = metrics::current_run(rec, 0);
+        let busy_ms = match &run {
+            Some(r) => r.duration_ms,
+            None => summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0),
+        };
+        let frame = match run.as_ref().and_then(|r| r.blame.as_ref()) {
+            _ if last.state == crate::asyncio::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
+            Some(b) => {
+                format!("{} ({}:{})", e(&b.function), e(crate::output::flamegraph::short_path(&b.file, target.cwd.as_deref())), b.line)
+            }
+            None => "<no Python frame>".into(),
+        };
+        let task = run.and_then(|r| r.task).map(|t| format!(" task \"{}\"", e(&t))).unwrap_or_default();
+        let blocked = busy_ms >= ui.threshold * 1e3;
+        let word = if blocked { "BLOCKED" } else { "busy" };
+        StateLine {
+            text: format!("{word} {} in {frame}{task}, {}", duration_ms(busy_ms), activity_text(last.activity)),
+            severity: if blocked { Severity::Alert } else { Severity::Warn },
+        }
+    } else {
+        let lag = last.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
+        let what = match rec.loops.first().map(|l| l.loop_kind) {
+            Some(LoopKind::Uvloop) => "idle in epoll (uvloop)",
+            _ => "idle in select",
+        };
+        let previous = summary
+            .and_then(|l| l.episodes.last())
+            .map(|ep| {
+                format!(
+                    " | last blocked {} ago: {} {}",
+                    duration_ms((last.t - ep.end).max(0.0) * 1e3),
+                    e(&ep.function),
+                    duration_ms(ep.duration_ms)
+                )
+            })
+            .unwrap_or_default();
+        StateLine {
+            text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
+            severity: if last.state == crate::asyncio::loopstate::LoopState::Unknown { Severity::Info } else { Severity::Ok },
+        }
+    }
+}
+
+fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
+    match sort {
+        SortBy::Total => frames.sort_by(|a, b| b.blocked_ms.total_cmp(&a.blocked_ms)),
+        SortBy::Episodes => frames.sort_by(|a, b| b.episodes.cmp(&a.episodes).then(b.blocked_ms.total_cmp(&a.blocked_ms))),
+        SortBy::Longest => frames.sort_by(|a, b| b.longest_ms.total_cmp(&a.longest_ms)),
+        SortBy::Name => frames.sort_by(|a, b| a.function.cmp(&b.function)),
+    }
+}
+
+/// Build the model. Figures cover the whole session (since start or reset); the charts the
+/// last minute.
+pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
+    let analysis =
+        metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
+    let mut frames = analysis.blocking_frames.clone();
+    sort_frames(&mut frames, ui.sort);
+    for f in &mut frames {
+        f.file = e(crate::output::flamegraph::short_path(&f.file, target.cwd.as_deref())).into_owned();
+        f.function = e(&f.function).into_owned();
+        f.waiting_in = f.waiting_in.as_deref().map(|w| e(w).into_owned());
+    }
+    let mut episodes: Vec<Episode> = analysis.loops.first().map(|l| l.episodes.clone()).unwrap_or_default();
+    episodes.reverse();
+    for ep in &mut episodes {
+        ep.function = e(&ep.function).into_owned();
+        ep.file = e(&ep.file).into_owned();
+        ep.task = ep.task.as_deref().map(|t| e(t).into_owned());
+    }
+    let stack = episodes
+        .get(ui.selected_episode.min(episodes.len().saturating_sub(1)))
+        .map(|e| rec.stack(e.stack).map(|f| crate::output::flamegraph::frame_label(f, target.cwd.as_deref())).collect())
+        .unwrap_or_default();
+
+    let windows = analysis.loops.first().map(|l| l.windows.clone()).unwrap_or_default();
+    let keep = WINDOW_SECS as usize;
+    let tail = &windows[windows.len().saturating_sub(keep)..];
+    let recent_samples = recent(rec, 1.0);
+    let busy_now_pct = if recent_samples.is_empty() {
+        0.0
+    } else {
+        100.0 * recent_samples.iter().filter(|s| is_busy(s.state)).count() as f64 / recent_samples.len() as f64
+    };
+    let last = rec.samples.iter().rev().find(|s| s.loop_index == 0);
+    let failed_pct = rec.failed_pct();
+    let header = format!(
+        "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
+        target.pid,
+        e(&target.command),
+        target.python,
+        loop_label(rec),
+        rate_hz,
+        rec.samples.len(),
+        failed_pct,
+        rec.duration(),
+    );
+    TopModel {
+        header,
+        state: state_line(rec, &analysis, ui, target),
+        lag_max_ms: tail.iter().map(|w| w.lag_max_ms.round() as u64).collect(),
+        ready_max: tail.iter().map(|w| w.ready_max as u64).collect(),
+        busy_pct: tail.iter().map(|w| w.busy_pct.round() as u64).collect(),
+        lag_now_ms: last.and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0),
+        lag_p99_ms: analysis.loops.first().map(|l| l.lag.p99_ms).unwrap_or(0.0),
+        lag_peak_ms: tail.iter().map(|w| w.lag_max_ms).fold(0.0, f64::max),
+        ready_now: last.map(|s| s.ready).unwrap_or(0),
+        busy_now_pct,
+        frames,
+        episodes,
+        stack,
+        threshold_ms: ui.threshold * 1e3,
+        sort: ui.sort,
+        tasks: tasks.cloned(),
+        warning: crate::output::report::warnings(rec).into_iter().next(),
+    }
+}
+
+/// One plain line of headline figures (for `top` when stdout is not a terminal).
+pub fn plain_line(model: &TopModel, clock: &str) -> String {
+    let tasks = model.tasks.as_ref().map(|t| format!(" | {} pending tasks", t.counts.pending)).unwrap_or_default();
+    format!(
+        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {}{tasks} | {} blocking episode{} | top {}",
+        model.state.text,
+        model.busy_now_pct,
+        duration_ms(model.lag_now_ms),
+        duration_ms(model.lag_p99_ms),
+        model.ready_now,
+        model.episodes.len(),
+        if model.episodes.len() == 1 { "" } else { "s" },
+        model
+            .frames
+            .first()
+            .map(|f| format!(
+                "{} ({} in {} episode{})",
+                f.function,
+                duration_ms(f.blocked_ms),
+                f.episodes,
+                if f.episodes == 1 { "" } else { "s" }
+            ))
+            .unwrap_or_else(|| "-".into()),
+    )
+}

@@ -1,0 +1,218 @@
+//! The dashboard drawn into ratatui's `TestBackend` from known samples, at 80x24 and 160x50:
+//! what the screen says must follow from the samples.
+
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use super::model::{self, TargetInfo, UiState};
+use super::view;
+use crate::asyncio::eventloop::LoopKind;
+use crate::asyncio::loopstate::LoopState;
+use crate::capture::recording::{EndReason, LoopMeta, Recording, Sample, ThreadActivity};
+use crate::python::frames::StackFrame;
+
+fn frame(function: &str, file: &str, line: i32) -> StackFrame {
+    StackFrame { function: function.into(), file: file.into(), line }
+}
+
+/// 100 Hz: `idle_s` of idle, then `block_s` blocked in `fetch_user` (recvfrom, task
+/// "Task-17", 40 ready) and, if `ends_idle`, 0.2 s of idle again.
+fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
+    let meta = LoopMeta {
+        native_id: Some(42),
+        thread_name: Some("MainThread".into()),
+        loop_class: "_UnixSelectorEventLoop".into(),
+        loop_kind: LoopKind::Selector,
+        selector: Some("EpollSelector".into()),
+    };
+    let mut rec = Recording::new(100.0, vec![meta], 1000.0);
+    let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
+    let blocked = rec.intern_stack(&[
+        frame("fetch_user", "/srv/app/db.py", 42),
+        frame("handler", "/srv/app/web.py", 10),
+        frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84),
+    ]);
+    let task = rec.tasks.intern("Task-17".into());
+    let mut t = 1000.0;
+    let push = |rec: &mut Recording, t: f64, busy: bool| {
+        rec.samples.push(Sample {
+            t,
+            loop_index: 0,
+            state: if busy { LoopState::Callback } else { LoopState::Idle },
+            activity: if busy { ThreadActivity::Waiting(45) } else { ThreadActivity::Waiting(232) },
+            ready: if busy { 40 } else { 0 },
+            lateness: Some(if busy { (t - 1000.0 - idle_s) as f32 } else { -0.005 }),
+            stack: if busy { blocked } else { idle },
+            loop_frames: 1,
+            callback: busy.then_some(0xbeef),
+            task: busy.then_some(task),
+            busy_for: None,
+        });
+    };
+    for _ in 0..(idle_s * 100.0) as usize {
+        push(&mut rec, t, false);
+        t += 0.01;
+    }
+    for _ in 0..(block_s * 100.0) as usize {
+        push(&mut rec, t, true);
+        t += 0.01;
+    }
+    if ends_idle {
+        for _ in 0..20 {
+            push(&mut rec, t, false);
+            t += 0.01;
+        }
+    }
+    rec.ended = t;
+    rec
+}
+
+fn screen(rec: &Recording, ui: &UiState, width: u16, height: u16) -> String {
+    let target = TargetInfo { pid: 4242, command: "python3 app.py".into(), python: "3.12.1".into(), cwd: Some("/srv/app".into()) };
+    let m = model::build(rec, &target, ui, 100.0, None);
+    let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
+    term.draw(|f| view::draw(f, &m, ui)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..height {
+        for x in 0..width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn blocked_now_at_80x24() {
+    let rec = recording(2.0, 1.84, false);
+    let ui = UiState::new(0.1, true);
+    let s = screen(&rec, &ui, 80, 24);
+    let state = s.lines().find(|l| l.contains("BLOCKED")).unwrap_or_else(|| panic!("no state line:\n{s}"));
+    // Blocked since half-way between the last idle sample and the first busy one: 1.835 s
+    // before the last sample.
+    assert!(
+        state.contains("BLOCKED 1.8") && state.contains(" s in fetch_user (db.py:42) task \"Task-17\", waiting in recvfrom"),
+        "{state}"
+    );
+    assert!(s.contains("PID 4242"), "{s}");
+    assert!(s.contains("fetch_user"), "{s}");
+    assert!(s.contains("db.py:42"), "{s}");
+    assert!(s.contains("ready 40"), "{s}");
+    assert!(s.contains("(now)"), "the ongoing episode is marked:\n{s}");
+    assert!(s.contains("q quit"), "{s}");
+    assert_eq!(s.lines().count(), 24);
+}
+
+#[test]
+fn idle_after_a_block_at_160x50() {
+    let rec = recording(2.0, 0.5, true);
+    let ui = UiState::new(0.1, false);
+    let s = screen(&rec, &ui, 160, 50);
+    let state = s.lines().find(|l| l.contains("idle in select")).unwrap_or_else(|| panic!("{s}"));
+    assert!(state.contains("lag 0.0 ms, 0 ready"), "{state}");
+    // The episode ended half-way to the first idle sample, 0.195 s before the last one.
+    assert!(state.contains("last blocked 195 ms ago: fetch_user 500 ms"), "{state}");
+    // The frames table: total, episode count and longest for fetch_user.
+    let row = s.lines().find(|l| l.contains("fetch_user") && l.contains("db.py:42")).expect("table row");
+    assert!(row.contains("500ms") && row.contains("recvfrom"), "{row}");
+    // The selected episode's stack, innermost first.
+    let stack_at = s.find("fetch_user (db.py:42)").expect("stack");
+    assert!(s[stack_at..].contains("handler (web.py:10)"), "{s}");
+    assert!(s.contains("PID 4242 python3 app.py | Py 3.12.1 _UnixSelectorEventLoop | 100 Hz"), "{s}");
+}
+
+#[test]
+fn below_the_threshold_is_busy_not_blocked() {
+    let rec = recording(1.0, 0.05, false);
+    let ui = UiState::new(0.1, true);
+    let s = screen(&rec, &ui, 80, 24);
+    assert!(s.contains("busy 50 ms in fetch_user") || s.contains("busy 45 ms in fetch_user"), "{s}");
+    assert!(!s.contains("BLOCKED"), "{s}");
+}
+
+#[test]
+fn exited_and_paused_targets_say_so() {
+    let mut rec = recording(1.0, 0.5, true);
+    rec.end = EndReason::TargetExited;
+    let s = screen(&rec, &UiState::new(0.1, true), 80, 24);
+    assert!(s.contains("TARGET EXITED"), "{s}");
+    assert!(s.contains("fetch_user"), "the last figures stay:\n{s}");
+    let rec = recording(1.0, 0.5, true);
+    let mut ui = UiState::new(0.1, true);
+    ui.paused = true;
+    assert!(screen(&rec, &ui, 80, 24).contains("PAUSED"));
+}
+
+#[test]
+fn threshold_changes_what_counts_as_an_episode() {
+    let rec = recording(1.0, 0.3, true);
+    let s = screen(&rec, &UiState::new(0.1, true), 80, 24);
+    assert!(s.contains("slow") || s.contains("fetch_user"), "{s}");
+    let s = screen(&rec, &UiState::new(0.5, true), 80, 24);
+    assert!(!s.lines().any(|l| l.contains("db.py:42") && l.contains("recvfrom") && l.contains("300ms")), "{s}");
+    assert!(s.contains(">= 500 ms"), "{s}");
+}
+
+#[test]
+fn help_overlay_and_no_colour() {
+    let rec = recording(1.0, 0.3, true);
+    let mut ui = UiState::new(0.1, false);
+    ui.help = true;
+    let target = TargetInfo::default();
+    let m = model::build(&rec, &target, &ui, 100.0, None);
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| view::draw(f, &m, &ui)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let text: String = (0..24).flat_map(|y| (0..80).map(move |x| (x, y))).map(|p| buf[p].symbol().to_string()).collect();
+    assert!(text.contains("save an SVG flame graph"), "{text}");
+    // Without colour, nothing has a foreground or background colour.
+    for y in 0..24 {
+        for x in 0..80 {
+            let c = &buf[(x, y)];
+            assert_eq!(c.fg, ratatui::style::Color::Reset, "colour at {x},{y}");
+            assert_eq!(c.bg, ratatui::style::Color::Reset, "colour at {x},{y}");
+        }
+    }
+}
+
+#[test]
+fn plain_line_has_the_headline_figures() {
+    let rec = recording(2.0, 1.84, false);
+    let m = model::build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), 100.0, None);
+    let line = model::plain_line(&m, "03:15:02Z");
+    assert!(line.starts_with("03:15:02Z BLOCKED 1.8") && line.contains(" s in fetch_user"), "{line}");
+    assert!(line.contains("ready 40") && line.contains("1 blocking episode"), "{line}");
+}
+
+#[test]
+fn task_pane_counts_rows_and_filter() {
+    let rec = recording(1.0, 0.3, true);
+    let mut ui = UiState::new(0.1, true);
+    ui.pane = super::model::Pane::Tasks;
+    ui.filter = "req".into();
+    let pane = super::model::TaskPane {
+        counts: crate::asyncio::tasks::TaskCounts { total: 12_003, pending: 12_000, done: 2, cancelled: 1, unknown: 0 },
+        rows: vec![
+            super::model::TaskRow {
+                name: "request-17".into(),
+                pending_for_s: 42.0,
+                at: "Queue.get (asyncio/queues.py:158)".into(),
+                running: false,
+            },
+            super::model::TaskRow { name: "request-3".into(), pending_for_s: 0.0, at: "handler (web.py:10)".into(), running: true },
+        ],
+        matching: 2,
+        age_s: 0.4,
+    };
+    let target = TargetInfo::default();
+    let m = model::build(&rec, &target, &ui, 100.0, Some(&pane));
+    let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    term.draw(|f| view::draw(f, &m, &ui)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let s: String = (0..30).map(|y| (0..100).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>() + "\n").collect();
+    assert!(s.contains("12000 pending, 2 done, 1 cancelled, 2 matching \"req\""), "{s}");
+    assert!(s.contains("request-17") && s.contains(">= 42.00 s") && s.contains("Queue.get (asyncio/queues.py:158)"), "{s}");
+    assert!(s.contains("request-3") && s.contains("RUNNING"), "{s}");
+    assert!(model::plain_line(&m, "x").contains("12000 pending tasks"));
+}

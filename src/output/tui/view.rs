@@ -1,0 +1,250 @@
+//! Drawing the dashboard with ratatui. Knows the model, nothing about memory or processes.
+//! Works at 80x24 (charts side by side, short tables) and uses the room it gets.
+
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+use ratatui::Frame;
+
+use super::model::{Focus, Pane, Severity, TopModel, UiState};
+use crate::output::report::duration_ms;
+
+/// Styles that degrade to plain text without colour (`NO_COLOR`, dumb terminals).
+struct Palette {
+    color: bool,
+}
+
+impl Palette {
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::default().fg(c)
+        } else {
+            Style::default()
+        }
+    }
+
+    fn severity(&self, s: Severity) -> Style {
+        let base = Style::default().add_modifier(Modifier::BOLD);
+        if !self.color {
+            return if s == Severity::Alert { base.add_modifier(Modifier::REVERSED) } else { base };
+        }
+        match s {
+            Severity::Alert => base.fg(Color::White).bg(Color::Red),
+            Severity::Warn => base.fg(Color::Yellow),
+            Severity::Ok => base.fg(Color::Green),
+            Severity::Info => base.fg(Color::Cyan),
+        }
+    }
+
+    fn selected(&self) -> Style {
+        if self.color {
+            Style::default().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        }
+    }
+}
+
+fn block(title: &str) -> Block<'_> {
+    Block::default().borders(Borders::ALL).title(title)
+}
+
+/// Draw everything.
+pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
+    let p = Palette { color: ui.color };
+    let area = f.area();
+    let tall = area.height >= 40;
+    let chart_h = if tall { 9 } else { 5 };
+    let header_lines = if m.header.chars().count() + 12 > area.width as usize { 2 } else { 1 };
+    let state_lines = if m.state.text.chars().count() > area.width as usize { 2 } else { 1 };
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(header_lines),
+            Constraint::Length(state_lines),
+            Constraint::Length(chart_h),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+            Constraint::Length(1),
+        ])
+        .split(area);
+
+    f.render_widget(
+        Paragraph::new(Line::from(vec![Span::styled("loopspy top ", p.fg(Color::Cyan)), Span::raw(m.header.as_str())]))
+            .wrap(Wrap { trim: true }),
+        rows[0],
+    );
+    f.render_widget(Paragraph::new(m.state.text.as_str()).style(p.severity(m.state.severity)).wrap(Wrap { trim: true }), rows[1]);
+
+    // Charts: the last minute, one bar per second.
+    let charts = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Ratio(1, 3), Constraint::Ratio(1, 3), Constraint::Ratio(1, 3)])
+        .split(rows[2]);
+    let spark = |data: &[u64], inner: Rect| -> Vec<u64> {
+        let w = inner.width.saturating_sub(2) as usize;
+        data[data.len().saturating_sub(w)..].to_vec()
+    };
+    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    let lag_title = format!("lag {}, peak {}", compact(m.lag_now_ms), compact(m.lag_peak_ms));
+    let ready_title = format!("ready {}, peak {}", m.ready_now, m.ready_max.iter().max().copied().unwrap_or(0));
+    let busy_title = format!("busy {:.0}% (per s)", m.busy_now_pct);
+    for (i, (title, data, color)) in
+        [(lag_title, &m.lag_max_ms, Color::Red), (ready_title, &m.ready_max, Color::Yellow), (busy_title, &m.busy_pct, Color::Magenta)]
+            .into_iter()
+            .enumerate()
+    {
+        let values = spark(data, charts[i]);
+        let mut s = Sparkline::default().block(block(&title)).data(&values).style(p.fg(color));
+        if i == 2 {
+            s = s.max(100);
+        }
+        f.render_widget(s, charts[i]);
+    }
+
+    // Top blocking frames.
+    let header = Row::new(["function", "file:line", "total", "n", "longest", "how"]).style(Style::default().add_modifier(Modifier::BOLD));
+    let rows_data: Vec<Row> = m
+        .frames
+        .iter()
+        .map(|fr| {
+            Row::new(vec![
+                Cell::from(fr.function.clone()),
+                Cell::from(format!("{}:{}", fr.file, fr.line)),
+                Cell::from(compact(fr.blocked_ms)),
+                Cell::from(fr.episodes.to_string()),
+                Cell::from(compact(fr.longest_ms)),
+                Cell::from(if fr.on_cpu { "CPU".to_string() } else { fr.waiting_in.clone().unwrap_or_default() }),
+            ])
+        })
+        .collect();
+    let frames_title = format!("Top blocking frames (>= {:.0} ms, sort: {}, o)", m.threshold_ms, m.sort.label());
+    let table = Table::new(
+        rows_data,
+        [
+            Constraint::Fill(2),
+            Constraint::Fill(3),
+            Constraint::Length(7),
+            Constraint::Length(3),
+            Constraint::Length(7),
+            Constraint::Length(15),
+        ],
+    )
+    .header(header)
+    .block(block(&frames_title))
+    .row_highlight_style(if ui.focus == Focus::Frames { p.selected() } else { Style::default() });
+    let mut ts = TableState::default();
+    if !m.frames.is_empty() {
+        ts.select(Some(ui.selected_frame.min(m.frames.len() - 1)));
+    }
+    f.render_stateful_widget(table, rows[3], &mut ts);
+
+    if ui.pane == Pane::Tasks {
+        draw_tasks(f, m, ui, rows[4], &p);
+    } else {
+        draw_episodes(f, m, ui, rows[4], &p);
+    }
+
+    let warned = ui.message.is_none() && !ui.editing_filter && m.warning.is_some();
+    let footer = match &ui.message {
+        Some(msg) => msg.clone(),
+        None if warned => m.warning.clone().unwrap_or_default(),
+        None if ui.editing_filter => format!("filter tasks by name: {}_  (Enter keeps it, Esc clears it)", ui.filter),
+        None => {
+            format!("q quit  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  t tasks  o sort  tab select  ? help", m.threshold_ms)
+        }
+    };
+    let footer_style = if warned { p.severity(Severity::Alert) } else { p.fg(Color::DarkGray) };
+    f.render_widget(Paragraph::new(footer).style(footer_style), rows[5]);
+
+    if ui.help {
+        draw_help(f, area);
+    }
+}
+
+fn draw_tasks(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
+    let Some(t) = &m.tasks else {
+        f.render_widget(Paragraph::new("counting tasks...").block(block("Tasks (t: episodes)")), area);
+        return;
+    };
+    let c = &t.counts;
+    let filter = if ui.filter.is_empty() { String::new() } else { format!(", {} matching \"{}\"", t.matching, ui.filter) };
+    let title = format!(
+        "Tasks: {} pending, {} done, {} cancelled{filter} (counted {:.0} s ago; / filter, t episodes)",
+        c.pending, c.done, c.cancelled, t.age_s
+    );
+    let header = Row::new(["task", "pending for", "suspended at"]).style(Style::default().add_modifier(Modifier::BOLD));
+    let rows: Vec<Row> = t
+        .rows
+        .iter()
+        .map(|r| {
+            let age = if r.running { "RUNNING".to_string() } else { format!(">= {}", duration_ms(r.pending_for_s * 1e3)) };
+            Row::new(vec![Cell::from(r.name.clone()), Cell::from(age), Cell::from(r.at.clone())])
+        })
+        .collect();
+    let table = Table::new(rows, [Constraint::Fill(2), Constraint::Length(12), Constraint::Fill(5)])
+        .header(header)
+        .block(block(&title))
+        .style(p.fg(Color::Reset));
+    f.render_widget(table, area);
+}
+
+fn draw_episodes(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
+    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    // Recent episodes and the selected one's stack.
+    let bottom = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
+        .split(area);
+    let items: Vec<ListItem> = m
+        .episodes
+        .iter()
+        .map(|e| {
+            let how = if e.on_cpu { "CPU".to_string() } else { e.waiting_in.clone().unwrap_or_default() };
+            ListItem::new(format!(
+                "{:>6.1}s {:>6} {}{} {}",
+                e.start_s,
+                compact(e.duration_ms),
+                e.function,
+                if e.ongoing { " (now)" } else { "" },
+                how,
+            ))
+        })
+        .collect();
+    let list = List::new(items).block(block("Recent episodes (tab, up/down)")).highlight_style(if ui.focus == Focus::Episodes {
+        p.selected()
+    } else {
+        Style::default()
+    });
+    let mut ls = ListState::default();
+    if !m.episodes.is_empty() {
+        ls.select(Some(ui.selected_episode.min(m.episodes.len() - 1)));
+    }
+    f.render_stateful_widget(list, bottom[0], &mut ls);
+    let stack: Vec<Line> = m.stack.iter().map(|s| Line::raw(s.as_str())).collect();
+    f.render_widget(Paragraph::new(stack).block(block("Stack of the selected episode")).wrap(Wrap { trim: false }), bottom[1]);
+}
+
+fn draw_help(f: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::raw("loopspy top: the event loop, live"),
+        Line::raw(""),
+        Line::raw("State line: BLOCKED / busy (how long, where, which task, CPU or syscall),"),
+        Line::raw("or idle in select with the lag and the ready queue."),
+        Line::raw("Charts: per second over the last minute: max loop lag, max ready"),
+        Line::raw("depth, busy %. Tables cover the last 10 minutes."),
+        Line::raw(""),
+        Line::raw("q / Ctrl-C  quit            p  pause / resume sampling"),
+        Line::raw("s  save an SVG flame graph of everything sampled so far"),
+        Line::raw("r  reset the figures        +/-  blocking threshold"),
+        Line::raw("o  sort the frames table    tab  frames <-> episodes"),
+        Line::raw("t  tasks pane (counts, longest pending)   /  filter tasks by name"),
+        Line::raw("up/down  select             ?  this help"),
+    ];
+    let w = 76.min(area.width);
+    let h = (text.len() as u16 + 2).min(area.height);
+    let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(text).block(block("help (? closes)")), r);
+}

@@ -1,0 +1,5 @@
+pub mod elf;
+pub mod memory;
+pub mod procfs;
+pub mod signals;
+pub mod spawn;

@@ -1,0 +1,7 @@
+pub mod frames;
+pub mod interp;
+pub mod layout;
+pub mod lines;
+pub mod published;
+pub mod reader;
+pub mod target;
