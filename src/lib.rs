@@ -17,15 +17,15 @@
 //!
 //! `main.rs` parses the command line and dispatches to a command.
 
-pub mod analysis;
-pub mod asyncio;
 pub mod base;
-pub mod capture;
-pub mod cli;
-pub mod commands;
-pub mod output;
 pub mod process;
 pub mod python;
+pub mod asyncio;
+pub mod capture;
+pub mod analysis;
+pub mod output;
+pub mod cli;
+pub mod commands;
 
 #[cfg(test)]
 mod fuzz_tests;

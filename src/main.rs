@@ -3,7 +3,8 @@ use std::io::Write;
 use clap::Parser;
 
 use loopspy::base::error::{exit, Failure};
-use loopspy::cli::{self, Cli};
+use loopspy::cli::{Cli, Invocation};
+use loopspy::commands;
 
 fn main() {
     // The watchdog of a spawned program (see spawn.rs): not a user command.
@@ -29,7 +30,7 @@ fn main() {
         }
     };
     let json = cli.wants_json();
-    let code = match cli::run(cli) {
+    let code = match run(Invocation::from_cli(cli)) {
         Ok(()) => exit::OK,
         Err(failure) => {
             report_failure(&failure, json);
@@ -37,6 +38,17 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Run a resolved command line: the one place that knows every command.
+fn run(invocation: Invocation) -> Result<(), Failure> {
+    match invocation {
+        Invocation::Dump(c) => commands::dump::run(&c),
+        Invocation::Record(c) => commands::record::run(&c),
+        Invocation::Top(c) => commands::top::run(&c),
+        Invocation::Render(c) => commands::render::run(&c),
+        Invocation::Demo(c) => commands::demo::run(&c),
+    }
 }
 
 fn report_failure(failure: &Failure, json: bool) {

@@ -30,6 +30,21 @@ pub mod exit {
     pub const TERMINATED: i32 = 128 + 15;
 }
 
+/// What decides whether we may read another process's memory (ptrace access mode), as far
+/// as `/proc` tells: for a permission error that names its cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Access {
+    pub our_uid: u32,
+    pub target_uid: Option<u32>,
+    /// `/proc/sys/kernel/yama/ptrace_scope` (absent without Yama).
+    pub ptrace_scope: Option<u8>,
+    /// We hold CAP_SYS_PTRACE (effective).
+    pub cap_sys_ptrace: bool,
+    /// The target's `/proc` files belong to root although it runs as another user: it is not
+    /// dumpable (it changed uid, or called `prctl(PR_SET_DUMPABLE, 0)`).
+    pub target_not_dumpable: bool,
+}
+
 /// A Python thread seen while looking for event loops (for the "no event loop" message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadBrief {
@@ -48,7 +63,7 @@ pub enum Failure {
     PermissionDenied {
         pid: i32,
         detail: String,
-        access: Option<crate::process::procfs::Access>,
+        access: Option<Access>,
     },
     NotPython {
         pid: i32,
@@ -59,6 +74,8 @@ pub enum Failure {
         pid: i32,
         version: String,
         detail: String,
+        /// The versions loopspy reads, e.g. "3.8 to 3.15".
+        supported: String,
     },
     NoEventLoop {
         pid: i32,
@@ -176,14 +193,12 @@ impl fmt::Display for Failure {
                 exe.as_ref().map(|x| format!(" ({})", e(x))).unwrap_or_default(),
                 e(detail)
             ),
-            Failure::UnsupportedPython { pid, version, detail } => write!(
+            Failure::UnsupportedPython { pid, version, detail, supported } => write!(
                 f,
                 "process {pid} runs Python {}, which loopspy cannot read: {}.\n  Supported: CPython \
-                 {} to {}, standard (GIL) builds, x86_64 Linux.",
+                 {supported}, standard (GIL) builds, x86_64 Linux.",
                 e(version),
                 e(detail),
-                crate::python::layout::SUPPORTED[0],
-                crate::python::layout::SUPPORTED[crate::python::layout::SUPPORTED.len() - 1],
             ),
             Failure::NoEventLoop { pid, threads } => {
                 write!(f, "process {pid} has no running asyncio event loop (in {} Python thread(s)):", threads.len())?;
@@ -243,7 +258,7 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// Why reading `pid` was refused, and the one thing that fixes it.
-pub fn permission_advice(pid: i32, a: &crate::process::procfs::Access) -> String {
+pub fn permission_advice(pid: i32, a: &Access) -> String {
     let us =
         format!("loopspy runs as uid {}{}", a.our_uid, if a.cap_sys_ptrace { " with CAP_SYS_PTRACE" } else { " without CAP_SYS_PTRACE" });
     let them = match a.target_uid {
@@ -294,7 +309,7 @@ mod tests {
             Failure::NoSuchProcess { pid: 1 },
             Failure::PermissionDenied { pid: 1, detail: String::new(), access: None },
             Failure::NotPython { pid: 1, exe: None, detail: String::new() },
-            Failure::UnsupportedPython { pid: 1, version: "3.7".into(), detail: String::new() },
+            Failure::UnsupportedPython { pid: 1, version: "3.7".into(), detail: String::new(), supported: "3.8 to 3.15".into() },
             Failure::NoEventLoop { pid: 1, threads: vec![] },
             Failure::TargetExited { pid: 1 },
             Failure::SpawnFailed { program: "x".into(), detail: String::new() },
@@ -322,22 +337,14 @@ mod tests {
         for needle in ["ptrace_scope", "CAP_SYS_PTRACE", "target's user", "kubectl debug", "--profile=general"] {
             assert!(text.contains(needle), "missing {needle}: {text}");
         }
-        let base = crate::process::procfs::Access {
-            our_uid: 1000,
-            target_uid: Some(1000),
-            ptrace_scope: Some(1),
-            cap_sys_ptrace: false,
-            target_not_dumpable: false,
-        };
-        let advice = |a: crate::process::procfs::Access| permission_advice(7, &a);
+        let base =
+            Access { our_uid: 1000, target_uid: Some(1000), ptrace_scope: Some(1), cap_sys_ptrace: false, target_not_dumpable: false };
+        let advice = |a: Access| permission_advice(7, &a);
         assert!(advice(base.clone()).contains("ptrace_scope 1 lets a process read only its descendants"));
-        assert!(advice(crate::process::procfs::Access { target_uid: Some(0), ..base.clone() }).contains("Run loopspy as the target's user"));
-        assert!(
-            advice(crate::process::procfs::Access { our_uid: 0, target_uid: Some(0), ..base.clone() }).contains("SYS_PTRACE capability")
-        );
-        assert!(advice(crate::process::procfs::Access { target_not_dumpable: true, ptrace_scope: Some(0), ..base.clone() })
-            .contains("not dumpable"));
-        assert!(advice(crate::process::procfs::Access { ptrace_scope: Some(3), ..base.clone() }).contains("reboots"));
+        assert!(advice(Access { target_uid: Some(0), ..base.clone() }).contains("Run loopspy as the target's user"));
+        assert!(advice(Access { our_uid: 0, target_uid: Some(0), ..base.clone() }).contains("SYS_PTRACE capability"));
+        assert!(advice(Access { target_not_dumpable: true, ptrace_scope: Some(0), ..base.clone() }).contains("not dumpable"));
+        assert!(advice(Access { ptrace_scope: Some(3), ..base.clone() }).contains("reboots"));
         let text = advice(base);
         assert!(text.contains("uid 1000") && text.contains("ptrace_scope is 1"), "{text}");
     }

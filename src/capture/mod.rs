@@ -1,4 +1,5 @@
 pub mod capture_file;
+pub mod launch;
 pub mod probe;
 pub mod recording;
 pub mod sampler;

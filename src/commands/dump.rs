@@ -4,17 +4,17 @@ use std::io::Write;
 
 use crate::base::error::Failure;
 use crate::capture::snapshot::{LookOptions, Looker};
-use crate::cli::DumpArgs;
+use crate::cli::config::DumpConfig;
 use crate::output::dump::{self, ProcessFacts};
 use crate::process::procfs;
 use crate::python::target::AttachOptions;
 
-pub fn run(args: &DumpArgs) -> Result<(), Failure> {
+pub fn run(args: &DumpConfig) -> Result<(), Failure> {
     let options = AttachOptions { blocking: args.blocking };
     let stop = super::stop_flag();
-    let (mut target, spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
+    let (mut target, spawned) = super::acquire(&args.target, options, &stop)?;
 
-    let options = LookOptions { tasks: (args.max_tasks > 0).then_some(args.max_tasks) };
+    let options = LookOptions { tasks: args.max_tasks };
     let view = Looker::with_options(options).look(&mut target)?;
     if view.loops.is_empty() {
         return Err(Failure::NoEventLoop { pid: target.pid, threads: view.threads });
@@ -38,8 +38,8 @@ pub fn run(args: &DumpArgs) -> Result<(), Failure> {
         .and_then(|_| stdout.flush())
         .map_err(|e| Failure::OutputFailed { path: "standard output".into(), detail: e.to_string() })?;
 
-    if spawned.is_some() && args.spawn.keep {
-        eprintln!("loopspy: left {} running (PID {})", args.target.command.join(" "), target.pid);
+    if let (Some(_), Some(program)) = (&spawned, args.target.kept_program()) {
+        eprintln!("loopspy: left {program} running (PID {})", target.pid);
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ pub mod render;
 pub mod top;
 
 use crate::base::error::Failure;
-use crate::cli::{SpawnArgs, TargetArgs};
+use crate::cli::config::TargetSpec;
 use crate::process::signals::Stop;
 use crate::process::spawn::Spawned;
 use crate::python::target::{AttachOptions, Target};
@@ -17,14 +17,14 @@ pub fn stop_flag() -> Stop {
     Stop::on_signals()
 }
 
-/// Attach to `--pid`, or start the program and wait for its loop.
-pub fn acquire(target: &TargetArgs, spawn: &SpawnArgs, options: AttachOptions, stop: &Stop) -> Result<(Target, Option<Spawned>), Failure> {
-    match target.pid {
-        Some(pid) => Ok((Target::attach(pid, options)?, None)),
-        None => {
-            let mut child = Spawned::start(&target.command, spawn.keep)?;
-            let t = child.wait_for_loop(spawn.timeout(), options, stop)?;
-            if spawn.keep {
+/// Attach to a PID, or start the program and wait for its loop.
+pub fn acquire(target: &TargetSpec, options: AttachOptions, stop: &Stop) -> Result<(Target, Option<Spawned>), Failure> {
+    match target {
+        TargetSpec::Pid(pid) => Ok((Target::attach(*pid, options)?, None)),
+        TargetSpec::Spawn { argv, timeout, keep } => {
+            let mut child = Spawned::start(argv, *keep)?;
+            let t = crate::capture::launch::wait_for_loop(&mut child, *timeout, options, stop)?;
+            if *keep {
                 child.keep_running();
             }
             Ok((t, Some(child)))

@@ -3,87 +3,35 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::analysis::live::LiveEpisodes;
 use crate::analysis::metrics::{self, is_busy, Options};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
-use crate::capture::recording::{EndReason, Recording, Sample};
+use crate::capture::recording::{EndReason, Recording};
 use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
-use crate::cli::RecordArgs;
+use crate::cli::config::RecordConfig;
 use crate::output::argv;
 use crate::output::outputs::{self, Rendering};
 use crate::output::report::{self, duration_ms, TargetFacts};
 use crate::process::procfs;
 use crate::python::target::AttachOptions;
 
-/// `20261122T031500Z`: UTC, from the system clock.
-pub fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Counts blocking episodes as samples arrive, for the live status line (the final figures
-/// come from [`metrics::analyze`]).
-#[derive(Debug, Default)]
-pub struct LiveEpisodes {
-    threshold: f64,
-    run: Option<(f64, Option<u64>, bool)>,
-    last_t: Option<f64>,
-    pub count: usize,
-}
-
-impl LiveEpisodes {
-    pub fn new(threshold: f64) -> Self {
-        LiveEpisodes { threshold, ..Default::default() }
-    }
-
-    pub fn feed(&mut self, s: &Sample) {
-        if is_busy(s.state) {
-            match &mut self.run {
-                Some((start, key, counted)) if *key == s.callback => {
-                    if !*counted && s.t - *start >= self.threshold {
-                        *counted = true;
-                        self.count += 1;
-                    }
-                }
-                _ => {
-                    let start = self.last_t.map(|l| (l + s.t) / 2.0).unwrap_or(s.t);
-                    self.run = Some((start, s.callback, false));
-                }
-            }
-        } else {
-            self.run = None;
-        }
-        self.last_t = Some(s.t);
-    }
-}
-
-pub fn run(args: &RecordArgs) -> Result<(), Failure> {
+pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     // Every output must be writable before minutes are spent recording; none is created yet.
-    let mut outputs = outputs::plan(&args.output, args.format, |f| PathBuf::from(format!("loopspy-PID-TIME.{}", f.extension())))?;
+    let mut outputs = outputs::plan(&args.outputs, args.format, |f| PathBuf::from(format!("loopspy-PID-TIME.{}", f.extension())))?;
     let stop = super::stop_flag();
     let options = AttachOptions { blocking: args.blocking };
-    let (target, spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
+    let (target, spawned) = super::acquire(&args.target, options, &stop)?;
     let pid = target.pid;
     let argv = procfs::cmdline(pid).unwrap_or_default();
-    let stamp = timestamp();
+    let stamp = outputs::timestamp();
     // The default name, now that the PID is known.
     for o in &mut outputs {
-        if o.path.as_ref().is_some_and(|p| p.as_os_str().to_string_lossy().starts_with("loopspy-PID-TIME.")) && args.output.is_empty() {
+        if o.path.as_ref().is_some_and(|p| p.as_os_str().to_string_lossy().starts_with("loopspy-PID-TIME.")) && args.outputs.is_empty() {
             o.path = Some(PathBuf::from(format!("loopspy-{pid}-{stamp}.{}", o.format.extension())));
         }
     }
@@ -95,9 +43,9 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
     };
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
     let (mut sampler, metas) = Sampler::start(target, SamplerOptions { all_threads: args.all_threads })?;
-    let period = 1.0 / args.rate;
+    let period = 1.0 / args.rate_hz;
     let start = sampler.now();
-    let mut rec = Recording::new(args.rate, metas, start);
+    let mut rec = Recording::new(args.rate_hz, metas, start);
 
     // The samples go to disk as they come: a capture file a killed loopspy leaves behind.
     let header = CaptureHeader {
@@ -105,7 +53,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         // The capture leaves the machine as an output does: secrets redacted there too.
         command: crate::output::argv::shown_list(&argv, args.full_argv),
         python: facts.python.clone(),
-        rate_hz: args.rate,
+        rate_hz: args.rate_hz,
         started: start,
         blocking: args.blocking,
         all_threads: args.all_threads,
@@ -126,8 +74,8 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
         ));
     }
 
-    let threshold = args.threshold / 1e3;
-    let deadline = args.duration.map(|d| start + d);
+    let threshold = args.threshold;
+    let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let mut live = LiveEpisodes::new(threshold);
     let mut tasks = TaskCounter::new();
     let tty = std::io::stderr().is_terminal();
@@ -252,7 +200,7 @@ pub fn run(args: &RecordArgs) -> Result<(), Failure> {
 
 /// The capture file: `--save FILE`, else beside the first file output, else in the temp dir.
 fn open_capture(
-    args: &RecordArgs,
+    args: &RecordConfig,
     outputs: &[outputs::Output],
     pid: i32,
     stamp: &str,
@@ -305,17 +253,5 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
         say_raw(&format!("\r\x1b[K{line}"));
     } else {
         say(&line);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_compact_utc() {
-        let t = timestamp();
-        assert_eq!(t.len(), 16, "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[8] == b'T', "{t}");
     }
 }

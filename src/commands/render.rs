@@ -8,17 +8,17 @@ use crate::analysis::metrics::{self, Options};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file;
-use crate::cli::RenderArgs;
+use crate::cli::config::RenderConfig;
 use crate::output::argv;
 use crate::output::outputs::{self, Rendering};
 use crate::output::report::{self, TargetFacts};
 use crate::python::published::LayoutCheck;
 
-pub fn run(args: &RenderArgs) -> Result<(), Failure> {
+pub fn run(args: &RenderConfig) -> Result<(), Failure> {
     let capture =
         capture_file::read(&args.capture).map_err(|e| Failure::Usage { detail: format!("cannot read {}: {e}", args.capture.display()) })?;
     let stem = args.capture.with_extension("");
-    let outputs = outputs::plan(&args.output, args.format, |f| stem.with_extension(f.extension()))?;
+    let outputs = outputs::plan(&args.outputs, args.format, |f| stem.with_extension(f.extension()))?;
     let h = &capture.header;
     let rec = &capture.recording;
     if capture.cut {
@@ -32,7 +32,7 @@ pub fn run(args: &RenderArgs) -> Result<(), Failure> {
             .as_bytes(),
         );
     }
-    let threshold = args.threshold / 1e3;
+    let threshold = args.threshold;
     let analysis = metrics::analyze(rec, &Options { threshold, ..Options::default() });
     let facts = TargetFacts {
         pid: h.pid,

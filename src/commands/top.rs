@@ -15,7 +15,7 @@ use crate::base::error::Failure;
 use crate::capture::recording::{EndReason, LoopMeta, Recording};
 use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
-use crate::cli::TopArgs;
+use crate::cli::config::TopConfig;
 use crate::output::flamegraph::{self, Header};
 use crate::output::report;
 use crate::output::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
@@ -176,7 +176,7 @@ impl Session {
         if let Err(e) = flamegraph::svg(&folded, &header, analysis.threshold_ms, &mut bytes) {
             return format!("could not render the flame graph: {e}");
         }
-        let name = format!("loopspy-{}-{}.svg", self.target.pid, super::record::timestamp());
+        let name = format!("loopspy-{}-{}.svg", self.target.pid, crate::output::outputs::timestamp());
         for dir in [PathBuf::from("."), std::env::temp_dir()] {
             let path = dir.join(&name);
             if std::fs::write(&path, &bytes).is_ok() {
@@ -189,15 +189,15 @@ impl Session {
     }
 }
 
-pub fn run(args: &TopArgs) -> Result<(), Failure> {
+pub fn run(args: &TopConfig) -> Result<(), Failure> {
     let stop = super::stop_flag();
     let options = AttachOptions { blocking: args.blocking };
-    let (target, _spawned) = super::acquire(&args.target, &args.spawn, options, &stop)?;
+    let (target, _spawned) = super::acquire(&args.target, options, &stop)?;
     run_on(target, args, &stop)
 }
 
 /// Run the dashboard on an attached target (shared with `demo`).
-pub fn run_on(target: crate::python::target::Target, args: &TopArgs, stop: &Stop) -> Result<(), Failure> {
+pub fn run_on(target: crate::python::target::Target, args: &TopConfig, stop: &Stop) -> Result<(), Failure> {
     let pid = target.pid;
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
     let info = TargetInfo {
@@ -209,19 +209,19 @@ pub fn run_on(target: crate::python::target::Target, args: &TopArgs, stop: &Stop
     let (sampler, metas) = Sampler::start(target, SamplerOptions::default())?;
     let start = sampler.now();
     let mut session = Session {
-        rec: Recording::new(args.rate, metas.clone(), start),
+        rec: Recording::new(args.rate_hz, metas.clone(), start),
         metas,
         next: start,
-        rate: args.rate,
+        rate: args.rate_hz,
         sampler,
         target: info,
         cwd,
         saved: Vec::new(),
         tasks: TaskTracker::default(),
     };
-    let deadline = args.duration.map(|d| start + d);
+    let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let plain = args.plain || !std::io::stdout().is_terminal();
-    let mut ui = UiState::new(args.threshold / 1e3, color_wanted() && !plain);
+    let mut ui = UiState::new(args.threshold, color_wanted() && !plain);
     if plain {
         plain_loop(&mut session, &mut ui, stop, deadline)?;
     } else {
@@ -255,7 +255,7 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f
         if now - last_line >= 1.0 || !alive {
             last_line = now;
             let m = model::build(&s.rec, &s.target, ui, s.rate, s.tasks.pane.as_ref());
-            let stamp = super::record::timestamp();
+            let stamp = crate::output::outputs::timestamp();
             let clock = format!("{}:{}:{}Z", &stamp[9..11], &stamp[11..13], &stamp[13..15]);
             let line = model::plain_line(&m, &clock);
             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {

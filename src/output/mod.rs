@@ -1,6 +1,7 @@
 pub mod argv;
 pub mod dump;
 pub mod flamegraph;
+pub mod format;
 pub mod outputs;
 pub mod report;
 pub mod tui;

@@ -12,11 +12,12 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::format::RecordFormat;
 use crate::analysis::metrics::Analysis;
 use crate::base::error::Failure;
 use crate::capture::recording::Recording;
-use crate::cli::RecordFormat;
 use crate::output::flamegraph::{self, Header};
 use crate::output::report::{self, RecordReport};
 
@@ -225,8 +226,32 @@ pub fn write_all(outputs: &[Output], r: &Rendering, stem: &str) -> Written {
     w
 }
 
+/// `20261122T031500Z`: UTC, from the system clock.
+pub fn timestamp() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_are_compact_utc() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), 16, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[8] == b'T', "{t}");
+    }
+
     use super::*;
     use std::os::unix::fs::FileTypeExt;
 

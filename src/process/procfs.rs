@@ -2,6 +2,7 @@
 //! command line, threads, the syscall a thread is blocked in, its time namespace, its
 //! children. Plain file reads; nothing here touches the target's memory.
 
+pub use crate::base::error::Access;
 use std::fs;
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -59,7 +60,7 @@ pub fn exe(pid: i32) -> io::Result<PathBuf> {
 }
 
 /// `AT_RANDOM` from `/proc/PID/auxv`: where the kernel put 16 random bytes on the initial
-/// stack at the process's last `exec()` (see [`crate::python::target::Target::exec_happened`]).
+/// stack at the process's last `exec()` (a new program gets new ones).
 /// `Ok(None)` when the vector is empty (a process that is exiting has no memory left).
 pub fn at_random(pid: i32) -> io::Result<Option<u64>> {
     const AT_RANDOM: u64 = 25;
@@ -137,21 +138,6 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         }
     }
     out
-}
-
-/// What decides whether we may read another process's memory (ptrace access mode), as far
-/// as `/proc` tells: for a permission error that names its cause.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Access {
-    pub our_uid: u32,
-    pub target_uid: Option<u32>,
-    /// `/proc/sys/kernel/yama/ptrace_scope` (absent without Yama).
-    pub ptrace_scope: Option<u8>,
-    /// We hold CAP_SYS_PTRACE (effective).
-    pub cap_sys_ptrace: bool,
-    /// The target's `/proc` files belong to root although it runs as another user: it is not
-    /// dumpable (it changed uid, or called `prctl(PR_SET_DUMPABLE, 0)`).
-    pub target_not_dumpable: bool,
 }
 
 /// Capability bit of CAP_SYS_PTRACE in `CapEff`.

@@ -62,6 +62,7 @@ impl Target {
             pid,
             version: version_text.clone(),
             detail: "no layout table for this version".into(),
+            supported: layout::supported_range(),
         })?;
         let interp = spy.addresses.interpreter_address as u64;
         let memory = ProcessMemory::new(pid);
@@ -141,6 +142,7 @@ fn preflight(pid: i32) -> Result<(), Failure> {
             pid,
             version: build,
             detail: "free-threaded (no-GIL) builds have a different object layout, not supported yet".into(),
+            supported: layout::supported_range(),
         });
     }
     // Try one real read: yama's ptrace_scope and missing CAP_SYS_PTRACE show up only here.
@@ -268,9 +270,12 @@ fn classify_spy_error(pid: i32, err: &anyhow::Error) -> Failure {
     let exe_path = procfs::exe(pid).ok();
     let exe = exe_path.as_ref().map(|p| p.display().to_string());
     match python_version_in(&maps, exe_path.as_deref()) {
-        Some(v) if layout::for_version(v).is_none() => {
-            Failure::UnsupportedPython { pid, version: v.to_string(), detail: "no layout table for this version".into() }
-        }
+        Some(v) if layout::for_version(v).is_none() => Failure::UnsupportedPython {
+            pid,
+            version: v.to_string(),
+            detail: "no layout table for this version".into(),
+            supported: layout::supported_range(),
+        },
         Some(v) => Failure::NotPython {
             pid,
             exe,

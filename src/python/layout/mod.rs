@@ -10,7 +10,7 @@ mod tables;
 
 use serde::Serialize;
 
-pub use tables::{for_version, SUPPORTED};
+pub use tables::{for_version, supported_range, SUPPORTED};
 
 /// A CPython version as `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

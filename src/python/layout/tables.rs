@@ -301,6 +301,14 @@ pub const SUPPORTED: &[PyVersion] = &[
     PyVersion::new(3, 15),
 ];
 
+/// "3.8 to 3.15": the versions that have a row, for messages.
+pub fn supported_range() -> String {
+    match (SUPPORTED.first(), SUPPORTED.last()) {
+        (Some(lo), Some(hi)) => format!("{lo} to {hi}"),
+        _ => String::new(),
+    }
+}
+
 /// The row for a version, if loopspy knows it.
 pub fn for_version(v: PyVersion) -> Option<&'static Layout> {
     ROWS.iter().find(|row| row.version == v)

@@ -1,0 +1,32 @@
+//! The output formats of `record` and `render`, and which one a file name asks for.
+
+/// Output formats of `record`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordFormat {
+    /// An SVG flame graph; blocking frames in red, idle time in grey-blue.
+    Svg,
+    /// Collapsed stacks (`frame;frame;frame weight`), weights in microseconds.
+    Collapsed,
+    /// Every metric, the per-second series and every episode (docs/json-schema.md).
+    Json,
+}
+
+impl RecordFormat {
+    /// The format a file name's extension asks for.
+    pub fn from_path(path: &std::path::Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "svg" => Some(RecordFormat::Svg),
+            "json" => Some(RecordFormat::Json),
+            "txt" | "folded" | "collapsed" => Some(RecordFormat::Collapsed),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Svg => "svg",
+            RecordFormat::Collapsed => "txt",
+            RecordFormat::Json => "json",
+        }
+    }
+}
