@@ -354,3 +354,48 @@ fn debug_offsets_positions_match_the_headers() {
     }
     assert!(errors.is_empty(), "debug offset positions disagree with the probe:\n{}", errors.join("\n"));
 }
+
+/// The checks `published` applies to the tables an interpreter publishes (each offset inside
+/// its section's struct, each struct of a plausible size) hold for the real tables of every
+/// version: a check that refuses a real interpreter would silently fall back to our rows.
+#[test]
+fn the_published_offset_checks_accept_every_real_interpreter() {
+    let mut errors = Vec::new();
+    let mut checked = 0;
+    for v in SUPPORTED {
+        let Some(fields) = debug_offsets::fields(*v) else { continue };
+        let mut values = probe(&format!("{v}.txt"));
+        values.extend(probe(&format!("empirical-{v}.txt")));
+        let mut check = |section: &str, size: Option<i64>, name: &str, value: Option<i64>| {
+            let (Some(size), Some(value)) = (size, value) else {
+                errors.push(format!("{v}: the probe has no {section}.size or {name}"));
+                return;
+            };
+            if size as u64 > debug_offsets::max_section_size(section) {
+                errors.push(format!("{v}: {section} is {size} bytes, above the {} accepted", debug_offsets::max_section_size(section)));
+            }
+            let width = debug_offsets::width(name);
+            if value as u64 + width > size as u64 || (width > 1 && value as u64 % width != 0) {
+                errors.push(format!("{v}: {name} = {value} (+{width}) would be refused in a {size}-byte {section}"));
+            }
+            checked += 1;
+        };
+        for (name, _) in fields {
+            let section = name.split('.').next().unwrap();
+            check(
+                section,
+                values.get(&format!("_Py_DebugOffsets.{section}.size")).copied(),
+                name,
+                values.get(&format!("_Py_DebugOffsets.{name}")).copied(),
+            );
+        }
+        if debug_offsets::has_asyncio_section(*v) {
+            for (name, _) in debug_offsets::ASYNCIO_FIELDS {
+                let section = name.split('.').next().unwrap();
+                check(section, values.get(&format!("AD.{section}.size")).copied(), name, values.get(&format!("AD.{name}")).copied());
+            }
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert!(checked > 100, "only {checked} fields checked");
+}

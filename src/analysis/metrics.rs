@@ -85,6 +85,10 @@ pub struct Episode {
     /// Seconds since the start of the recording.
     pub start_s: f64,
     pub duration_ms: f64,
+    /// The most `duration_ms` can be off by: the sampling gaps at its two ends (one sample
+    /// interval when sampling kept its rate; more when the sampler was late, e.g. starved
+    /// of CPU).
+    pub duration_error_ms: f64,
     /// Still going when the recording ended (its duration is a lower bound).
     pub ongoing: bool,
     pub samples: u32,
@@ -359,15 +363,44 @@ fn run_samples(samples: &[&Sample], run: Run) -> usize {
 /// sample interval beyond the run's own samples (a gap of failed looks says nothing about
 /// when the run started), or the sample itself at the edges of the recording.
 fn run_bounds(samples: &[&Sample], run: Run, interval: f64) -> (f64, f64, bool) {
+    let b = bounds(samples, run, interval);
+    (b.start, b.end, b.ongoing)
+}
+
+/// A run's estimated start and end, and how far each may be from the truth: the run began
+/// after the sample before it and by its own first sample (and ended likewise), so the error
+/// at each end is the larger distance from the estimate to those two samples. At the edges
+/// of the recording there is no sample outside the run: the error there is 0 and the run's
+/// duration is a lower bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Bounds {
+    start: f64,
+    end: f64,
+    ongoing: bool,
+    /// Seconds: the most the estimated duration can be off by.
+    error: f64,
+}
+
+fn bounds(samples: &[&Sample], run: Run, interval: f64) -> Bounds {
     let first = samples[run.first].t;
-    let start = match run.first {
-        0 => first,
-        i => first - ((first - samples[i - 1].t) / 2.0).min(interval),
+    let (start, start_error) = match run.first {
+        0 => (first, 0.0),
+        i => {
+            let prev = samples[i - 1].t;
+            let start = first - ((first - prev) / 2.0).min(interval);
+            (start, (start - prev).max(first - start))
+        }
     };
     let last = samples[run.last].t;
     let ongoing = run.last + 1 == samples.len();
-    let end = if ongoing { last } else { last + ((samples[run.last + 1].t - last) / 2.0).min(interval) };
-    (start, end, ongoing)
+    let (end, end_error) = if ongoing {
+        (last, 0.0)
+    } else {
+        let next = samples[run.last + 1].t;
+        let end = last + ((next - last) / 2.0).min(interval);
+        (end, (next - end).max(end - last))
+    };
+    Bounds { start, end, ongoing, error: start_error + end_error }
 }
 
 /// The most frequent item; ties go to the one seen first.
@@ -434,7 +467,7 @@ pub fn current_run(rec: &Recording, loop_index: u16) -> Option<CurrentRun> {
 
 /// Describe one run as an episode.
 fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> Episode {
-    let (start, end, ongoing) = run_bounds(samples, run, rec.interval());
+    let Bounds { start, end, ongoing, error } = bounds(samples, run, rec.interval());
     let span: Vec<&Sample> = samples[run.first..=run.last].iter().filter(|s| is_busy(s.state)).copied().collect();
     let blamed = blame(rec, &span);
     let (function, file, line, innermost) = match blamed {
@@ -454,6 +487,7 @@ fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) -> E
         end,
         start_s: start - rec.started,
         duration_ms: (end - start) * 1e3,
+        duration_error_ms: error * 1e3,
         ongoing,
         samples: span.len() as u32,
         function,
@@ -788,6 +822,17 @@ mod tests {
         // Started half-way between the last idle sample (t=101.01) and the first busy one.
         assert!((e.start - 100.015).abs() < 1e-9);
         assert!(!e.ongoing);
+        // At the rate asked: half an interval of doubt at each end.
+        assert!((e.duration_error_ms - 10.0).abs() < 1e-6, "{}", e.duration_error_ms);
+        // A sampler late by 100 ms just before the episode (starved of CPU): the estimate
+        // keeps to one interval, and says it may be 100 ms off at that end.
+        let mut rec = script(100.0, "..aaaaaaaaaaaa..");
+        for s in &mut rec.samples[..2] {
+            s.t -= 0.1;
+        }
+        let e = &analyze(&rec, &Options::default()).loops[0].episodes[0];
+        assert!((e.duration_ms - 125.0).abs() < 1e-6, "{}", e.duration_ms);
+        assert!((e.duration_error_ms - 105.0).abs() < 1e-6, "{}", e.duration_error_ms);
         // Two callbacks back to back are two runs, not one long episode.
         let rec = script(100.0, "..aaaaaaaaabbbbbbbbb..");
         let a = analyze(&rec, &Options::default());
