@@ -123,7 +123,14 @@ fn schedule(version: &str, flavor: &str) {
         100.0 * (1.0 - covered(t["select_intervals"].as_array().unwrap(), lo, hi) / (hi - lo))
     };
     let busy_windows = series.iter().map(|w| num(&w["busy_pct"])).sum::<f64>() / series.len() as f64;
-    assert!((busy_windows - truth_busy).abs() <= 5.0, "{ctx}: busy {busy_windows:.1}% vs truth {truth_busy:.1}% over [{lo}, {hi}]");
+    // On uvloop (no Python frame to tell idle by), time the loop thread waited for a CPU is
+    // busy for the sampler (not in epoll) and in no callback of the truth's: the target
+    // measured it (schedstat), and it widens the tolerance on a loaded machine.
+    let waited_pct = if flavor == "uvloop" { 100.0 * runqueue_wait(&t["runqueue"], lo, hi) / (hi - lo) } else { 0.0 };
+    assert!(
+        (busy_windows - truth_busy).abs() <= 5.0 + waited_pct,
+        "{ctx}: busy {busy_windows:.1}% vs truth {truth_busy:.1}% over [{lo}, {hi}] (the loop thread waited for a CPU {waited_pct:.1}% of it)"
+    );
     let busy = num(&l["busy_pct"]);
 
     // Loop lag max against the heartbeat's own lateness.
@@ -187,3 +194,21 @@ macro_rules! for_each_version {
 }
 
 for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+
+/// Seconds the target's loop thread waited for a CPU within `[lo, hi]`, from its cumulative
+/// runqueue readings (interpolated at the edges; 0 without readings).
+fn runqueue_wait(readings: &Value, lo: f64, hi: f64) -> f64 {
+    let points: Vec<(f64, f64)> = readings.as_array().map(|a| a.iter().map(|p| (num(&p[0]), num(&p[1]))).collect()).unwrap_or_default();
+    let at = |t: f64| -> Option<f64> {
+        let after = points.iter().position(|p| p.0 >= t)?;
+        if after == 0 {
+            return Some(points[0].1);
+        }
+        let (a, b) = (points[after - 1], points[after]);
+        Some(a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9))
+    };
+    match (at(lo), at(hi).or(points.last().map(|p| p.1))) {
+        (Some(a), Some(b)) => (b - a).max(0.0),
+        _ => 0.0,
+    }
+}
