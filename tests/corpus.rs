@@ -146,13 +146,4 @@ fn corpus(version: &str, flavor: &str) {
     );
 }
 
-macro_rules! for_each_version {
-    ($($name:ident: $version:literal),* $(,)?) => {$(
-        mod $name {
-            #[test] fn stock() { super::corpus($version, "stock") }
-            #[test] fn uvloop() { super::corpus($version, "uvloop") }
-        }
-    )*};
-}
-
-versions!(for_each_version);
+flavor_tests!(corpus);

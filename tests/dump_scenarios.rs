@@ -201,6 +201,30 @@ fn idle(version: &str, flavor: Flavor) {
     single_loop_scenario(version, "dump/idle", flavor, "idle.py", &[]);
 }
 
+/// A program loopspy starts is attached before it imports asyncio (3.14+ publishes the
+/// asyncio offsets in `_asyncio`, loaded by that import): the section is found once the loop
+/// runs, by `dump` and by `record`, as when attaching by PID.
+fn spawned_layout(version: &str, _: Flavor) {
+    let test = "dump/spawned_layout";
+    let Some(interp) = require(version, test) else { return };
+    if !supported(version) {
+        return;
+    }
+    record(test, version, "stock", "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let (truth, script) = (dir.path().join("t.json"), targets_dir().join("idle.py"));
+    let spawn = ["--", interp.path.to_str().unwrap(), script.to_str().unwrap(), truth.to_str().unwrap()];
+    let ctx = format!("Python {version}, dump -- idle.py");
+    let (out, _, _) = loopspy(&[&["dump", "--json"][..], &spawn[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{ctx}: {}", describe(&out));
+    check_layout_source(version, &json_of(&out), &ctx);
+    let ctx = format!("Python {version}, record -- idle.py");
+    let (out, _, _) = loopspy(&[&["record", "-d", "1", "-f", "json", "-o", "-"][..], &spawn[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{ctx}: {}", describe(&out));
+    check_layout_source(version, &json_of(&out)["target"], &ctx);
+    record(test, version, "stock", "pass");
+}
+
 fn two_loops(version: &str, flavor: Flavor) {
     let test = "dump/two_loops";
     let Some((scenario, report, before, after)) = dump(version, test, flavor, "two_loops.py", &[]) else { return };
@@ -259,25 +283,24 @@ fn pyspy_cross_check(version: &str, flavor: Flavor) {
     record(test, version, "stock", "pass");
 }
 
+macro_rules! scenario {
+    ($flavor:ident, $check:ident; $($name:ident: $v:literal),*) => {
+        mod $check {
+            use super::super::{Flavor::$flavor as F, $check as check};
+            $(#[test] fn $name() { check($v, F) })*
+        }
+    };
+}
+
 macro_rules! for_each_version {
     ($flavor:ident: $($check:ident),* $(,)?) => {
         #[allow(non_snake_case)]
         mod $flavor {$(
-            mod $check {
-                use super::super::{Flavor::$flavor as F, $check as check};
-                #[test] fn py3_8() { check("3.8", F) }
-                #[test] fn py3_9() { check("3.9", F) }
-                #[test] fn py3_10() { check("3.10", F) }
-                #[test] fn py3_11() { check("3.11", F) }
-                #[test] fn py3_12() { check("3.12", F) }
-                #[test] fn py3_13() { check("3.13", F) }
-                #[test] fn py3_14() { check("3.14", F) }
-                #[test] fn py3_15() { check("3.15", F) }
-            }
+            crate::versions!(scenario; $flavor, $check);
         )*}
     };
 }
 
-for_each_version!(Stock: blocked_callback, blocked_task, blocked_unnamed_task, ready_timer, idle, two_loops, no_loop, pyspy_cross_check);
+for_each_version!(Stock: blocked_callback, blocked_task, blocked_unnamed_task, ready_timer, idle, two_loops, no_loop, pyspy_cross_check, spawned_layout);
 // py-spy's `_run_once` cross-check and the no-loop case have no uvloop counterpart.
 for_each_version!(Uvloop: blocked_callback, blocked_task, blocked_unnamed_task, ready_timer, idle, two_loops);

@@ -3,6 +3,8 @@
 //! private `_asyncio` structs (`out/empirical-3.X.txt`). Regenerate with
 //! `tools/layout-probe/run.sh`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -398,4 +400,12 @@ fn the_published_offset_checks_accept_every_real_interpreter() {
     }
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     assert!(checked > 100, "only {checked} fields checked");
+}
+
+/// The tests' one list of versions (`common::versions!`, which generates every per-version
+/// test) is the list of versions that have a row.
+#[test]
+fn the_tests_cover_exactly_the_supported_versions() {
+    let supported: Vec<String> = SUPPORTED.iter().map(|v| v.to_string()).collect();
+    assert_eq!(common::versions(), supported, "update versions! in tests/common/mod.rs");
 }

@@ -184,16 +184,7 @@ fn schedule(version: &str, flavor: &str) {
     record(test, version, flavor, "pass");
 }
 
-macro_rules! for_each_version {
-    ($($name:ident: $version:literal),* $(,)?) => {$(
-        mod $name {
-            #[test] fn stock() { super::schedule($version, "stock") }
-            #[test] fn uvloop() { super::schedule($version, "uvloop") }
-        }
-    )*};
-}
-
-for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+flavor_tests!(schedule);
 
 /// Seconds the target's loop thread waited for a CPU within `[lo, hi]`, from its cumulative
 /// runqueue readings (interpolated at the edges; 0 without readings).

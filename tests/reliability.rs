@@ -206,18 +206,10 @@ fn busy_attach(version: &str) {
     record(test, version, "stock", &format!("pass ({reports} of 25 dumps of a busy target gave a report, {} exit 11)", 25 - reports));
 }
 
-macro_rules! for_each_version {
-    ($check:ident: $($name:ident: $version:literal),* $(,)?) => {
-        mod $check {$(
-            #[test] fn $name() { super::$check($version) }
-        )*}
-    };
-}
-
-for_each_version!(churn: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
-for_each_version!(dump_during_churn: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
-for_each_version!(busy_attach: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
-for_each_version!(no_harm: py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+version_tests!(mod churn, churn);
+version_tests!(mod dump_during_churn, dump_during_churn);
+version_tests!(mod busy_attach, busy_attach);
+version_tests!(mod no_harm, no_harm);
 
 /// Every misuse of every command: a clear message and its documented exit code.
 #[test]

@@ -100,35 +100,4 @@ fn check(version: &str) {
     same_stacks(version, "uvloop", "blocked_task.py", &[]);
 }
 
-#[test]
-fn py3_8() {
-    check("3.8")
-}
-#[test]
-fn py3_9() {
-    check("3.9")
-}
-#[test]
-fn py3_10() {
-    check("3.10")
-}
-#[test]
-fn py3_11() {
-    check("3.11")
-}
-#[test]
-fn py3_12() {
-    check("3.12")
-}
-#[test]
-fn py3_13() {
-    check("3.13")
-}
-#[test]
-fn py3_14() {
-    check("3.14")
-}
-#[test]
-fn py3_15() {
-    check("3.15")
-}
+version_tests!(check);

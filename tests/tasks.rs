@@ -120,16 +120,7 @@ fn check(version: &str, flavor: &str) {
     record(test, version, flavor, "pass");
 }
 
-macro_rules! for_each_version {
-    ($($name:ident: $version:literal),* $(,)?) => {$(
-        mod $name {
-            #[test] fn stock() { super::check($version, "stock") }
-            #[test] fn uvloop() { super::check($version, "uvloop") }
-        }
-    )*};
-}
-
-for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+flavor_tests!(check);
 
 /// 50,000 pending tasks: the count is exact, the list is cut where asked and says so.
 fn many(version: &str) {
@@ -154,40 +145,7 @@ fn many(version: &str) {
     record(test, version, "stock", "pass");
 }
 
-mod many_tasks {
-    #[test]
-    fn py3_8() {
-        super::many("3.8")
-    }
-    #[test]
-    fn py3_9() {
-        super::many("3.9")
-    }
-    #[test]
-    fn py3_10() {
-        super::many("3.10")
-    }
-    #[test]
-    fn py3_11() {
-        super::many("3.11")
-    }
-    #[test]
-    fn py3_12() {
-        super::many("3.12")
-    }
-    #[test]
-    fn py3_13() {
-        super::many("3.13")
-    }
-    #[test]
-    fn py3_14() {
-        super::many("3.14")
-    }
-    #[test]
-    fn py3_15() {
-        super::many("3.15")
-    }
-}
+version_tests!(mod many_tasks, many);
 
 /// `record` counts pending tasks about once a second; each count equals the target's own
 /// count at that moment (it adds 10 tasks every 100 ms and logs how many are pending).
@@ -236,40 +194,7 @@ fn growing(version: &str) {
     record(test, version, "stock", "pass");
 }
 
-mod record_series {
-    #[test]
-    fn py3_8() {
-        super::growing("3.8")
-    }
-    #[test]
-    fn py3_9() {
-        super::growing("3.9")
-    }
-    #[test]
-    fn py3_10() {
-        super::growing("3.10")
-    }
-    #[test]
-    fn py3_11() {
-        super::growing("3.11")
-    }
-    #[test]
-    fn py3_12() {
-        super::growing("3.12")
-    }
-    #[test]
-    fn py3_13() {
-        super::growing("3.13")
-    }
-    #[test]
-    fn py3_14() {
-        super::growing("3.14")
-    }
-    #[test]
-    fn py3_15() {
-        super::growing("3.15")
-    }
-}
+version_tests!(mod record_series, growing);
 
 // ---------------------------------------------------------------------------------------------
 // The task graph of CPython's own remote-inspection tests (test_external_inspection,
@@ -559,20 +484,21 @@ fn graph(name: &str, version: &str) {
     record(&test, version, "stock", &format!("pass ({detail})"));
 }
 
+macro_rules! graph_scenario {
+    ($scenario:ident; $($name:ident: $v:literal),*) => {
+        mod $scenario {
+            fn run(version: &str) {
+                super::super::graph(stringify!($scenario), version)
+            }
+            $(#[test] fn $name() { run($v) })*
+        }
+    };
+}
+
 macro_rules! graph_tests {
     ($($scenario:ident),* $(,)?) => {
         mod graph {$(
-            mod $scenario {
-                fn run(version: &str) { super::super::graph(stringify!($scenario), version) }
-                #[test] fn py3_8() { run("3.8") }
-                #[test] fn py3_9() { run("3.9") }
-                #[test] fn py3_10() { run("3.10") }
-                #[test] fn py3_11() { run("3.11") }
-                #[test] fn py3_12() { run("3.12") }
-                #[test] fn py3_13() { run("3.13") }
-                #[test] fn py3_14() { run("3.14") }
-                #[test] fn py3_15() { run("3.15") }
-            }
+            crate::versions!(graph_scenario; $scenario);
         )*}
     };
 }

@@ -201,13 +201,7 @@ fn plain_lines_on_a_pipe() {
     assert!(text.contains("slow_query"), "{text}");
 }
 
-macro_rules! for_each_version {
-    ($($name:ident: $version:literal),* $(,)?) => {$(
-        #[test] fn $name() { top_in_tmux($version) }
-    )*};
-}
-
-for_each_version!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+version_tests!(top_in_tmux);
 
 /// The target dies under the dashboard: it says so, keeps the last figures, and `q` still
 /// leaves a restored terminal.

@@ -108,9 +108,14 @@ impl Sampler {
     /// loops are appended to `metas`.
     fn discover(&mut self, metas: &mut Vec<LoopMeta>) -> reader::Result<()> {
         let pid = self.target.pid;
-        let r = &self.target.reader;
         let tids = procfs::tids(pid).unwrap_or_default();
-        let threads = interp::threads(r, self.target.interp, &tids)?;
+        let mut threads = interp::threads(&self.target.reader, self.target.interp, &tids)?;
+        if threads.iter().any(|t| t.running_loop.is_some()) && self.target.resolve_asyncio_late() {
+            // Read with the interpreter's own asyncio offsets from now on.
+            self.probes.clear();
+            threads = interp::threads(&self.target.reader, self.target.interp, &tids)?;
+        }
+        let r = &self.target.reader;
         let names: HashMap<u64, String> = interp::thread_names(r, self.target.interp).unwrap_or_default().into_iter().collect();
         self.probes.retain(|(_, p)| threads.iter().any(|t| t.tstate == p.thread.tstate && t.running_loop == Some(p.addr)));
         self.others.clear();

@@ -136,6 +136,13 @@ impl Looker {
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
             match self.look_once(target) {
+                // With a loop running, the interpreter's asyncio offsets may be found now
+                // (`_asyncio` loaded after attach): if they change the layout, look again.
+                Ok(view) if !view.loops.is_empty() && target.resolve_asyncio_late() => match self.look_once(target) {
+                    Ok(view) => return Ok(view),
+                    Err(LookError::Failure(f)) => return Err(f),
+                    Err(_) => target.reader.clear_caches(),
+                },
                 Ok(view) => return Ok(view),
                 Err(LookError::Failure(f)) => return Err(f),
                 // An unknown loop class may be a stale pointer read mid-change: look again;

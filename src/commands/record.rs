@@ -35,7 +35,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             o.path = Some(PathBuf::from(format!("loopspy-{pid}-{stamp}.{}", o.format.extension())));
         }
     }
-    let facts = TargetFacts {
+    let mut facts = TargetFacts {
         pid,
         command: crate::output::argv::shown_list(&argv, args.full_argv),
         python: target.version_text.clone(),
@@ -145,6 +145,8 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     // The spawned program is stopped before the (possibly slow) rendering.
     drop(spawned);
 
+    // The layout as it ended up (3.14+ finds the asyncio offsets once the loop runs).
+    facts.layout = sampler.target.layout_check.clone();
     let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);

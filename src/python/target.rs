@@ -40,6 +40,9 @@ pub struct Target {
     /// The 16 random bytes the kernel gave the program at its `exec()`: other bytes at that
     /// place (or none) mean the process has exec'd since attach.
     pub image: Option<(u64, [u8; 16])>,
+    /// Tries left at finding the interpreter's `.AsyncioDebug` section later (see
+    /// [`Target::resolve_asyncio_late`]); 0 once found or not to be had.
+    asyncio_tries: u8,
 }
 
 impl Target {
@@ -69,7 +72,33 @@ impl Target {
         let (layout, layout_check) = published::resolve(pid, &memory, layout);
         let reader = ObjectReader::new(memory, layout);
         let image = exec_fingerprint(&reader.memory().clone(), pid);
-        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image })
+        let asyncio_tries = if lacks_asyncio_section(version, &layout_check) { LATE_ASYNCIO_TRIES } else { 0 };
+        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image, asyncio_tries })
+    }
+
+    /// 3.14+ publishes the asyncio offsets in `_asyncio`, which the program loads when it
+    /// imports asyncio: after an attach to a program loopspy started, before that. Once a
+    /// loop runs, the section is looked for again (as CPython's own tools do), a few times
+    /// at most. Returns whether the layout in use changed (what was read with the old one
+    /// should be read again).
+    pub fn resolve_asyncio_late(&mut self) -> bool {
+        if self.asyncio_tries == 0 {
+            return false;
+        }
+        self.asyncio_tries -= 1;
+        let Some(base) = layout::for_version(self.version) else { return false };
+        let (layout, check) = published::resolve(self.pid, self.reader.memory(), base);
+        if lacks_asyncio_section(self.version, &check) {
+            return false;
+        }
+        self.asyncio_tries = 0;
+        let changed = !std::ptr::eq(layout, self.layout) && *layout != *self.layout;
+        self.layout = layout;
+        self.layout_check = check;
+        if changed {
+            self.reader = ObjectReader::new(self.reader.memory().clone(), layout);
+        }
+        changed
     }
 
     /// Has the process replaced its program (`exec()`) since attach? Every exec puts new
@@ -101,6 +130,16 @@ impl Target {
             Failure::Unreadable { pid: self.pid, detail: err.to_string() }
         }
     }
+}
+
+/// Attempts at finding `.AsyncioDebug` after attach ([`Target::resolve_asyncio_late`]).
+const LATE_ASYNCIO_TRIES: u8 = 3;
+
+/// A version that publishes `.AsyncioDebug`, resolved without it.
+fn lacks_asyncio_section(version: PyVersion, check: &LayoutCheck) -> bool {
+    layout::debug_offsets::has_asyncio_section(version)
+        && check.source.starts_with("_Py_DebugOffsets")
+        && !check.source.contains("AsyncioDebug")
 }
 
 /// `AT_RANDOM`'s address and its 16 bytes.

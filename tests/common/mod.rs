@@ -264,14 +264,82 @@ impl Drop for Throughput {
     }
 }
 
-/// The supported versions, once: `versions!(gen)` expands to `gen!(py3_8: "3.8", ...)`, for
-/// per-version test modules. `tests/layout_tables.rs` checks it against
-/// `loopspy::python::layout::SUPPORTED`.
+/// The supported versions, once: `versions!(gen)` expands to `gen!(py3_8: "3.8", ...)`, and
+/// `versions!(gen; args...)` to `gen!(args...; py3_8: "3.8", ...)`, for per-version test
+/// modules. `tests/layout_tables.rs` checks the list against
+/// `loopspy::python::layout::SUPPORTED`, so a version added there fails until it is here.
 #[macro_export]
 macro_rules! versions {
     ($gen:ident) => {
         $gen!(py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
     };
+    ($gen:ident; $($arg:tt)*) => {
+        $gen!($($arg)*; py3_8: "3.8", py3_9: "3.9", py3_10: "3.10", py3_11: "3.11", py3_12: "3.12", py3_13: "3.13", py3_14: "3.14", py3_15: "3.15");
+    };
+}
+
+/// The version list as data (for the check against `SUPPORTED`).
+pub fn versions() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    macro_rules! push {
+        ($($name:ident: $v:literal),*) => {
+            $(out.push($v);)*
+        };
+    }
+    versions!(push);
+    out
+}
+
+/// `#[test] fn py3_X() { f("3.X") }` for every version, in the current module; with
+/// `mod m,` first, in a new module `m`.
+#[macro_export]
+macro_rules! version_tests {
+    (mod $m:ident, $f:ident) => {
+        mod $m {
+            use $crate::__version_tests;
+            $crate::versions!(__version_tests; super::$f);
+        }
+    };
+    ($f:ident) => {
+        $crate::versions!(__version_tests; $f);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __version_tests {
+    ($f:path; $($name:ident: $v:literal),*) => {$(
+        #[test]
+        fn $name() {
+            $f($v)
+        }
+    )*};
+}
+
+/// `mod py3_X { #[test] fn stock() { f("3.X", "stock") } #[test] fn uvloop() { ... } }` for
+/// every version.
+#[macro_export]
+macro_rules! flavor_tests {
+    ($f:ident) => {
+        $crate::versions!(__flavor_tests; $f);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flavor_tests {
+    ($f:ident; $($name:ident: $v:literal),*) => {$(
+        mod $name {
+            #[test]
+            fn stock() {
+                super::$f($v, "stock")
+            }
+            #[test]
+            fn uvloop() {
+                super::$f($v, "uvloop")
+            }
+        }
+    )*};
 }
 
 /// The interpreter for `version` with the loop flavour asked for, or `None` after recording
