@@ -74,15 +74,6 @@ impl ThreadActivity {
         }
     }
 
-    pub fn as_syscall(self) -> Option<Syscall> {
-        match self {
-            ThreadActivity::OnCpu => Some(Syscall::Running),
-            ThreadActivity::Waiting(nr) => Some(Syscall::In(nr)),
-            ThreadActivity::Blocked => Some(Syscall::Blocked),
-            ThreadActivity::Unknown => None,
-        }
-    }
-
     /// `on CPU`, `clock_nanosleep`, `syscall 999`, ...
     pub fn describe(self) -> String {
         match self {

@@ -89,12 +89,6 @@ pub fn cwd(pid: i32) -> io::Result<PathBuf> {
     fs::read_link(proc_path(pid, "cwd"))
 }
 
-/// `comm` of a thread (its OS-level name, at most 15 bytes).
-pub fn thread_comm(pid: i32, tid: i32) -> io::Result<String> {
-    let raw = read_small(&task_path(pid, tid, "comm"))?;
-    Ok(String::from_utf8_lossy(&raw).trim_end().to_string())
-}
-
 /// The thread ids of a process.
 pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
     let mut out: Vec<i32> = fs::read_dir(proc_path(pid, "task"))?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();

@@ -94,16 +94,6 @@ impl<M: Memory> ObjectReader<M> {
         Ok(info)
     }
 
-    /// Fail unless `type(obj).tp_name == name`.
-    pub fn expect_type(&self, obj: u64, name: &str) -> Result<Rc<TypeInfo>> {
-        let obj = address(obj)?;
-        let info = self.type_info_of(obj)?;
-        if info.name != name {
-            return Err(Error::invalid(obj, format!("expected {name}, found {}", info.name)));
-        }
-        Ok(info)
-    }
-
     /// A NUL-terminated byte string of at most `max` bytes, printable ASCII only.
     pub fn c_string(&self, addr: u64, max: usize) -> Result<String> {
         let addr = address(addr)?;
@@ -292,14 +282,6 @@ impl<M: Memory> ObjectReader<M> {
         check_len(obj, self.i64(obj + self.layout.object.ob_size)?)
     }
 
-    /// Type and `ob_size` of a variable-size object, in one read.
-    fn typed_len(&self, obj: u64) -> Result<(Rc<TypeInfo>, u64)> {
-        let o = &self.layout.object;
-        let block = self.bytes(obj, o.ob_size as usize + 8)?;
-        let info = self.type_info(le::u64(&block, o.ob_type)?)?;
-        Ok((info, check_len(obj, le::i64(&block, o.ob_size)?)?))
-    }
-
     /// Bytes at the start of a list (or deque) object that hold its type, `ob_size` and
     /// (for a list) its items pointer: what [`ObjectReader::list_head_in`] and
     /// [`ObjectReader::deque_len_in`] decode.
@@ -336,35 +318,23 @@ impl<M: Memory> ObjectReader<M> {
         check_len(obj, le::i64(block, o.ob_size)?)
     }
 
-    /// Length of a `list` (or subclass).
+    /// Length of a `list` (or subclass): [`list_head_in`](ObjectReader::list_head_in) on
+    /// the bytes it needs, read here (the sampler reads them in a batch of its own).
     pub fn list_len(&self, obj: u64) -> Result<u64> {
         let obj = address(obj)?;
-        let (info, len) = self.typed_len(obj)?;
-        if !info.has(flags::LIST_SUBCLASS) {
-            return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
-        }
-        Ok(len)
+        let head = self.bytes(obj, self.list_head_span())?;
+        Ok(self.list_head_in(obj, &head)?.0)
     }
 
     /// The item pointers of a list: at most `max`, plus the list's real length.
     pub fn list_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64)> {
         let obj = address(obj)?;
-        let c = &self.layout;
         // Type, length and the items pointer in one read.
-        let span = c.object.ob_size.max(c.containers.list_items) as usize + 8;
-        let block = self.bytes(obj, span)?;
-        let info = self.type_info(le::u64(&block, c.object.ob_type)?)?;
-        if !info.has(flags::LIST_SUBCLASS) {
-            return Err(Error::invalid(obj, format!("expected list, found {}", info.name)));
-        }
-        let len = check_len(obj, le::i64(&block, c.object.ob_size)?)?;
+        let head = self.bytes(obj, self.list_head_span())?;
+        let (len, items) = self.list_head_in(obj, &head)?;
         let n = (len as usize).min(max).min(limits::ITEMS);
         if n == 0 {
             return Ok((Vec::new(), len));
-        }
-        let items = le::u64(&block, c.containers.list_items)?;
-        if !super::plausible_pointer(items) {
-            return Err(Error::invalid(obj, "list items pointer"));
         }
         Ok((self.pointer_array(items, n)?, len))
     }
@@ -388,14 +358,12 @@ impl<M: Memory> ObjectReader<M> {
         Ok(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
     }
 
-    /// `len(deque)`: `ob_size` of a `collections.deque` (or subclass).
+    /// `len(deque)` of a `collections.deque` (or subclass): [`deque_len_in`]
+    /// (ObjectReader::deque_len_in) on the bytes it needs, read here.
     pub fn deque_len(&self, obj: u64) -> Result<u64> {
         let obj = address(obj)?;
-        let (info, len) = self.typed_len(obj)?;
-        if info.name != "collections.deque" && !self.is_subclass_by_name(info.addr, "collections.deque")? {
-            return Err(Error::invalid(obj, format!("expected collections.deque, found {}", info.name)));
-        }
-        Ok(len)
+        let head = self.bytes(obj, self.list_head_span())?;
+        self.deque_len_in(obj, &head)
     }
 
     /// Live keys of a `set` or `frozenset`, told apart as the interpreter does: an entry with
