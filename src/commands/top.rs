@@ -17,6 +17,7 @@ use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
 use crate::cli::config::TopConfig;
 use crate::output::flamegraph::{self, Header};
+use crate::output::outputs;
 use crate::output::report;
 use crate::output::tui::model::{self, Focus, Pane, TargetInfo, TaskPane, TaskRow, UiState};
 use crate::output::tui::terminal::{color_wanted, TerminalGuard};
@@ -176,16 +177,19 @@ impl Session {
         if let Err(e) = flamegraph::svg(&folded, &header, analysis.threshold_ms, &mut bytes) {
             return format!("could not render the flame graph: {e}");
         }
-        let name = format!("loopspy-{}-{}.svg", self.target.pid, crate::output::outputs::timestamp());
-        for dir in [PathBuf::from("."), std::env::temp_dir()] {
-            let path = dir.join(&name);
-            if std::fs::write(&path, &bytes).is_ok() {
+        let stem = format!("loopspy-{}-{}", self.target.pid, outputs::timestamp());
+        // Here (written whole, a symlink replaced, never followed), else a new file in the
+        // temp directory.
+        let here = PathBuf::from(format!("{stem}.svg"));
+        let saved = outputs::write_atomically(&here, &bytes).map(|_| here).or_else(|_| outputs::save_in_temp(&stem, "svg", &bytes));
+        match saved {
+            Ok(path) => {
                 let shown = path.display().to_string();
                 self.saved.push(shown.clone());
-                return format!("saved {shown} ({} samples)", self.rec.samples.len());
+                format!("saved {shown} ({} samples)", self.rec.samples.len())
             }
+            Err(_) => format!("could not write {stem}.svg here or in {}", std::env::temp_dir().display()),
         }
-        format!("could not write {name} here or in {}", std::env::temp_dir().display())
     }
 }
 
@@ -255,7 +259,7 @@ fn plain_loop(s: &mut Session, ui: &mut UiState, stop: &Stop, deadline: Option<f
         if now - last_line >= 1.0 || !alive {
             last_line = now;
             let m = model::build(&s.rec, &s.target, ui, s.rate, s.tasks.pane.as_ref());
-            let stamp = crate::output::outputs::timestamp();
+            let stamp = outputs::timestamp();
             let clock = format!("{}:{}:{}Z", &stamp[9..11], &stamp[11..13], &stamp[13..15]);
             let line = model::plain_line(&m, &clock);
             if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
