@@ -43,6 +43,47 @@ pub fn parse_stat_state(stat: &[u8]) -> io::Result<char> {
     stat.get(close + 2).map(|b| *b as char).ok_or_else(|| io::Error::other("bad stat"))
 }
 
+/// Who a process is: its PID with its start time, which together name one process for the
+/// life of the machine (a PID is reused once its process is gone; the start time is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub pid: i32,
+    /// Clock ticks after boot at which the process started (`stat` field 22).
+    pub start: u64,
+}
+
+/// A process's parent and start, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatInfo {
+    pub state: char,
+    pub ppid: i32,
+    pub start: u64,
+}
+
+pub fn stat_info(pid: i32) -> io::Result<StatInfo> {
+    parse_stat_info(&read_small(&proc_path(pid, "stat"))?)
+}
+
+/// The process's [`Identity`], if it is there.
+pub fn identity(pid: i32) -> io::Result<Identity> {
+    stat_info(pid).map(|s| Identity { pid, start: s.start })
+}
+
+/// State, parent and start time from a `stat` line (fields after the `(comm)` one, which may
+/// itself hold spaces and ')').
+pub fn parse_stat_info(stat: &[u8]) -> io::Result<StatInfo> {
+    let bad = || io::Error::other("bad stat");
+    let close = stat.iter().rposition(|b| *b == b')').ok_or_else(bad)?;
+    // After "(comm)": state(3) ppid(4) pgrp session tty_nr tpgid flags minflt cminflt majflt
+    // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime(22).
+    let fields: Vec<&[u8]> = stat[close + 1..].split(|b| *b == b' ').filter(|f| !f.is_empty()).collect();
+    let text = |i: usize| fields.get(i).and_then(|f| std::str::from_utf8(f).ok()).ok_or_else(bad);
+    let state = text(0)?.chars().next().ok_or_else(bad)?;
+    let ppid = text(1)?.parse().map_err(|_| bad())?;
+    let start = text(19)?.trim().parse().map_err(|_| bad())?;
+    Ok(StatInfo { state, ppid, start })
+}
+
 /// A process that has exited but not been reaped, or is gone altogether.
 pub fn is_dead(pid: i32) -> bool {
     !exists(pid) || matches!(state(pid), Ok('Z') | Ok('X') | Err(_))
@@ -132,6 +173,12 @@ pub fn descendants(pid: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The PID of a process in its own (innermost) PID namespace: the last `NSpid` entry of
+/// `/proc/PID/status` (what its `getpid()` returns). `None` when the kernel does not say.
+pub fn ns_pid(pid: i32) -> Option<i32> {
+    status_field(&pid.to_string(), "NSpid:")?.split_whitespace().last()?.parse().ok()
 }
 
 /// Capability bit of CAP_SYS_PTRACE in `CapEff`.
@@ -270,6 +317,20 @@ mod tests {
         assert_eq!(parse_stat_state(b"123 (a) b) S 1 2 3").unwrap(), 'S');
         assert_eq!(parse_stat_state(b"9 (python3) Z 1").unwrap(), 'Z');
         assert!(parse_stat_state(b"garbage").is_err());
+    }
+
+    #[test]
+    fn stat_info_reads_parent_and_start() {
+        let line = b"4242 (gunicorn: worker [a) b]) S 4200 4200 4200 0 -1 4194560 9 0 0 0 3 1 0 0 20 0 2 0 778899 0 0";
+        assert_eq!(parse_stat_info(line).unwrap(), StatInfo { state: 'S', ppid: 4200, start: 778899 });
+        assert!(parse_stat_info(b"1 (x) S 0").is_err());
+        assert!(parse_stat_info(b"garbage").is_err());
+        let me = std::process::id() as i32;
+        let info = stat_info(me).unwrap();
+        assert_eq!(info.ppid, nix::unistd::getppid().as_raw());
+        assert_eq!(identity(me).unwrap(), identity(me).unwrap());
+        assert!(info.start > 0);
+        assert_eq!(ns_pid(me), Some(me), "the tests run in one PID namespace");
     }
 
     #[test]

@@ -71,9 +71,14 @@ pub fn running_loop<M: Memory>(r: &ObjectReader<M>, tstate: u64) -> Result<Optio
             }
             let Some(value) = r.dict_get_str(dict, RUNNING_LOOP_KEY)? else { return Ok(None) };
             match l.thread.running_loop {
-                RunningLoop::HolderInDict { holder_loop } => {
+                RunningLoop::HolderInDict { holder_loop, holder_pid } => {
                     if r.type_name(value)? != "_RunningLoopHolder" {
                         return Err(Error::invalid(value, "running-loop holder has the wrong type"));
+                    }
+                    // A holder set by another process: this one was forked from a thread
+                    // running a loop and kept its parent's holder (asyncio itself ignores it).
+                    if r.own_pid().is_some_and(|own| r.i32(value + holder_pid).ok() != Some(own)) {
+                        return Ok(None);
                     }
                     r.ptr(value + holder_loop)?
                 }
@@ -122,7 +127,7 @@ impl RunningLoopWatch {
                 let Some(mut watch) = found else { return Ok(missing) };
                 watch.checks.insert(0, Check { addr: dict_at, mask: u64::MAX, expect: dict });
                 let place = match l.thread.running_loop {
-                    RunningLoop::HolderInDict { holder_loop } => Place::Holder { holder: r.u64(watch.slot)?, loop_at: holder_loop },
+                    RunningLoop::HolderInDict { holder_loop, .. } => Place::Holder { holder: r.u64(watch.slot)?, loop_at: holder_loop },
                     _ => Place::Entry,
                 };
                 RunningLoopWatch { watch, place }

@@ -70,7 +70,8 @@ impl Target {
         let interp = spy.addresses.interpreter_address as u64;
         let memory = ProcessMemory::new(pid);
         let (layout, layout_check) = published::resolve(pid, &memory, layout);
-        let reader = ObjectReader::new(memory, layout);
+        // 3.8–3.11 record with a running loop the PID that set it, as the process sees itself.
+        let reader = ObjectReader::new(memory, layout).with_own_pid(procfs::ns_pid(pid));
         let image = exec_fingerprint(&reader.memory().clone(), pid);
         let asyncio_tries = if lacks_asyncio_section(version, &layout_check) { LATE_ASYNCIO_TRIES } else { 0 };
         Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image, asyncio_tries })
@@ -96,7 +97,7 @@ impl Target {
         self.layout = layout;
         self.layout_check = check;
         if changed {
-            self.reader = ObjectReader::new(self.reader.memory().clone(), layout);
+            self.reader = ObjectReader::new(self.reader.memory().clone(), layout).with_own_pid(self.reader.own_pid());
         }
         changed
     }

@@ -343,8 +343,10 @@ pub struct FrameLayout {
 /// Where a thread records its running event loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunningLoop {
-    /// 3.8–3.11: thread-state dict → `_RunningLoopHolder` → `rl_loop` at `holder_loop`.
-    HolderInDict { holder_loop: u64 },
+    /// 3.8–3.11: thread-state dict → `_RunningLoopHolder` → `rl_loop` at `holder_loop`; the
+    /// holder's `rl_pid` (at `holder_pid`) says which process set it: a child forked from a
+    /// loop's thread keeps its parent's holder, which is not a loop of its own.
+    HolderInDict { holder_loop: u64, holder_pid: u64 },
     /// 3.12: thread-state dict → the loop itself.
     InDict,
     /// 3.13+: `_PyThreadStateImpl.asyncio_running_loop`.

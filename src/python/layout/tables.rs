@@ -49,7 +49,8 @@ const fn thread(dict: u64, thread_id: u64, native_thread_id: Option<u64>, runnin
     ThreadLayout { next: 8, interp: 16, dict, thread_id, native_thread_id, running_loop }
 }
 
-const HOLDER: RunningLoop = RunningLoop::HolderInDict { holder_loop: 16 };
+/// `{PyObject_HEAD; PyObject *rl_loop; pid_t rl_pid;}` (`_asynciomodule.c`, 3.8–3.11).
+const HOLDER: RunningLoop = RunningLoop::HolderInDict { holder_loop: 16, holder_pid: 24 };
 
 const fn asyncio(
     current_task: CurrentTask,

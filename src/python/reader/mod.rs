@@ -157,6 +157,9 @@ pub struct ObjectReader<M: Memory> {
     lookups: RefCell<FastMap<(u64, String), (u64, u64)>>,
     /// `(type, base name) → is a subclass`.
     subclasses: RefCell<FastMap<(u64, String), bool>>,
+    /// The process's PID as it sees itself (its own PID namespace), when known: what
+    /// `getpid()` returned to the code that recorded a running loop (3.8–3.11).
+    own_pid: Option<i32>,
 }
 
 impl<M: Memory> ObjectReader<M> {
@@ -167,7 +170,19 @@ impl<M: Memory> ObjectReader<M> {
             types: RefCell::new(FastMap::default()),
             lookups: RefCell::new(FastMap::default()),
             subclasses: RefCell::new(FastMap::default()),
+            own_pid: None,
         }
+    }
+
+    /// Say which PID the process has in its own namespace (see [`ObjectReader::own_pid`]).
+    pub fn with_own_pid(mut self, pid: Option<i32>) -> Self {
+        self.own_pid = pid;
+        self
+    }
+
+    /// The process's PID in its own namespace, when known.
+    pub fn own_pid(&self) -> Option<i32> {
+        self.own_pid
     }
 
     pub fn layout(&self) -> &'static Layout {
