@@ -243,7 +243,7 @@ proptest! {
 /// The flame graph's fold as first written: every sample labelled and aggregated on its own.
 fn reference_fold(rec: &Recording, a: &metrics::Analysis) -> crate::output::flamegraph::Folded {
     use crate::output::flamegraph::{frame_label, Category, Folded};
-    let mut folded = Folded::default();
+    let mut folded = Folded { roots: 1, ..Folded::default() };
     let interval = rec.interval();
     for (li, meta) in rec.loops.iter().enumerate() {
         let root = format!(

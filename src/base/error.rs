@@ -54,6 +54,17 @@ pub struct ThreadBrief {
     pub top_frame: Option<String>,
 }
 
+/// A process of a tree looked at with `--subprocesses` that is not shown, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessBrief {
+    pub pid: i32,
+    pub parent_pid: Option<i32>,
+    /// Its command line as shown (shortened, secrets redacted).
+    pub command: Vec<String>,
+    /// `no event loop`, `not Python`, `permission denied`, ...
+    pub why: String,
+}
+
 /// A failure the user can act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -80,6 +91,14 @@ pub enum Failure {
     NoEventLoop {
         pid: i32,
         threads: Vec<ThreadBrief>,
+        /// Descendants of the process that do run a loop (`--subprocesses` would show them).
+        below: Vec<i32>,
+    },
+    /// `--subprocesses`: neither the process nor any of its descendants runs a loop.
+    NoEventLoopInTree {
+        pid: i32,
+        /// Every process looked at, the parent first.
+        processes: Vec<ProcessBrief>,
     },
     TargetExited {
         pid: i32,
@@ -127,7 +146,7 @@ impl Failure {
             Failure::PermissionDenied { .. } => exit::PERMISSION_DENIED,
             Failure::NotPython { .. } => exit::NOT_PYTHON,
             Failure::UnsupportedPython { .. } => exit::UNSUPPORTED_PYTHON,
-            Failure::NoEventLoop { .. } => exit::NO_EVENT_LOOP,
+            Failure::NoEventLoop { .. } | Failure::NoEventLoopInTree { .. } => exit::NO_EVENT_LOOP,
             Failure::TargetExited { .. } => exit::TARGET_EXITED,
             Failure::SpawnFailed { .. } => exit::SPAWN_FAILED,
             Failure::OutputFailed { .. } => exit::OUTPUT_FAILED,
@@ -147,7 +166,7 @@ impl Failure {
             Failure::PermissionDenied { .. } => "permission_denied",
             Failure::NotPython { .. } => "not_python",
             Failure::UnsupportedPython { .. } => "unsupported_python",
-            Failure::NoEventLoop { .. } => "no_event_loop",
+            Failure::NoEventLoop { .. } | Failure::NoEventLoopInTree { .. } => "no_event_loop",
             Failure::TargetExited { .. } => "target_exited",
             Failure::SpawnFailed { .. } => "spawn_failed",
             Failure::OutputFailed { .. } => "output_failed",
@@ -200,7 +219,7 @@ impl fmt::Display for Failure {
                 e(version),
                 e(detail),
             ),
-            Failure::NoEventLoop { pid, threads } => {
+            Failure::NoEventLoop { pid, threads, below } => {
                 write!(f, "process {pid} has no running asyncio event loop (in {} Python thread(s)):", threads.len())?;
                 for t in threads {
                     write!(
@@ -211,10 +230,39 @@ impl fmt::Display for Failure {
                         t.top_frame.as_deref().map(e).unwrap_or_else(|| "no Python frames".into()),
                     )?;
                 }
+                if !below.is_empty() {
+                    return write!(
+                        f,
+                        "\n  {} of its descendants {} event loops (PID {}): `--subprocesses` looks at the process and \
+                         all its descendants (a gunicorn or uvicorn master and its workers, a multiprocessing pool).",
+                        below.len(),
+                        if below.len() == 1 { "runs" } else { "run" },
+                        below.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                }
                 write!(
                     f,
                     "\n  A loop counts once `asyncio.run()`, `loop.run_forever()` or `run_until_complete()` is running \
                      in some thread. If the program is still starting, try again in a moment."
+                )
+            }
+            Failure::NoEventLoopInTree { pid, processes } => {
+                write!(
+                    f,
+                    "no running asyncio event loop in process {pid} or its descendants ({} process{} looked at):",
+                    processes.len(),
+                    if processes.len() == 1 { "" } else { "es" }
+                )?;
+                for p in processes.iter().take(20) {
+                    write!(f, "\n  - PID {} ({}): {}", p.pid, e(&p.command.join(" ")), e(&p.why))?;
+                }
+                if processes.len() > 20 {
+                    write!(f, "\n  - ... {} more", processes.len() - 20)?;
+                }
+                write!(
+                    f,
+                    "\n  A loop counts once `asyncio.run()`, `loop.run_forever()` or `run_until_complete()` is running \
+                     in some thread. If the workers are still starting, try again in a moment."
                 )
             }
             Failure::TargetExited { pid } => write!(
@@ -310,7 +358,7 @@ mod tests {
             Failure::PermissionDenied { pid: 1, detail: String::new(), access: None },
             Failure::NotPython { pid: 1, exe: None, detail: String::new() },
             Failure::UnsupportedPython { pid: 1, version: "3.7".into(), detail: String::new(), supported: "3.8 to 3.15".into() },
-            Failure::NoEventLoop { pid: 1, threads: vec![] },
+            Failure::NoEventLoop { pid: 1, threads: vec![], below: vec![] },
             Failure::TargetExited { pid: 1 },
             Failure::SpawnFailed { program: "x".into(), detail: String::new() },
             Failure::OutputFailed { path: "x".into(), detail: String::new() },

@@ -20,6 +20,19 @@
 //! | `o` | other thread's stack: t f64, thread u32, stack u32 |
 //! | `c` | task count: t f64, loop u16, total/pending/done/cancelled/unknown u64, truncated u8 |
 //! | `E` | end: reason u8, ended f64 |
+//!
+//! Version 2 (`LSREC02`, written for `--subprocesses`) is version 1 plus the processes of a
+//! tree, each loop and thread name belonging to one of them:
+//!
+//! | tag | payload |
+//! |---|---|
+//! | `P` | JSON [`ProcessMeta`] as it joined (process index = order) |
+//! | `B` | belongs: kind u8 (0 loop, 1 thread name), index u32 (in order), process u16 |
+//! | `D` | a process left: process u16, t f64, reason u8 ([`ProcessEnd::ALL`]) |
+//!
+//! A process is defined before the loops that belong to it, and a loop's `B` comes before
+//! its samples. A version-1 reader refuses a version-2 file (its magic differs) rather than
+//! showing every process's loops as one process's.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -31,10 +44,14 @@ use serde::{Deserialize, Serialize};
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::tasks::TaskCounts;
 use crate::capture::probe::FailReason;
-use crate::capture::recording::{EndReason, FailedSample, Recording, Sample, TaskCountSample, ThreadActivity, ThreadSample};
+use crate::capture::recording::{
+    EndReason, FailedSample, ProcessEnd, ProcessMeta, Recording, Sample, TaskCountSample, ThreadActivity, ThreadSample,
+};
 use crate::python::frames::StackFrame;
 
 pub const MAGIC: &[u8; 8] = b"LSREC01\n";
+/// Version 2: the processes of a tree (`--subprocesses`).
+pub const MAGIC_V2: &[u8; 8] = b"LSREC02\n";
 /// The usual file name extension.
 pub const EXTENSION: &str = "lsrec";
 /// Longest record accepted when reading (a corrupt length must not allocate gigabytes).
@@ -54,6 +71,10 @@ pub struct CaptureHeader {
     pub all_threads: bool,
     /// The target's working directory (file names under it are shown relative).
     pub cwd: Option<String>,
+    /// `--subprocesses`: `pid` is the parent; the processes recorded are in `P` records
+    /// (version 2).
+    #[serde(default)]
+    pub subprocesses: bool,
 }
 
 /// How much of a recording has been written.
@@ -68,6 +89,11 @@ struct Written {
     failures: usize,
     others: usize,
     counts: usize,
+    processes: usize,
+    loop_process: usize,
+    thread_process: usize,
+    /// Processes whose `D` record was written.
+    left: usize,
 }
 
 /// Appends a recording to a capture file as it grows.
@@ -93,7 +119,7 @@ impl CaptureWriter {
             error: None,
             buf: Vec::new(),
         };
-        w.raw(MAGIC);
+        w.raw(if header.subprocesses { MAGIC_V2 } else { MAGIC });
         let json = serde_json::to_vec(header).expect("header serialises");
         w.record(b'H', &json);
         w.flush();
@@ -138,9 +164,17 @@ impl CaptureWriter {
             return;
         }
         let w = self.written;
+        for p in &rec.processes[w.processes.min(rec.processes.len())..] {
+            let joined = ProcessMeta { left: None, end: None, ..p.clone() };
+            let json = serde_json::to_vec(&joined).expect("process meta serialises");
+            self.record(b'P', &json);
+        }
         for meta in &rec.loops[w.loops..] {
             let json = serde_json::to_vec(meta).expect("loop meta serialises");
             self.record(b'L', &json);
+        }
+        for (i, p) in rec.loop_process.iter().enumerate().skip(w.loop_process) {
+            self.belongs(0, i, *p);
         }
         for id in w.frames..rec.frames.len() {
             let f = rec.frames.get(id as u32);
@@ -171,6 +205,9 @@ impl CaptureWriter {
             let name = rec.threads.get(id as u32).clone();
             self.record(b'T', name.as_bytes());
         }
+        for (i, p) in rec.thread_process.iter().enumerate().skip(w.thread_process) {
+            self.belongs(1, i, *p);
+        }
         for s in &rec.samples[w.samples..] {
             let p = encode_sample(s);
             self.record(b's', &p);
@@ -199,6 +236,18 @@ impl CaptureWriter {
             p.push(c.truncated as u8);
             self.record(b'c', &p);
         }
+        // Processes leave in any order: each `D` once, in process order, written as soon as
+        // every earlier process has left (a process that leaves before an earlier one waits).
+        let mut left = w.left;
+        while let Some(p) = rec.processes.get(left) {
+            let (Some(t), Some(end)) = (p.left, p.end) else { break };
+            let mut payload = Vec::with_capacity(11);
+            payload.extend_from_slice(&(left as u16).to_le_bytes());
+            payload.extend_from_slice(&t.to_le_bytes());
+            payload.push(ProcessEnd::ALL.iter().position(|e| *e == end).unwrap_or(0) as u8);
+            self.record(b'D', &payload);
+            left += 1;
+        }
         self.written = Written {
             loops: rec.loops.len(),
             frames: rec.frames.len(),
@@ -209,6 +258,10 @@ impl CaptureWriter {
             failures: rec.failures.len(),
             others: rec.other_threads.len(),
             counts: rec.task_counts.len(),
+            processes: rec.processes.len(),
+            loop_process: rec.loop_process.len(),
+            thread_process: rec.thread_process.len(),
+            left,
         };
         if self.last_flush.elapsed().as_secs_f64() >= FLUSH_EVERY {
             self.flush();
@@ -241,6 +294,16 @@ impl CaptureWriter {
             None => Ok(self.path),
             Some(e) => Err((self.path, e)),
         }
+    }
+}
+
+impl CaptureWriter {
+    fn belongs(&mut self, kind: u8, index: usize, process: u16) {
+        let mut p = Vec::with_capacity(7);
+        p.push(kind);
+        p.extend_from_slice(&(index as u32).to_le_bytes());
+        p.extend_from_slice(&process.to_le_bytes());
+        self.record(b'B', &p);
     }
 }
 
@@ -349,8 +412,8 @@ pub fn read(path: &Path) -> io::Result<Capture> {
 
 /// Parse a capture held in memory.
 pub fn parse(data: &[u8]) -> io::Result<Capture> {
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return Err(bad("no LSREC01 magic"));
+    if data.len() < MAGIC.len() || (&data[..MAGIC.len()] != MAGIC && &data[..MAGIC.len()] != MAGIC_V2) {
+        return Err(bad("no LSREC01 or LSREC02 magic"));
     }
     let mut at = MAGIC.len();
     let mut header: Option<CaptureHeader> = None;
@@ -439,6 +502,38 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
                 let counts = TaskCounts { total: n[0], pending: n[1], done: n[2], cancelled: n[3], unknown: n[4] };
                 r.task_counts.push(TaskCountSample { t, loop_index, counts, truncated });
             }
+            b'P' => {
+                let p: ProcessMeta = serde_json::from_slice(payload).map_err(|e| bad(&e.to_string()))?;
+                if r.processes.len() >= u16::MAX as usize {
+                    return Err(bad("too many processes"));
+                }
+                r.processes.push(p);
+            }
+            b'B' => {
+                let kind = f.u8()?;
+                let index = f.u32()? as usize;
+                let process = f.u16()?;
+                if process as usize >= r.processes.len() {
+                    return Err(bad("a loop or thread of an undefined process"));
+                }
+                let (list, defined) = match kind {
+                    0 => (&mut r.loop_process, r.loops.len()),
+                    1 => (&mut r.thread_process, r.threads.len()),
+                    _ => return Err(bad("belongs kind")),
+                };
+                if index != list.len() || index >= defined {
+                    return Err(bad("a process given out of order or to an undefined loop or thread"));
+                }
+                list.push(process);
+            }
+            b'D' => {
+                let process = f.u16()? as usize;
+                let t = f.f64()?;
+                let end = *ProcessEnd::ALL.get(f.u8()? as usize).ok_or_else(|| bad("process end"))?;
+                let p = r.processes.get_mut(process).ok_or_else(|| bad("the end of an undefined process"))?;
+                p.left = Some(t);
+                p.end = Some(end);
+            }
             b'E' => {
                 r.end = *EndReason::ALL.get(f.u8()? as usize).ok_or_else(|| bad("end reason"))?;
                 r.ended = f.f64()?;
@@ -448,6 +543,10 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
         }
     }
     let (Some(header), Some(mut recording)) = (header, rec) else { return Err(bad("no header")) };
+    if recording.is_fleet() {
+        // A file cut between a loop and the record of its process: that loop has no samples.
+        recording.loops.truncate(recording.loop_process.len());
+    }
     if recording.samples.iter().any(|s| s.loop_index as usize >= recording.loops.len()) {
         return Err(bad("a sample of an undefined loop"));
     }
@@ -529,20 +628,131 @@ mod tests {
             blocking: false,
             all_threads: false,
             cwd: None,
+            subprocesses: false,
         }
     }
 
     fn written(rec: &Recording) -> Vec<u8> {
+        // In two steps, as a recording grows.
+        written_with(rec, &header(), |r| {
+            let mut half = r.clone();
+            half.samples.truncate(20);
+            half.failures.clear();
+            half
+        })
+    }
+
+    fn written_with(rec: &Recording, header: &CaptureHeader, partial: impl Fn(&Recording) -> Recording) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.lsrec");
-        let mut w = CaptureWriter::create(&path, &header()).unwrap();
-        // In two steps, as a recording grows.
-        let mut half = rec.clone();
-        half.samples.truncate(20);
-        half.failures.clear();
-        w.sync(&half);
+        let mut w = CaptureWriter::create(&path, header).unwrap();
+        w.sync(&partial(rec));
         w.finish(rec).unwrap();
         std::fs::read(&path).unwrap()
+    }
+
+    /// Two processes, the second joining late with its own loop, the first leaving.
+    fn fleet() -> Recording {
+        let mut rec = recording();
+        rec.processes = vec![
+            ProcessMeta {
+                pid: 10,
+                parent_pid: Some(1),
+                command: vec!["gunicorn".into()],
+                python: "3.12.1".into(),
+                joined: 10.0,
+                left: Some(10.3),
+                end: Some(ProcessEnd::Exited),
+            },
+            ProcessMeta {
+                pid: 11,
+                parent_pid: Some(1),
+                command: vec!["gunicorn".into()],
+                python: "3.12.1".into(),
+                joined: 10.2,
+                left: None,
+                end: None,
+            },
+        ];
+        let mut second = rec.loops[0].clone();
+        second.native_id = Some(11);
+        rec.loops.push(second);
+        rec.loop_process = vec![0, 1];
+        rec.threads.intern("PID 11 thread 12".into());
+        rec.thread_process = vec![1];
+        for s in rec.samples.iter_mut().skip(25) {
+            s.loop_index = 1;
+        }
+        rec.other_threads.push(ThreadSample { t: 10.4, thread: 0, stack: 0 });
+        rec
+    }
+
+    fn fleet_header() -> CaptureHeader {
+        CaptureHeader { subprocesses: true, ..header() }
+    }
+
+    /// The recording as it stood at its 20th sample: the second process had not joined.
+    fn fleet_early(rec: &Recording) -> Recording {
+        let mut early = rec.clone();
+        early.samples.truncate(20);
+        early.failures.clear();
+        early.loops.truncate(1);
+        early.loop_process.truncate(1);
+        early.processes.truncate(1);
+        early.processes[0].left = None;
+        early.processes[0].end = None;
+        early.threads = Default::default();
+        early.thread_process.clear();
+        early.other_threads.clear();
+        early
+    }
+
+    #[test]
+    fn a_capture_of_several_processes_reads_back_whole() {
+        let rec = fleet();
+        let data = written_with(&rec, &fleet_header(), fleet_early);
+        assert_eq!(&data[..MAGIC_V2.len()], MAGIC_V2, "a new version for a new layout");
+        let back = parse(&data).unwrap();
+        assert!(back.header.subprocesses);
+        assert_eq!(back.recording.processes, rec.processes);
+        assert_eq!(back.recording.loops, rec.loops);
+        assert_eq!(back.recording.loop_process, rec.loop_process);
+        assert_eq!(back.recording.thread_process, rec.thread_process);
+        assert_eq!(back.recording.samples, rec.samples);
+        assert_eq!(back.recording.other_threads, rec.other_threads);
+        assert_eq!(back.recording.process_of_loop(1), Some(1));
+        // A single-process capture keeps the first version.
+        assert_eq!(&written(&recording())[..MAGIC.len()], MAGIC);
+    }
+
+    #[test]
+    fn a_capture_of_several_processes_cut_anywhere_is_consistent() {
+        let rec = fleet();
+        let data = written_with(&rec, &fleet_header(), fleet_early);
+        let mut last = 0;
+        for cut in (MAGIC_V2.len()..data.len()).step_by(3) {
+            let Ok(c) = parse(&data[..cut]) else { continue };
+            let r = &c.recording;
+            assert!(r.samples.len() >= last);
+            last = r.samples.len();
+            assert_eq!(r.samples[..], rec.samples[..r.samples.len()]);
+            // Every loop it keeps has its process, every sample its loop.
+            assert_eq!(r.loops.len(), r.loop_process.len(), "cut at {cut}");
+            assert!(r.samples.iter().all(|s| r.process_of_loop(s.loop_index).is_some()), "cut at {cut}");
+            assert!(r.processes.iter().all(|p| p.end.is_none() || p.left.is_some()));
+        }
+        assert_eq!(last, rec.samples.len());
+    }
+
+    #[test]
+    fn records_of_processes_out_of_order_are_refused() {
+        let rec = fleet();
+        let data = written_with(&rec, &fleet_header(), fleet_early);
+        // The `B` record of the first loop names process 1, which is not yet defined.
+        let at = data.windows(6).position(|w| w == [b'B', 7, 0, 0, 0, 0]).expect("a belongs record");
+        let mut bad = data.clone();
+        bad[at + 5 + 5] = 1;
+        assert!(parse(&bad).is_err());
     }
 
     #[test]

@@ -1,16 +1,14 @@
 //! `loopspy <cmd> -- program args...`: find the Python process that runs an event loop among
 //! the started program and its descendants (a pyenv shim, a shell script or `uv run` may sit
-//! in between), and attach to it.
+//! in between), and attach to it; with `--subprocesses`, every one that does.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::base::error::Failure;
+use crate::capture::fleet::{Fleet, Found};
 use crate::process::procfs;
 use crate::process::signals::Stop;
 use crate::process::spawn::Spawned;
-use crate::python::interp;
 use crate::python::target::{AttachOptions, Target};
 
 const POLL: Duration = Duration::from_millis(25);
@@ -18,62 +16,60 @@ const POLL: Duration = Duration::from_millis(25);
 /// Wait until a Python process in the program's tree runs an event loop, and attach to
 /// it. Gives up after `timeout`, or when `stop` is raised (Ctrl-C).
 pub fn wait_for_loop(spawned: &mut Spawned, timeout: Duration, options: AttachOptions, stop: &Stop) -> Result<Target, Failure> {
-    let deadline = Instant::now() + timeout;
-    // (pid, exe) pairs that are not Python: a shim execs the interpreter later under the
-    // same pid, so a changed exe is tried again.
-    let mut not_python: HashSet<(i32, PathBuf)> = HashSet::new();
-    let mut attached: Vec<Target> = Vec::new();
-    let mut last_failure: Option<Failure> = None;
+    let (_, mut found) = wait_for_loops(spawned, timeout, options, stop, None)?;
+    Ok(found.swap_remove(0).target)
+}
+
+/// Wait until Python processes in the program's tree run event loops: returns the tree as
+/// looked at so far and the processes found (at least one). With `settle`, once a loop runs,
+/// keep looking until the tree has not changed for that long (workers starting side by
+/// side), within `timeout`; without, return at the first loop.
+pub fn wait_for_loops(
+    spawned: &mut Spawned,
+    timeout: Duration,
+    options: AttachOptions,
+    stop: &Stop,
+    settle: Option<Duration>,
+) -> Result<(Fleet, Vec<Found>), Failure> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut fleet = Fleet::new(spawned.pid(), options);
+    let mut found: Vec<Found> = Vec::new();
+    let mut tree_was = Vec::new();
+    let mut changed = started;
     loop {
         if stop.is_set() {
             return Err(Failure::Signal { signal: stop.signal().unwrap_or(2) });
         }
-        for target in &attached {
-            if has_running_loop(target) {
-                let pid = target.pid;
-                let i = attached.iter().position(|t| t.pid == pid).expect("present");
-                return Ok(attached.swap_remove(i));
+        let new = fleet.scan();
+        let mut tree = procfs::descendants(spawned.pid());
+        tree.sort_unstable();
+        if !new.is_empty() || tree != tree_was {
+            changed = Instant::now();
+            tree_was = tree;
+        }
+        found.extend(new);
+        found.retain(|f| !procfs::is_dead(f.id.pid));
+        if !found.is_empty() {
+            match settle {
+                None => return Ok((fleet, found)),
+                Some(s) if changed.elapsed() >= s || Instant::now() >= deadline => return Ok((fleet, found)),
+                Some(_) => {}
             }
         }
-        let mut candidates = vec![spawned.pid()];
-        candidates.extend(procfs::descendants(spawned.pid()));
-        for pid in candidates {
-            if attached.iter().any(|t| t.pid == pid) || procfs::is_dead(pid) {
-                continue;
-            }
-            let Ok(exe) = procfs::exe(pid) else { continue };
-            if not_python.contains(&(pid, exe.clone())) {
-                continue;
-            }
-            match Target::attach(pid, options) {
-                Ok(t) => attached.push(t),
-                Err(f @ Failure::PermissionDenied { .. }) | Err(f @ Failure::UnsupportedPython { .. }) => {
-                    last_failure = Some(f);
-                    not_python.insert((pid, exe));
-                }
-                Err(f) => {
-                    // Not (yet) a Python we can read: often a process that has not
-                    // finished starting. Try again if its exe changes.
-                    if procfs::exe(pid).ok().as_ref() == Some(&exe) && !is_python_name(&exe) {
-                        not_python.insert((pid, exe));
-                    }
-                    last_failure = Some(f);
-                }
-            }
-        }
-        attached.retain(|t| !procfs::is_dead(t.pid));
         if let Some(status) = spawned.exited() {
-            if procfs::descendants(spawned.pid()).is_empty() && attached.is_empty() {
+            if found.is_empty() && procfs::descendants(spawned.pid()).is_empty() {
                 return Err(Failure::SpawnFailed {
                     program: spawned.program().to_string(),
                     detail: format!("it exited ({status}) before an asyncio event loop started"),
                 });
             }
         }
-        if Instant::now() >= deadline {
-            return Err(match attached.first_mut() {
+        if found.is_empty() && Instant::now() >= deadline {
+            let last = fleet.last_failure().cloned();
+            return Err(match fleet.first_waiting() {
                 Some(t) => no_loop_failure(t),
-                None => last_failure.unwrap_or_else(|| Failure::NotPython {
+                None => last.unwrap_or_else(|| Failure::NotPython {
                     pid: spawned.pid(),
                     exe: None,
                     detail: format!("no Python process appeared under it within {timeout:?}"),
@@ -84,18 +80,9 @@ pub fn wait_for_loop(spawned: &mut Spawned, timeout: Duration, options: AttachOp
     }
 }
 
-fn is_python_name(exe: &std::path::Path) -> bool {
-    exe.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python"))
-}
-
-fn has_running_loop(target: &Target) -> bool {
-    let Ok(tids) = procfs::tids(target.pid) else { return false };
-    interp::threads(&target.reader, target.interp, &tids).map(|ts| ts.iter().any(|t| t.running_loop.is_some())).unwrap_or(false)
-}
-
 fn no_loop_failure(target: &mut Target) -> Failure {
     match super::snapshot::Looker::new().look(target) {
-        Ok(view) => Failure::NoEventLoop { pid: target.pid, threads: view.threads },
+        Ok(view) => Failure::NoEventLoop { pid: target.pid, threads: view.threads, below: Vec::new() },
         Err(f) => f,
     }
 }

@@ -1,4 +1,6 @@
 pub mod capture_file;
+pub mod fleet;
+pub mod fleet_sampler;
 pub mod launch;
 pub mod probe;
 pub mod recording;

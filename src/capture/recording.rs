@@ -148,6 +148,38 @@ pub struct LoopMeta {
     pub selector: Option<String>,
 }
 
+/// A process of a recording that follows a parent and its descendants (`--subprocesses`).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ProcessMeta {
+    pub pid: i32,
+    /// Its parent when it joined (null when that could not be read).
+    pub parent_pid: Option<i32>,
+    /// Its command line as shown (shortened, secrets redacted, unless asked whole).
+    pub command: Vec<String>,
+    /// Its Python version, e.g. `3.12.1`.
+    pub python: String,
+    /// When its loops started being sampled (target clock, as the samples).
+    pub joined: f64,
+    /// When it left the recording (exited, or replaced its program), if it did.
+    pub left: Option<f64>,
+    pub end: Option<ProcessEnd>,
+}
+
+/// Why a process left a recording before it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessEnd {
+    /// It exited (or was killed); a worker its master starts again is a new process.
+    Exited,
+    /// It ran `exec()`: the program that now runs under its PID is another process.
+    Exec,
+}
+
+impl ProcessEnd {
+    /// Every reason, in the order capture files number them.
+    pub const ALL: [ProcessEnd; 2] = [ProcessEnd::Exited, ProcessEnd::Exec];
+}
+
 /// Why a recording stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -204,6 +236,13 @@ pub struct Recording {
     pub started: f64,
     pub ended: f64,
     pub end: EndReason,
+    /// With `--subprocesses`: every process recorded, in the order they joined (empty for a
+    /// recording of one process).
+    pub processes: Vec<ProcessMeta>,
+    /// With `--subprocesses`: the process (index in `processes`) of each loop, by loop index.
+    pub loop_process: Vec<u16>,
+    /// With `--subprocesses` and `--all-threads`: the process of each thread name in `threads`.
+    pub thread_process: Vec<u16>,
 }
 
 impl Recording {
@@ -223,7 +262,30 @@ impl Recording {
             started,
             ended: started,
             end: EndReason::Running,
+            processes: Vec::new(),
+            loop_process: Vec::new(),
+            thread_process: Vec::new(),
         }
+    }
+
+    /// Does it follow several processes (`--subprocesses`)?
+    pub fn is_fleet(&self) -> bool {
+        !self.processes.is_empty()
+    }
+
+    /// The process (index in `processes`) a loop belongs to, in a recording of several.
+    pub fn process_of_loop(&self, loop_index: u16) -> Option<u16> {
+        self.loop_process.get(loop_index as usize).copied().filter(|p| (*p as usize) < self.processes.len())
+    }
+
+    /// The process (index in `processes`) of a thread named in `threads`, in a recording of several.
+    pub fn process_of_thread(&self, thread: u32) -> Option<u16> {
+        self.thread_process.get(thread as usize).copied().filter(|p| (*p as usize) < self.processes.len())
+    }
+
+    /// The loops of a process (indices in `loops`), in order.
+    pub fn loops_of_process(&self, process: u16) -> Vec<u16> {
+        (0..self.loops.len() as u16).filter(|l| self.process_of_loop(*l) == Some(process)).collect()
     }
 
     /// Intern a stack (frames innermost first).

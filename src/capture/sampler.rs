@@ -52,12 +52,32 @@ pub struct Sampler {
     last_refresh: f64,
     /// The class of the last loop found that loopspy cannot read.
     unsupported: Option<String>,
+    /// The recording's loops this sampler has found (indices in `Recording::loops`): a
+    /// thread's next loop continues one of these. All of them when it samples the only process.
+    own: Vec<u16>,
+    /// Put before the names of threads that run no loop (`--all-threads`): with several
+    /// processes in one recording, whose thread it is.
+    pub thread_prefix: String,
 }
 
 impl Sampler {
     /// Find the process's loops and get ready to sample them. The recording's loop list is
     /// returned for [`Recording::new`].
     pub fn start(target: Target, options: SamplerOptions) -> Result<(Sampler, Vec<LoopMeta>), Failure> {
+        Self::start_after(target, options, Vec::new())
+    }
+
+    /// Find the process's loops and sample them into `rec`, which already holds other
+    /// processes' loops (`--subprocesses`): this process's loops are appended to `rec.loops`.
+    /// Returns the indices of the new loops.
+    pub fn join(target: Target, options: SamplerOptions, rec: &mut Recording) -> Result<(Sampler, Vec<u16>), Failure> {
+        let first = rec.loops.len();
+        let (sampler, metas) = Self::start_after(target, options, rec.loops.clone())?;
+        rec.loops = metas;
+        Ok((sampler, (first as u16..rec.loops.len() as u16).collect()))
+    }
+
+    fn start_after(target: Target, options: SamplerOptions, known: Vec<LoopMeta>) -> Result<(Sampler, Vec<LoopMeta>), Failure> {
         let clock_offset = procfs::monotonic_offset(target.pid);
         let mut sampler = Sampler {
             tasks: CurrentTaskSource::None,
@@ -70,8 +90,11 @@ impl Sampler {
             others: Vec::new(),
             last_refresh: 0.0,
             unsupported: None,
+            own: Vec::new(),
+            thread_prefix: String::new(),
         };
-        let mut metas = Vec::new();
+        let before = known.len();
+        let mut metas = known;
         let mut last = None;
         for _ in 0..crate::capture::snapshot::READ_ATTEMPTS {
             match sampler.discover(&mut metas) {
@@ -85,8 +108,9 @@ impl Sampler {
                         return Err(f);
                     }
                     last = Some(f);
-                    metas.clear();
+                    metas.truncate(before);
                     sampler.probes.clear();
+                    sampler.own.clear();
                 }
             }
         }
@@ -98,10 +122,15 @@ impl Sampler {
                 return Err(Failure::UnsupportedLoop { pid: sampler.target.pid, class });
             }
             let view = crate::capture::snapshot::Looker::new().look(&mut sampler.target)?;
-            return Err(Failure::NoEventLoop { pid: sampler.target.pid, threads: view.threads });
+            return Err(Failure::NoEventLoop { pid: sampler.target.pid, threads: view.threads, below: Vec::new() });
         }
         sampler.last_refresh = sampler.now();
         Ok((sampler, metas))
+    }
+
+    /// The recording's loops this sampler found (indices in `Recording::loops`).
+    pub fn loops(&self) -> &[u16] {
+        &self.own
     }
 
     /// Walk the threads; start probing loops not seen before, drop loops that stopped. New
@@ -142,9 +171,15 @@ impl Sampler {
                 crate::asyncio::eventloop::LoopObjects::Uvloop(_) => None,
             };
             // A thread's next loop (it ran `asyncio.run()` again) continues its timeline.
-            let same = metas.iter().position(|m: &LoopMeta| m.native_id == probe.thread.native_id && m.loop_class == probe.class_name);
+            let same = self.own.iter().copied().find(|i| {
+                let m: &LoopMeta = &metas[*i as usize];
+                m.native_id == probe.thread.native_id && m.loop_class == probe.class_name
+            });
             let meta = match same {
-                Some(i) => i as u16,
+                Some(i) => i,
+                // Indices are u16: a recording of 65,535 loops (workers restarted all day)
+                // samples no new ones.
+                None if metas.len() >= u16::MAX as usize => continue,
                 None => {
                     metas.push(LoopMeta {
                         native_id: probe.thread.native_id,
@@ -153,6 +188,7 @@ impl Sampler {
                         loop_kind: probe.kind,
                         selector,
                     });
+                    self.own.push((metas.len() - 1) as u16);
                     (metas.len() - 1) as u16
                 }
             };
@@ -249,7 +285,11 @@ impl Sampler {
             for thread in self.others.clone() {
                 // A short-lived thread may be gone already, a walk may be cut: skip it.
                 let Ok(stack) = self.stacks.stack(&self.target.reader, thread.tstate) else { continue };
-                let name = format!("thread {}", thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident)));
+                let name = format!(
+                    "{}thread {}",
+                    self.thread_prefix,
+                    thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident))
+                );
                 let thread_id = rec.threads.intern(name);
                 let stack = rec.intern_stack(&stack);
                 rec.other_threads.push(ThreadSample { t, thread: thread_id, stack });
