@@ -11,6 +11,7 @@ const AFTER_HELP: &str = "\
 Examples:
   loopspy dump --pid 4242              what is the event loop of process 4242 doing right now?
   loopspy dump --pid 4242 --json       the same, as one JSON document
+  loopspy dump --subprocesses --pid 4200   a gunicorn/uvicorn master and every worker
   loopspy dump -- python3 app.py       start app.py, wait for its loop, dump it, stop it
   loopspy record --pid 4242 -d 30      30 s of samples: a flame graph of what blocked the loop
   loopspy top --pid 4242               watch it live
@@ -167,7 +168,8 @@ Examples:
   loopspy record --pid 4242 -o incident.svg -o incident.json    (both from one recording)
   loopspy record --pid 4242 -o stacks.txt                       (collapsed: flamegraph.pl, speedscope)
   loopspy record --pid 4242 -d 10 -f json -o - | jq .blocking_frames
-  loopspy record --rate 1000 --threshold 50 -- python3 app.py";
+  loopspy record --rate 1000 --threshold 50 -- python3 app.py
+  loopspy record --subprocesses --pid 4200 -d 60 -o fleet.svg -o fleet.json   (master + workers)";
 
 #[derive(Debug, Clone, Args)]
 pub struct RecordArgs {
@@ -207,6 +209,12 @@ pub struct RecordArgs {
     #[arg(long)]
     pub all_threads: bool,
 
+    /// Record the process and every descendant that runs an event loop (a gunicorn or uvicorn
+    /// master and its workers, a multiprocessing pool): one recording, grouped by process;
+    /// workers that start or exit while recording join or leave it.
+    #[arg(long)]
+    pub subprocesses: bool,
+
     /// Keep the recording itself in FILE (a capture: `loopspy render FILE` renders it again,
     /// with another threshold or format). Without it the capture written while recording is
     /// removed once the outputs are written.
@@ -229,7 +237,9 @@ Examples:
   loopspy dump --pid 4242
   loopspy dump --pid 4242 --json | jq '.loops[].lag_ms'
   loopspy dump --timeout 30 -- uv run server.py
-  loopspy dump --keep -- python3 app.py      leave app.py running afterwards";
+  loopspy dump --keep -- python3 app.py      leave app.py running afterwards
+  loopspy dump --subprocesses --pid 4200     a master (gunicorn, uvicorn --workers) and its workers
+  loopspy dump --subprocesses -- uvicorn app:app --workers 3";
 
 /// Which process to look at: a running one, or a program to start.
 #[derive(Debug, Clone, Args)]
@@ -287,6 +297,11 @@ pub struct DumpArgs {
     /// Also print each loop's await tree (which task awaits which).
     #[arg(long)]
     pub tree: bool,
+
+    /// Look at the process and every descendant that runs an event loop (a gunicorn or
+    /// uvicorn master and its workers, a multiprocessing pool), each reported on its own.
+    #[arg(long)]
+    pub subprocesses: bool,
 
     /// Describe at most this many tasks per loop (all are counted); 0 skips tasks.
     #[arg(long, value_name = "N", default_value_t = crate::capture::snapshot::DEFAULT_MAX_TASKS)]
@@ -363,6 +378,10 @@ mod tests {
         assert!(Cli::try_parse_from(["loopspy", "record", "--pid", "1", "--duration", "-1"]).is_err());
         let cli = Cli::try_parse_from(["loopspy", "record", "--pid", "1", "-f", "json", "-o", "-"]).unwrap();
         assert!(cli.wants_json());
+        let cli = Cli::try_parse_from(["loopspy", "record", "--subprocesses", "--", "uvicorn", "app:app", "--workers", "3"]).unwrap();
+        let Command::Record(args) = cli.command else { panic!() };
+        assert!(args.subprocesses);
+        assert_eq!(args.target.command, ["uvicorn", "app:app", "--workers", "3"]);
     }
 
     #[test]

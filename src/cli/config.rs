@@ -44,6 +44,8 @@ pub struct DumpConfig {
     /// Tasks described per loop; `None`: tasks are not read.
     pub max_tasks: Option<usize>,
     pub full_argv: bool,
+    /// The process and its descendants that run a loop.
+    pub subprocesses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +63,8 @@ pub struct RecordConfig {
     pub all_threads: bool,
     pub save: Option<PathBuf>,
     pub full_argv: bool,
+    /// The process and its descendants that run a loop, in one recording.
+    pub subprocesses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +125,7 @@ impl Invocation {
                 tree: a.tree,
                 max_tasks: (a.max_tasks > 0).then_some(a.max_tasks),
                 full_argv: a.full_argv,
+                subprocesses: a.subprocesses,
             }),
             Command::Record(a) => Invocation::Record(RecordConfig {
                 target: TargetSpec::new(&a.target, &a.spawn),
@@ -133,6 +138,7 @@ impl Invocation {
                 all_threads: a.all_threads,
                 save: a.save,
                 full_argv: a.full_argv,
+                subprocesses: a.subprocesses,
             }),
             Command::Top(a) => Invocation::Top(TopConfig {
                 target: TargetSpec::new(&a.target, &a.spawn),
@@ -177,6 +183,9 @@ mod tests {
         let Invocation::Dump(d) = resolve(&["loopspy", "dump", "--pid", "42", "--max-tasks", "0"]) else { panic!() };
         assert_eq!(d.target, TargetSpec::Pid(42));
         assert_eq!(d.max_tasks, None);
+        assert!(!d.subprocesses);
+        let Invocation::Dump(d) = resolve(&["loopspy", "dump", "--subprocesses", "--pid", "42"]) else { panic!() };
+        assert!(d.subprocesses);
         let Invocation::Top(t) = resolve(&["loopspy", "top", "--keep", "--timeout", "3", "-t", "50", "--", "python3", "app.py"]) else {
             panic!()
         };

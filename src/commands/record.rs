@@ -10,6 +10,7 @@ use crate::analysis::metrics::{self, is_busy, Options};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
+use crate::capture::fleet_sampler::FleetSampler;
 use crate::capture::recording::{EndReason, Recording};
 use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
@@ -18,15 +19,85 @@ use crate::output::argv;
 use crate::output::outputs::{self, Rendering};
 use crate::output::report::{self, duration_ms, TargetFacts};
 use crate::process::procfs;
+use crate::python::published::LayoutCheck;
 use crate::python::target::AttachOptions;
+
+/// What is sampled: one process, or a tree of them (`--subprocesses`).
+enum Source {
+    One { sampler: Sampler, tasks: TaskCounter },
+    Tree(FleetSampler),
+}
+
+impl Source {
+    fn now(&self) -> f64 {
+        match self {
+            Source::One { sampler, .. } => sampler.now(),
+            Source::Tree(f) => f.now(),
+        }
+    }
+
+    fn sample(&mut self, rec: &mut Recording, budget: f64) -> Result<(), SampleError> {
+        match self {
+            Source::One { sampler, .. } => sampler.sample(rec, budget),
+            Source::Tree(f) => f.sample(rec, budget),
+        }
+    }
+
+    fn count_tasks(&mut self, now: f64, rec: &mut Recording) {
+        match self {
+            Source::One { sampler, tasks } => {
+                if tasks.due(now) {
+                    let loops = sampler.loop_addresses();
+                    // A failed count is skipped; the next one comes at the usual time.
+                    let _ = tasks.count(&sampler.target, &loops, now, rec);
+                }
+            }
+            Source::Tree(f) => f.count_tasks(now, rec),
+        }
+    }
+
+    /// The layout as it ended up (3.14+ finds the asyncio offsets once the loop runs).
+    fn layout(&self) -> Option<LayoutCheck> {
+        match self {
+            Source::One { sampler, .. } => Some(sampler.target.layout_check.clone()),
+            Source::Tree(f) => f.first.as_ref().map(|(_, l)| l.clone()),
+        }
+    }
+}
 
 pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     // Every output must be writable before minutes are spent recording; none is created yet.
     let mut outputs = outputs::plan(&args.outputs, args.format, |f| PathBuf::from(format!("loopspy-PID-TIME.{}", f.extension())))?;
     let stop = super::stop_flag();
     let options = AttachOptions { blocking: args.blocking };
-    let (target, spawned) = super::acquire(&args.target, options, &stop)?;
-    let pid = target.pid;
+    let sampler_options = SamplerOptions { all_threads: args.all_threads };
+    let (mut source, mut rec, spawned, python) = if args.subprocesses {
+        let (fleet, found, spawned) = super::acquire_fleet(&args.target, options, &stop, None, args.full_argv)?;
+        let full_argv = args.full_argv;
+        let show = Box::new(move |a: &[String]| crate::output::argv::shown_list(a, full_argv));
+        let (fs, rec) = FleetSampler::start(fleet, found, sampler_options, args.rate_hz, show)?;
+        let python = fs.first.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
+        (Source::Tree(fs), rec, spawned, python)
+    } else {
+        let (target, spawned) = super::acquire(&args.target, options, &stop)?;
+        let python = target.version_text.clone();
+        let root = spawned.as_ref().map(|s| s.pid()).unwrap_or(target.pid);
+        let shown = target.pid;
+        let (sampler, metas) = Sampler::start(target, sampler_options).map_err(super::with_descendants_hint)?;
+        // Workers of the program (or of the PID) that run loops too: say so before recording.
+        if let Some(hint) = super::hint_text(shown, &super::loops_elsewhere(root, shown)) {
+            say(&hint);
+        }
+        let start = sampler.now();
+        let rec = Recording::new(args.rate_hz, metas, start);
+        (Source::One { sampler, tasks: TaskCounter::new() }, rec, spawned, python)
+    };
+    let pid = match (&source, &spawned, &args.target) {
+        (Source::One { sampler, .. }, _, _) => sampler.target.pid,
+        (Source::Tree(_), Some(s), _) => s.pid(),
+        (Source::Tree(_), None, crate::cli::config::TargetSpec::Pid(p)) => *p,
+        (Source::Tree(_), None, _) => rec.processes.first().map(|p| p.pid).unwrap_or(0),
+    };
     let argv = procfs::cmdline(pid).unwrap_or_default();
     let stamp = outputs::timestamp();
     // The default name, now that the PID is known.
@@ -38,14 +109,12 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let mut facts = TargetFacts {
         pid,
         command: crate::output::argv::shown_list(&argv, args.full_argv),
-        python: target.version_text.clone(),
-        layout: target.layout_check.clone(),
+        python,
+        layout: source.layout().unwrap_or_else(|| LayoutCheck { source: "unknown".into(), checked: 0, differences: Vec::new() }),
     };
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
-    let (mut sampler, metas) = Sampler::start(target, SamplerOptions { all_threads: args.all_threads })?;
     let period = 1.0 / args.rate_hz;
-    let start = sampler.now();
-    let mut rec = Recording::new(args.rate_hz, metas, start);
+    let start = rec.started;
 
     // The samples go to disk as they come: a capture file a killed loopspy leaves behind.
     let header = CaptureHeader {
@@ -58,6 +127,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         blocking: args.blocking,
         all_threads: args.all_threads,
         cwd: cwd.clone(),
+        subprocesses: args.subprocesses,
     };
     let mut capture = match open_capture(args, &outputs, pid, &stamp, &header) {
         Ok(c) => Some(c),
@@ -68,7 +138,8 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     };
     if let Some(c) = &capture {
         say(&format!(
-            "loopspy: recording PID {pid}; samples saved as they come in {} (if loopspy is stopped hard: `loopspy render {}`)",
+            "loopspy: recording PID {pid}{}; samples saved as they come in {} (if loopspy is stopped hard: `loopspy render {}`)",
+            if rec.is_fleet() { " and its subprocesses" } else { "" },
             escape::terminal(&c.path().display().to_string()),
             escape::terminal(&c.path().display().to_string()),
         ));
@@ -77,7 +148,6 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let threshold = args.threshold;
     let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let mut live = LiveEpisodes::new(threshold);
-    let mut tasks = TaskCounter::new();
     let tty = std::io::stderr().is_terminal();
     let mut last_status = start;
     let mut next = start;
@@ -89,7 +159,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
                 _ => EndReason::Interrupted,
             };
         }
-        let now = sampler.now();
+        let now = source.now();
         if deadline.is_some_and(|d| now >= d) {
             break EndReason::Duration;
         }
@@ -98,7 +168,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             continue;
         }
         let before = rec.samples.len();
-        match sampler.sample(&mut rec, period / 2.0) {
+        match source.sample(&mut rec, period / 2.0) {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
             Err(SampleError::Exec) => break EndReason::TargetExec,
@@ -106,11 +176,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         for s in &rec.samples[before..] {
             live.feed(s);
         }
-        if tasks.due(now) {
-            let loops = sampler.loop_addresses();
-            // A failed count is skipped; the next one comes at the usual time.
-            let _ = tasks.count(&sampler.target, &loops, now, &mut rec);
-        }
+        source.count_tasks(now, &mut rec);
         if let Some(c) = &mut capture {
             c.sync(&rec);
         }
@@ -131,11 +197,14 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     rec.ended = match end {
         EndReason::Duration => deadline.unwrap_or(last_t),
         EndReason::TargetExited | EndReason::TargetExec => last_t + period,
-        _ => sampler.now(),
+        _ => source.now(),
     }
     .max(start);
     rec.end = end;
     match end {
+        EndReason::TargetExited if rec.is_fleet() => {
+            say(&format!("loopspy: process {pid} and its subprocesses exited; writing what was recorded"))
+        }
         EndReason::TargetExited => say(&format!("loopspy: process {pid} exited; writing what was recorded")),
         EndReason::TargetExec => {
             say(&format!("loopspy: process {pid} ran exec(): another program runs under its PID now; writing what was recorded until then"))
@@ -146,7 +215,9 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     drop(spawned);
 
     // The layout as it ended up (3.14+ finds the asyncio offsets once the loop runs).
-    facts.layout = sampler.target.layout_check.clone();
+    if let Some(layout) = source.layout() {
+        facts.layout = layout;
+    }
     let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);
@@ -242,8 +313,14 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     let busy = rec.samples.iter().rev().take(rec.rate_hz as usize).filter(|s| is_busy(s.state)).count() as f64
         / rec.samples.len().clamp(1, rec.rate_hz.max(1.0) as usize) as f64;
     let pending = rec.task_counts.last().map(|c| format!(" | {} pending tasks", c.counts.pending)).unwrap_or_default();
+    let processes = if rec.is_fleet() {
+        let live = rec.processes.iter().filter(|p| p.left.is_none()).count();
+        format!(" | {live} process{} ({} joined in all)", if live == 1 { "" } else { "es" }, rec.processes.len())
+    } else {
+        String::new()
+    };
     let line = format!(
-        "loopspy: recording [{elapsed:.1} s] {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
+        "loopspy: recording [{elapsed:.1} s]{processes} {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
         rec.samples.len(),
         rec.failures.len(),
         duration_ms(lag),

@@ -11,16 +11,49 @@ use crate::asyncio::callback::CallbackKind;
 use crate::asyncio::eventloop::LoopKind;
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::tasks::{EdgeSource, TaskCounts, TaskState, TreeNode, Waiting};
-use crate::base::error::ThreadBrief;
+use crate::base::error::{ProcessBrief, ThreadBrief};
 use crate::capture::snapshot::{LoopTasks, LoopView, ProcessView};
 use crate::process::procfs::{self, Syscall};
 use crate::python::published::LayoutCheck;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The document of `dump` on one process.
 #[derive(Debug, Clone, Serialize)]
 pub struct DumpReport {
     pub schema_version: u32,
+    #[serde(flatten)]
+    pub process: ProcessReport,
+}
+
+/// The document of `dump --subprocesses`: a parent and its descendants.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetReport {
+    pub schema_version: u32,
+    pub subprocesses: bool,
+    /// The parent: the PID given, or the program started.
+    pub pid: i32,
+    pub command: Vec<String>,
+    /// `len(processes)`.
+    pub process_count: usize,
+    /// Every process of the tree that runs an event loop, the parent first (if it runs one),
+    /// then in the order they were found.
+    pub processes: Vec<FleetProcess>,
+    /// The other processes of the tree, and why each is not in `processes`.
+    pub others: Vec<ProcessBrief>,
+}
+
+/// One process of a [`FleetReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetProcess {
+    pub parent_pid: Option<i32>,
+    #[serde(flatten)]
+    pub process: ProcessReport,
+}
+
+/// One process looked at: what `dump` prints for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
     pub pid: i32,
     pub command: Vec<String>,
     pub python: PythonReport,
@@ -194,6 +227,7 @@ pub struct FrameReport {
 }
 
 /// Facts about the process that are not part of a look.
+#[derive(Debug, Clone)]
 pub struct ProcessFacts {
     pub pid: i32,
     pub command: Vec<String>,
@@ -203,8 +237,31 @@ pub struct ProcessFacts {
 }
 
 pub fn report(facts: ProcessFacts, view: &ProcessView) -> DumpReport {
-    DumpReport {
+    DumpReport { schema_version: SCHEMA_VERSION, process: process_report(facts, view) }
+}
+
+/// The report of a tree: its processes with loops (each with its parent's PID) and the others.
+pub fn fleet_report(
+    root: i32,
+    command: Vec<String>,
+    processes: Vec<(Option<i32>, ProcessFacts, &ProcessView)>,
+    others: Vec<ProcessBrief>,
+) -> FleetReport {
+    let processes: Vec<FleetProcess> =
+        processes.into_iter().map(|(parent_pid, facts, view)| FleetProcess { parent_pid, process: process_report(facts, view) }).collect();
+    FleetReport {
         schema_version: SCHEMA_VERSION,
+        subprocesses: true,
+        pid: root,
+        command,
+        process_count: processes.len(),
+        processes,
+        others,
+    }
+}
+
+fn process_report(facts: ProcessFacts, view: &ProcessView) -> ProcessReport {
+    ProcessReport {
         pid: facts.pid,
         command: facts.command,
         python: PythonReport { version: facts.version, executable: facts.executable },
@@ -414,6 +471,59 @@ fn ms(v: f64) -> String {
 
 /// The report for a terminal; `tree` adds each loop's await tree.
 pub fn render_text(rep: &DumpReport, tree: bool) -> String {
+    render_process(&rep.process, tree)
+}
+
+/// A tree's report for a terminal: a line per process, then each process as `dump` shows one.
+pub fn render_fleet_text(rep: &FleetReport, tree: bool) -> String {
+    let mut out = String::new();
+    let n = rep.process_count;
+    let _ = writeln!(
+        out,
+        "PID {} and its subprocesses: {} process{} with an event loop{}",
+        rep.pid,
+        n,
+        if n == 1 { "" } else { "es" },
+        if n == 0 { "" } else { ":" }
+    );
+    for p in &rep.processes {
+        let role = if p.process.pid == rep.pid {
+            "the parent".to_string()
+        } else {
+            p.parent_pid.map(|pp| format!("child of {pp}")).unwrap_or_else(|| "parent unknown".into())
+        };
+        let loops = p.process.loop_count;
+        let _ = writeln!(
+            out,
+            "  PID {} ({role}): {} event loop{}, {}",
+            p.process.pid,
+            loops,
+            if loops == 1 { "" } else { "s" },
+            shorten(&e(&p.process.command.join(" ")), 100)
+        );
+    }
+    if !rep.others.is_empty() {
+        let _ = writeln!(out, "Also in the tree, not shown:");
+        for o in &rep.others {
+            let _ = writeln!(out, "  PID {} ({}): {}", o.pid, e(&o.why), shorten(&e(&o.command.join(" ")), 100));
+        }
+    }
+    for p in &rep.processes {
+        let _ = writeln!(out, "\n======== PID {} ========", p.process.pid);
+        out.push_str(&render_process(&p.process, tree));
+    }
+    out
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        s.chars().take(max - 3).collect::<String>() + "..."
+    } else {
+        s.to_string()
+    }
+}
+
+fn render_process(rep: &ProcessReport, tree: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "PID {}: {}", rep.pid, e(&rep.command.join(" ")));
     let _ = writeln!(

@@ -116,6 +116,9 @@ pub fn frame_label(f: &StackFrame, cwd: Option<&str>) -> String {
 pub struct Folded {
     /// `(frames from the root, category) → microseconds`.
     pub stacks: HashMap<(Vec<String>, Option<Category>), u64>,
+    /// How many leading frames of each stack are roots (the loop's thread; with several
+    /// processes, the process and then the loop's thread), which carry no category.
+    pub roots: usize,
 }
 
 /// Which category each loop sample falls in (by index into `rec.samples`).
@@ -169,36 +172,49 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         *by_stack.entry((s.loop_index as u32, s.stack, Some(categories[i]))).or_insert(0) += weight_us(s.t, *next);
         *next = Some(s.t);
     }
-    let mut thread_roots: HashMap<u32, String> = HashMap::new();
+    // With several processes, each loop and thread sits under its process.
+    let process_roots: Vec<String> = rec.processes.iter().map(|p| process_label(p, rec.started)).collect();
+    let under = |process: Option<u16>, root: String| -> Vec<String> {
+        if !rec.is_fleet() {
+            return vec![root];
+        }
+        let p = process.and_then(|p| process_roots.get(p as usize)).cloned().unwrap_or_else(|| "process unknown".to_string());
+        vec![p, root]
+    };
+    let mut thread_roots: HashMap<u32, Vec<String>> = HashMap::new();
     if all_threads {
         let mut next_of_thread: HashMap<u32, f64> = HashMap::new();
         for s in rec.other_threads.iter().rev() {
             let next = next_of_thread.insert(s.thread, s.t);
             *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
-            thread_roots.entry(s.thread).or_insert_with(|| format!("{} (no event loop)", collapsed(rec.threads.get(s.thread))));
+            thread_roots.entry(s.thread).or_insert_with(|| {
+                under(rec.process_of_thread(s.thread), format!("{} (no event loop)", collapsed(rec.threads.get(s.thread))))
+            });
         }
     }
-    let loop_roots: Vec<String> = rec
+    let loop_roots: Vec<Vec<String>> = rec
         .loops
         .iter()
-        .map(|meta| {
-            format!(
+        .enumerate()
+        .map(|(i, meta)| {
+            let root = format!(
                 "{} ({})",
                 collapsed(&meta.thread_name.clone().unwrap_or_else(|| format!("thread {}", meta.native_id.unwrap_or(0)))),
                 collapsed(&meta.loop_class)
-            )
+            );
+            under(rec.process_of_loop(i as u16), root)
         })
         .collect();
     let mut labels: HashMap<u32, String> = HashMap::new();
-    let mut folded = Folded::default();
+    let mut folded = Folded { stacks: HashMap::new(), roots: if rec.is_fleet() { 2 } else { 1 } };
     for ((root, stack, cat), us) in by_stack {
         let mut frames = Vec::new();
         match cat {
             Some(cat) => {
-                frames.push(loop_roots[root as usize].clone());
+                frames.extend(loop_roots[root as usize].iter().cloned());
                 frames.push(cat.label(analysis.threshold_ms));
             }
-            None => frames.push(thread_roots[&(u32::MAX - root)].clone()),
+            None => frames.extend(thread_roots[&(u32::MAX - root)].iter().cloned()),
         }
         for &frame in rec.stacks.get(stack).iter().rev() {
             frames.push(labels.entry(frame).or_insert_with(|| frame_label(rec.frames.get(frame), cwd)).clone());
@@ -206,6 +222,21 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         *folded.stacks.entry((frames, cat)).or_insert(0) += us;
     }
     folded
+}
+
+/// A process's root frame: `PID 4242 python3 app.py` (cut at 100 characters), and when it
+/// left the recording.
+pub fn process_label(p: &crate::capture::recording::ProcessMeta, started: f64) -> String {
+    let mut command = p.command.join(" ");
+    if command.chars().count() > 100 {
+        command = command.chars().take(97).collect::<String>() + "...";
+    }
+    let left = match (p.end, p.left) {
+        (Some(crate::capture::recording::ProcessEnd::Exec), Some(t)) => format!(" (exec at {:.1} s)", t - started),
+        (Some(_), Some(t)) => format!(" (exited at {:.1} s)", t - started),
+        _ => String::new(),
+    };
+    collapsed(&format!("PID {} {command}{left}", p.pid)).into_owned()
 }
 
 impl Folded {
@@ -226,8 +257,9 @@ impl Folded {
             .filter(|(_, w)| **w > 0)
             .map(|((frames, cat), w)| {
                 let ann = cat.map(|c| c.annotation()).unwrap_or("");
+                let plain = self.roots.max(1);
                 let names: Vec<String> =
-                    frames.iter().enumerate().map(|(i, f)| if i == 0 { f.clone() } else { format!("{f}{ann}") }).collect();
+                    frames.iter().enumerate().map(|(i, f)| if i < plain { f.clone() } else { format!("{f}{ann}") }).collect();
                 format!("{} {w}", names.join(";"))
             })
             .collect();
@@ -240,11 +272,12 @@ impl Folded {
         let mut out: HashMap<String, (u64, Option<Category>)> = HashMap::new();
         for ((frames, cat), w) in &self.stacks {
             let ann = cat.map(|c| c.annotation()).unwrap_or("");
+            let plain = self.roots.max(1);
             let mut seen = std::collections::HashSet::new();
             for (i, f) in frames.iter().enumerate() {
-                let name = if i == 0 { f.clone() } else { format!("{f}{ann}") };
+                let name = if i < plain { f.clone() } else { format!("{f}{ann}") };
                 if seen.insert(name.clone()) {
-                    let e = out.entry(name).or_insert((0, if i == 0 { None } else { *cat }));
+                    let e = out.entry(name).or_insert((0, if i < plain { None } else { *cat }));
                     e.0 += w;
                 }
             }

@@ -176,7 +176,16 @@ pub fn render(format: RecordFormat, r: &Rendering) -> io::Result<Vec<u8>> {
         RecordFormat::Svg => {
             let folded = flamegraph::fold(r.rec, r.analysis, r.cwd, r.all_threads);
             let header = Header {
-                title: format!("loopspy: PID {} {}", r.report.target.pid, r.command),
+                title: match &r.report.processes {
+                    Some(p) => format!(
+                        "loopspy: PID {} {} and its subprocesses ({} process{} with event loops)",
+                        r.report.target.pid,
+                        r.command,
+                        p.len(),
+                        if p.len() == 1 { "" } else { "es" }
+                    ),
+                    None => format!("loopspy: PID {} {}", r.report.target.pid, r.command),
+                },
                 subtitle: report::headline(r.rec, r.analysis),
             };
             let mut out = Vec::new();

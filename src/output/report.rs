@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::analysis::metrics::{Analysis, BlockingFrame, LoopSummary};
-use crate::capture::recording::{EndReason, LoopMeta, Recording};
+use crate::capture::recording::{EndReason, LoopMeta, ProcessEnd, ProcessMeta, Recording};
 use crate::python::published::LayoutCheck;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -27,9 +27,31 @@ pub struct TargetFacts {
 pub struct RecordReport {
     pub schema_version: u32,
     pub kind: &'static str,
+    /// `--subprocesses`: the target is the parent, and the loops are grouped by process.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub subprocesses: bool,
     pub target: TargetFacts,
     pub recording: RecordingFacts,
+    /// The loops of a recording of one process (absent with `--subprocesses`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loops: Option<Vec<LoopReport>>,
+    /// With `--subprocesses`: each process recorded, in the order they joined, with its loops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<ProcessReport>>,
+    /// Over every loop (of every process), most blocked time first.
+    pub blocking_frames: Vec<BlockingFrame>,
+}
+
+/// One process of a recording of several (`--subprocesses`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
+    #[serde(flatten)]
+    pub meta: ProcessMeta,
+    /// `joined` and `left` in seconds since the recording started.
+    pub joined_s: f64,
+    pub left_s: Option<f64>,
     pub loops: Vec<LoopReport>,
+    /// Over this process's loops, most blocked time first.
     pub blocking_frames: Vec<BlockingFrame>,
 }
 
@@ -67,9 +89,33 @@ pub struct LoopReport {
 }
 
 pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
+    let loop_report = |l: &LoopSummary| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() };
+    let (loops, processes) = if rec.is_fleet() {
+        let processes = rec
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mine: Vec<&LoopSummary> =
+                    analysis.loops.iter().filter(|l| rec.process_of_loop(l.loop_index) == Some(i as u16)).collect();
+                let episodes: Vec<&crate::analysis::metrics::Episode> = mine.iter().flat_map(|l| l.episodes.iter()).collect();
+                ProcessReport {
+                    meta: p.clone(),
+                    joined_s: p.joined - rec.started,
+                    left_s: p.left.map(|t| t - rec.started),
+                    loops: mine.into_iter().map(loop_report).collect(),
+                    blocking_frames: crate::analysis::metrics::blocking_frames(&episodes),
+                }
+            })
+            .collect();
+        (None, Some(processes))
+    } else {
+        (Some(analysis.loops.iter().map(loop_report).collect()), None)
+    };
     RecordReport {
         schema_version: SCHEMA_VERSION,
         kind: "record",
+        subprocesses: rec.is_fleet(),
         target,
         recording: RecordingFacts {
             rate_hz: rec.rate_hz,
@@ -87,7 +133,8 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             blocking_mode,
             threshold_ms: analysis.threshold_ms,
         },
-        loops: analysis.loops.iter().map(|l| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() }).collect(),
+        loops,
+        processes,
         blocking_frames: analysis.blocking_frames.clone(),
     }
 }
@@ -99,8 +146,27 @@ pub const FAILED_WARN_PCT: f64 = 20.0;
 /// A rate achieved below this share of the asked one is reported.
 pub const RATE_WARN_SHARE: f64 = 0.9;
 
-/// Looks per second per loop (samples and failed looks).
+/// Looks per second per loop (samples and failed looks). With several processes, over the
+/// time each loop was there: from its first look until its process left or the recording ended.
 pub fn achieved_hz(rec: &Recording) -> f64 {
+    if rec.is_fleet() {
+        let mut first: Vec<Option<f64>> = vec![None; rec.loops.len()];
+        let looks = rec.samples.iter().map(|s| (s.loop_index, s.t)).chain(rec.failures.iter().map(|f| (f.loop_index, f.t)));
+        for (l, t) in looks {
+            if let Some(f) = first.get_mut(l as usize) {
+                *f = Some(f.map_or(t, |x: f64| x.min(t)));
+            }
+        }
+        let lived: f64 = first
+            .iter()
+            .enumerate()
+            .filter_map(|(l, f)| {
+                let end = rec.process_of_loop(l as u16).and_then(|p| rec.processes[p as usize].left).unwrap_or(rec.ended).min(rec.ended);
+                f.map(|f| (end - f).max(0.0))
+            })
+            .sum();
+        return if lived <= 0.0 { 0.0 } else { (rec.samples.len() + rec.failures.len()) as f64 / lived };
+    }
     let loops = rec.loops.len().max(1) as f64;
     let d = rec.duration();
     if d <= 0.0 {
@@ -177,6 +243,28 @@ pub fn duration_ms(ms: f64) -> String {
 pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
     let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
     let warned: String = warnings(rec).iter().map(|w| format!("{w} | ")).collect();
+    if rec.is_fleet() {
+        // The busiest loop and the worst lag stand for the fleet; the flame graph has each.
+        let busiest = analysis.loops.iter().max_by(|a, b| a.busy_pct.total_cmp(&b.busy_pct));
+        let lag = analysis.loops.iter().map(|l| l.lag.max_ms).fold(0.0, f64::max);
+        let left = rec.processes.iter().filter(|p| p.left.is_some()).count();
+        return format!(
+            "{warned}{:.1} s, {} samples at {:.0} Hz per process | {} process{} ({} left), {} loop{} | busiest loop {:.1}% busy | lag max {} | {} blocking episode{} >= {:.0} ms",
+            rec.duration(),
+            rec.samples.len(),
+            rec.rate_hz,
+            rec.processes.len(),
+            if rec.processes.len() == 1 { "" } else { "es" },
+            left,
+            rec.loops.len(),
+            if rec.loops.len() == 1 { "" } else { "s" },
+            busiest.map(|l| l.busy_pct).unwrap_or(0.0),
+            duration_ms(lag),
+            episodes,
+            if episodes == 1 { "" } else { "s" },
+            analysis.threshold_ms
+        );
+    }
     let figures = match analysis.loops.first() {
         Some(l) => format!(
             "{:.1} s, {} samples at {:.0} Hz | busy {:.1}%, idle in select {:.1}% | lag p99 {}, max {} | {} blocking episode{} >= {:.0} ms",
@@ -201,6 +289,36 @@ fn e(s: &str) -> std::borrow::Cow<'_, str> {
     crate::base::escape::terminal(s)
 }
 
+/// A loop's figures in the summary.
+fn loop_lines(out: &mut String, lr: &LoopReport, indent: &str) {
+    let LoopReport { meta, summary: l } = lr;
+    let _ = writeln!(
+        out,
+        "{indent}{} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
+        e(meta.thread_name.as_deref().unwrap_or("thread")),
+        e(&meta.loop_class),
+        l.busy_pct,
+        l.select_pct,
+        duration_ms(l.lag.p50_ms),
+        duration_ms(l.lag.p99_ms),
+        duration_ms(l.lag.max_ms),
+        l.ready.max,
+        l.ready.trend_per_s,
+        l.episodes.len(),
+        if l.episodes.len() == 1 { "" } else { "s" }
+    );
+    if let Some(t) = &l.tasks {
+        let _ = writeln!(
+            out,
+            "{indent}pending tasks: {} now, max {} (trend {:+.1}/s){}",
+            t.pending_last,
+            t.pending_max,
+            t.pending_trend_per_s,
+            if t.truncated { " (registry cut at 1,000,000: lower bounds)" } else { "" }
+        );
+    }
+}
+
 /// The summary printed on stderr at the end of a recording.
 pub fn summary(rep: &RecordReport, written: &[String]) -> String {
     let mut out = String::new();
@@ -217,8 +335,12 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
     };
     let _ = writeln!(
         out,
-        "loopspy: recorded PID {} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed look{} ({:.1} %)",
+        "loopspy: recorded PID {}{} for {:.1} s ({end}): {} samples at {:.0} Hz, {} failed look{} ({:.1} %)",
         rep.target.pid,
+        match &rep.processes {
+            Some(p) => format!(" and its subprocesses ({} process{} with event loops)", p.len(), if p.len() == 1 { "" } else { "es" }),
+            None => String::new(),
+        },
         r.duration_s,
         r.samples,
         r.rate_hz,
@@ -233,31 +355,23 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
     for w in &r.warnings {
         let _ = writeln!(out, "  {w}");
     }
-    for LoopReport { meta, summary: l } in &rep.loops {
-        let _ = writeln!(
-            out,
-            "  {} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
-            e(meta.thread_name.as_deref().unwrap_or("thread")),
-            e(&meta.loop_class),
-            l.busy_pct,
-            l.select_pct,
-            duration_ms(l.lag.p50_ms),
-            duration_ms(l.lag.p99_ms),
-            duration_ms(l.lag.max_ms),
-            l.ready.max,
-            l.ready.trend_per_s,
-            l.episodes.len(),
-            if l.episodes.len() == 1 { "" } else { "s" }
-        );
-        if let Some(t) = &l.tasks {
-            let _ = writeln!(
-                out,
-                "  pending tasks: {} now, max {} (trend {:+.1}/s){}",
-                t.pending_last,
-                t.pending_max,
-                t.pending_trend_per_s,
-                if t.truncated { " (registry cut at 1,000,000: lower bounds)" } else { "" }
-            );
+    for l in rep.loops.iter().flatten() {
+        loop_lines(&mut out, l, "  ");
+    }
+    for p in rep.processes.iter().flatten() {
+        let mut head = format!("PID {} {}", p.meta.pid, e(&p.meta.command.join(" ")));
+        if head.chars().count() > 100 {
+            head = head.chars().take(97).collect::<String>() + "...";
+        }
+        let joined = if p.joined_s > 0.05 { format!(", joined at {:.1} s", p.joined_s) } else { String::new() };
+        let gone = match (p.meta.end, p.left_s) {
+            (Some(ProcessEnd::Exec), Some(t)) => format!(", ran exec() at {t:.1} s"),
+            (Some(ProcessEnd::Exited), Some(t)) => format!(", exited at {t:.1} s"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {head} (Python {}{joined}{gone}):", e(&p.meta.python));
+        for l in &p.loops {
+            loop_lines(&mut out, l, "    ");
         }
     }
     if !rep.blocking_frames.is_empty() {
