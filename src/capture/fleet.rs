@@ -39,6 +39,8 @@ enum State {
 
 struct Known {
     parent_pid: Option<i32>,
+    /// When it was first seen.
+    since: std::time::Instant,
     /// Order of discovery (reports list processes in it).
     seen: usize,
     state: State,
@@ -103,11 +105,11 @@ impl Fleet {
                 Some(Known { state: State::Taken, .. }) => false,
             };
             if retry {
-                let seen = match self.known.get(&id) {
-                    Some(k) => k.seen,
+                let (seen, since) = match self.known.get(&id) {
+                    Some(k) => (k.seen, k.since),
                     None => {
                         self.seen += 1;
-                        self.seen
+                        (self.seen, std::time::Instant::now())
                     }
                 };
                 let state = match Target::attach(id.pid, self.options) {
@@ -125,7 +127,7 @@ impl Fleet {
                         State::Refused { exe: exe.clone(), failure, permanent }
                     }
                 };
-                self.known.insert(id, Known { parent_pid, seen, state });
+                self.known.insert(id, Known { parent_pid, since, seen, state });
             }
             let Some(k) = self.known.get_mut(&id) else { continue };
             if matches!(&k.state, State::Waiting(target) if has_running_loop(target)) {
@@ -142,6 +144,16 @@ impl Fleet {
     /// still there, e.g. after `exec()`, is attached again at the next scan).
     pub fn release(&mut self, id: Identity) {
         self.known.remove(&id);
+    }
+
+    /// Is a descendant seen less than `within` ago still starting: not an interpreter yet, or
+    /// one that runs no loop yet? (Workers import their application before their loop runs.)
+    pub fn starting(&self, within: std::time::Duration) -> bool {
+        self.known.iter().any(|(id, k)| {
+            id.pid != self.root
+                && k.since.elapsed() < within
+                && matches!(k.state, State::Waiting(_) | State::Refused { permanent: false, .. })
+        })
     }
 
     /// Is anything of the tree left: the root, or a descendant?

@@ -20,10 +20,15 @@ pub fn wait_for_loop(spawned: &mut Spawned, timeout: Duration, options: AttachOp
     Ok(found.swap_remove(0).target)
 }
 
+/// A process of the tree seen less than this long ago that has no loop yet may be a worker
+/// still importing its application: with `settle`, it is waited for.
+const STARTING: Duration = Duration::from_secs(5);
+
 /// Wait until Python processes in the program's tree run event loops: returns the tree as
 /// looked at so far and the processes found (at least one). With `settle`, once a loop runs,
-/// keep looking until the tree has not changed for that long (workers starting side by
-/// side), within `timeout`; without, return at the first loop.
+/// keep looking until the tree has not changed for that long and no process that appeared in
+/// the last [`STARTING`] is still without a loop (workers starting side by side), within
+/// `timeout`; without, return at the first loop.
 pub fn wait_for_loops(
     spawned: &mut Spawned,
     timeout: Duration,
@@ -53,7 +58,9 @@ pub fn wait_for_loops(
         if !found.is_empty() {
             match settle {
                 None => return Ok((fleet, found)),
-                Some(s) if changed.elapsed() >= s || Instant::now() >= deadline => return Ok((fleet, found)),
+                Some(s) if (changed.elapsed() >= s && !fleet.starting(STARTING)) || Instant::now() >= deadline => {
+                    return Ok((fleet, found))
+                }
                 Some(_) => {}
             }
         }
