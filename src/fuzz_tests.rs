@@ -215,7 +215,11 @@ proptest! {
                 state,
                 activity: match bits % 3 { 0 => ThreadActivity::OnCpu, 1 => ThreadActivity::Waiting(230 + (bits % 2) as i64), _ => ThreadActivity::Blocked },
                 ready: *ready,
-                lateness: (bits % 7 != 0).then_some(*late as f32 / 1000.0),
+                lateness: match bits % 7 {
+                    0 => None,
+                    1 if bits % 3 == 0 => Some(Sample::LAG_UNKNOWN),
+                    _ => Some(*late as f32 / 1000.0),
+                },
                 stack: stacks[((bits >> 2) % 16) as usize],
                 loop_frames: bits % 2,
                 callback: busy.then_some(((bits >> 3) % 2) as u64),
@@ -239,6 +243,7 @@ proptest! {
                 prop_assert!(close(a, b), "{what} {a} {b}");
             }
             prop_assert_eq!(g.lag.max_ms, r.lag.max_ms);
+            prop_assert_eq!(g.lag.unknown_samples, r.lag.unknown_samples);
             for (a, b) in [(g.lag.p50_ms, r.lag.p50_ms), (g.lag.p99_ms, r.lag.p99_ms)] {
                 prop_assert!(a >= b - 1e-9 && a <= b * crate::analysis::stream::LAG_BUCKET_RATIO + 1e-6, "lag percentile {a} vs exact {b}");
             }

@@ -48,6 +48,9 @@ pub struct LagStats {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Samples whose lag is unknown (the timers kept changing while they were read): left
+    /// out of the percentiles.
+    pub unknown_samples: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

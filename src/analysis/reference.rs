@@ -14,14 +14,15 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-pub fn lag_ms(s: &Sample) -> f64 {
-    s.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0)
-}
-
 pub fn lag_stats(samples: &[&Sample]) -> LagStats {
-    let mut lags: Vec<f64> = samples.iter().map(|s| lag_ms(s)).collect();
+    let mut lags: Vec<f64> = samples.iter().filter_map(|s| s.lag_ms()).collect();
     lags.sort_by(f64::total_cmp);
-    LagStats { p50_ms: percentile(&lags, 0.5), p99_ms: percentile(&lags, 0.99), max_ms: lags.last().copied().unwrap_or(0.0) }
+    LagStats {
+        p50_ms: percentile(&lags, 0.5),
+        p99_ms: percentile(&lags, 0.99),
+        max_ms: lags.last().copied().unwrap_or(0.0),
+        unknown_samples: samples.iter().filter(|s| s.lag_ms().is_none()).count() as u32,
+    }
 }
 
 /// Time each sample stands for: up to the next sample, capped at two intervals (a gap means

@@ -62,7 +62,7 @@ impl LagHistogram {
     }
 
     pub fn stats(&self) -> LagStats {
-        LagStats { p50_ms: self.percentile(0.5), p99_ms: self.percentile(0.99), max_ms: self.max }
+        LagStats { p50_ms: self.percentile(0.5), p99_ms: self.percentile(0.99), max_ms: self.max, unknown_samples: 0 }
     }
 
     /// Counts at or under each bound (ms), and the total: a cumulative histogram.
@@ -185,6 +185,8 @@ pub struct LoopStream {
     unknown_w: f64,
     stopped_w: f64,
     lag: LagHistogram,
+    /// Samples whose lag is unknown (timers unreadable).
+    lag_unknown: u32,
     ready_sum: f64,
     ready_max: u32,
     ready_last: u32,
@@ -228,6 +230,7 @@ impl LoopStream {
             unknown_w: 0.0,
             stopped_w: 0.0,
             lag: LagHistogram::default(),
+            lag_unknown: 0,
             ready_sum: 0.0,
             ready_max: 0,
             ready_last: 0,
@@ -250,7 +253,10 @@ impl LoopStream {
             self.settle(&p, w, opts);
         }
         self.samples += 1;
-        self.lag.add(lag_ms(s));
+        match lag_ms(s) {
+            Some(ms) => self.lag.add(ms),
+            None => self.lag_unknown += 1,
+        }
         self.ready_sum += s.ready as f64;
         self.ready_max = self.ready_max.max(s.ready);
         self.ready_last = s.ready;
@@ -291,7 +297,7 @@ impl LoopStream {
                 if is_busy(s.state) {
                     acc.busy += w;
                 }
-                acc.lags.push(lag_ms(s));
+                acc.lags.extend(lag_ms(s));
                 acc.ready_sum += s.ready as f64;
                 acc.ready_max = acc.ready_max.max(s.ready);
             }
@@ -419,6 +425,7 @@ impl LoopStream {
                 let mut l = self.lag.stats();
                 l.p50_ms = l.p50_ms.min(l.max_ms);
                 l.p99_ms = l.p99_ms.min(l.max_ms);
+                l.unknown_samples = self.lag_unknown;
                 l
             },
             ready: ReadyStats {
@@ -521,8 +528,8 @@ fn run_episode(rec: &Recording, opts: &StreamOptions, run: &RunAcc, next: Option
     })
 }
 
-fn lag_ms(s: &Sample) -> f64 {
-    s.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0)
+fn lag_ms(s: &Sample) -> Option<f64> {
+    s.lag_ms()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

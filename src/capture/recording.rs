@@ -95,7 +95,8 @@ pub struct Sample {
     pub activity: ThreadActivity,
     pub ready: u32,
     /// Earliest live timer's lateness in seconds: positive when overdue, negative when still
-    /// ahead; `None` when no live timer exists.
+    /// ahead; `None` when no live timer exists; [`Sample::LAG_UNKNOWN`] when the timers
+    /// could not be read (read it through [`Sample::lag_ms`]).
     pub lateness: Option<f32>,
     /// Interned stack of the loop thread, innermost first.
     pub stack: u32,
@@ -118,6 +119,22 @@ pub struct FailedSample {
     pub t: f64,
     pub loop_index: u16,
     pub reason: FailReason,
+}
+
+impl Sample {
+    /// Stored in `lateness` when the timers kept changing while they were read: the lag of
+    /// that look is unknown (its state, stack and ready depth stand).
+    pub const LAG_UNKNOWN: f32 = f32::INFINITY;
+
+    /// The loop's lag at this sample in milliseconds: how late the most overdue timer is, 0
+    /// when none is due (or none exists); `None` when unknown.
+    pub fn lag_ms(&self) -> Option<f64> {
+        match self.lateness {
+            Some(l) if l == Self::LAG_UNKNOWN => None,
+            Some(l) => Some((l as f64 * 1e3).max(0.0)),
+            None => Some(0.0),
+        }
+    }
 }
 
 /// A stack of another thread (`--all-threads`).

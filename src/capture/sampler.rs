@@ -277,7 +277,7 @@ impl Sampler {
             state: s.state,
             activity: ThreadActivity::from_syscall(s.syscall),
             ready: s.figures.ready.min(u32::MAX as u64) as u32,
-            lateness: s.lateness().map(|l| l as f32),
+            lateness: if s.figures.timers_known { s.lateness().map(|l| l as f32) } else { Some(Sample::LAG_UNKNOWN) },
             stack: rec.intern_stack(&s.frames),
             loop_frames: s.loop_frames.min(u16::MAX as usize) as u16,
             callback: s.callback,

@@ -238,7 +238,7 @@ fn say_raw(text: &str) {
 }
 
 fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
-    let lag = rec.samples.last().and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
+    let lag = rec.samples.last().and_then(|s| s.lag_ms()).unwrap_or(0.0);
     let busy = rec.samples.iter().rev().take(rec.rate_hz as usize).filter(|s| is_busy(s.state)).count() as f64
         / rec.samples.len().clamp(1, rec.rate_hz.max(1.0) as usize) as f64;
     let pending = rec.task_counts.last().map(|c| format!(" | {} pending tasks", c.counts.pending)).unwrap_or_default();

@@ -163,6 +163,9 @@ pub struct TimersReport {
     /// The earliest live timer already due and waiting in the ready queue behind the callback
     /// that runs (asyncio's loops move due timers there before running them).
     pub earliest_in_ready: Option<EarliestTimer>,
+    /// False when the timers kept changing while they were read (or too many cancelled ones
+    /// hid the earliest live one): `earliest` and `lag_ms` are then unknown (null).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,8 +240,9 @@ fn loop_report(l: &LoopView) -> LoopReport {
             count: l.figures.timers,
             earliest: l.figures.earliest_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
             earliest_in_ready: l.figures.ready_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
+            complete: l.figures.timers_known,
         },
-        lag_ms: lateness.map(|late| (late * 1e3).max(0.0)),
+        lag_ms: lateness.filter(|_| l.figures.timers_known).map(|late| (late * 1e3).max(0.0)),
         fds: l.figures.fds,
         selector: l.figures.selector.clone(),
         callback: l.callback.as_ref().map(|c| CallbackReport {
@@ -453,6 +457,7 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
         let earliest = match &l.timers.earliest {
             Some(t) if t.due_in_ms < 0.0 => format!("; earliest overdue by {} (loop lag)", ms(-t.due_in_ms)),
             Some(t) => format!("; earliest due in {}", ms(t.due_in_ms)),
+            None if !l.timers.complete => "; earliest unknown (the timers changed while read: loop lag unknown)".to_string(),
             None if l.timers.count > 0 => "; all cancelled".to_string(),
             None => String::new(),
         };

@@ -49,6 +49,11 @@ pub struct LoopFigures {
     pub loop_time: Option<f64>,
     /// The loop's iteration counter when it keeps one (libuv's `loop_count`).
     pub iteration: Option<u64>,
+    /// The timer figures (`earliest_timer`, `ready_timer`) are complete. False when the
+    /// timer heap or the ready queue kept changing while they were read (hundreds of timeouts
+    /// firing at once), or too many cancelled timers hid the earliest live one: the loop's
+    /// lag is then unknown for this look, while its state, stack and ready depth stand.
+    pub timers_known: bool,
 }
 
 /// The loop's class, named as users know it: uvloop's public `uvloop.Loop` (a Python

@@ -243,7 +243,10 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
             severity: if blocked { Severity::Alert } else { Severity::Warn },
         }
     } else {
-        let lag = last.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
+        let lag = match last.lag_ms() {
+            Some(ms) => duration_ms(ms),
+            None => "unknown".to_string(),
+        };
         let what = match rec.loops.first().map(|l| l.loop_kind) {
             Some(LoopKind::Uvloop) => "idle in epoll (uvloop)",
             _ => "idle in select",
@@ -260,7 +263,7 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
             })
             .unwrap_or_default();
         StateLine {
-            text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
+            text: format!("{what}: lag {lag}, {} ready{previous}", last.ready),
             severity: if last.state == crate::asyncio::loopstate::LoopState::Unknown { Severity::Info } else { Severity::Ok },
         }
     }
@@ -327,7 +330,7 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
         lag_max_ms: tail.iter().map(|w| w.lag_max_ms.round() as u64).collect(),
         ready_max: tail.iter().map(|w| w.ready_max as u64).collect(),
         busy_pct: tail.iter().map(|w| w.busy_pct.round() as u64).collect(),
-        lag_now_ms: last.and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0),
+        lag_now_ms: last.and_then(|s| s.lag_ms()).unwrap_or(0.0),
         lag_p99_ms: analysis.loops.first().map(|l| l.lag.p99_ms).unwrap_or(0.0),
         lag_peak_ms: tail.iter().map(|w| w.lag_max_ms).fold(0.0, f64::max),
         ready_now: last.map(|s| s.ready).unwrap_or(0),
