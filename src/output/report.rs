@@ -212,9 +212,8 @@ pub fn warnings(rec: &Recording) -> Vec<String> {
     } else if let Some((i, pct)) = worst {
         let name = rec.loops[i].thread_name.clone().unwrap_or_else(|| format!("thread {}", rec.loops[i].native_id.unwrap_or(0)));
         out.push(format!(
-            "WARNING: {pct:.0} % of the looks at the loop of {} failed ({} of all loops): its figures describe only the rest. Try again; --blocking pauses the target while reading.",
+            "WARNING: {pct:.0} % of the looks at the loop of {} failed ({failed:.1} % of all loops): its figures describe only the rest. Try again; --blocking pauses the target while reading.",
             crate::base::escape::terminal(&name),
-            format!("{failed:.1} %"),
         ));
     }
     let paused = paused_pct(rec);

@@ -165,10 +165,8 @@ impl SelectorLoop {
                 })();
                 timers = fresh;
             }
-            let (earliest_timer, ready_timer, cancelled_timers_seen, timers_known) = match timers {
-                Ok(t) => t,
-                Err(_) => (None, None, 0, false),
-            };
+            // (An error leaves every figure empty and `timers_known` false.)
+            let (earliest_timer, ready_timer, cancelled_timers_seen, timers_known) = timers.unwrap_or_default();
             Ok(LoopFigures {
                 ready,
                 timers: len,
