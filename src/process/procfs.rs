@@ -255,6 +255,23 @@ pub fn parse_timens_monotonic(text: &str) -> Option<f64> {
     })
 }
 
+/// When a process started, in our `CLOCK_MONOTONIC` seconds. `/proc/PID/stat` gives its
+/// start in clock ticks since boot, counting time suspended (as `CLOCK_BOOTTIME` does), so
+/// the time this machine spent suspended is taken off.
+pub fn started_monotonic(pid: i32) -> Option<f64> {
+    let stat = read_small(&proc_path(pid, "stat")).ok()?;
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    // After "(comm)": state is field 3; starttime is field 22.
+    let text = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let ticks: f64 = text.split_whitespace().nth(19)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let boottime = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let to_s = |ts: nix::sys::time::TimeSpec| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9;
+    let suspended = (to_s(boottime) - to_s(monotonic)).max(0.0);
+    Some(ticks / hz as f64 - suspended)
+}
+
 /// Our own `CLOCK_MONOTONIC`, in seconds (the clock asyncio's `loop.time()` uses).
 pub fn monotonic_now() -> f64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
@@ -307,6 +324,18 @@ mod tests {
         assert!(matches!(syscall_name(nr), Some("nanosleep" | "clock_nanosleep")), "{nr}");
         sleeper.join().unwrap();
         assert_eq!(monotonic_offset(me), 0.0);
+    }
+
+    #[test]
+    fn a_process_started_before_now_and_a_new_one_just_now() {
+        let me = started_monotonic(std::process::id() as i32).unwrap();
+        let now = monotonic_now();
+        assert!(me <= now + 0.02, "{me} > {now}");
+        let mut child = std::process::Command::new("sleep").arg("1").spawn().unwrap();
+        let born = started_monotonic(child.id() as i32).unwrap();
+        assert!((born - monotonic_now()).abs() < 1.0, "{born} vs {}", monotonic_now());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

@@ -234,17 +234,37 @@ impl SelectorLoop {
         let (when, cancelled) = self.timers(r, &[head])?[0];
         // The head may have left the heap (and been freed, its memory reused) while we read
         // it: its figures count only if the heap still starts with it.
-        let ss = r.list_head_span();
-        let mut again = vec![0u8; ss + 8];
-        if r.memory().read_many(&[(heap, ss), (items, 8)], &mut again)? < again.len()
-            || r.list_head_in(heap, &again[..ss])? != (len, items)
-            || le::u64(&again, ss as u64)? != head
-        {
-            return Err(Error::invalid(heap, "the timer heap changed while it was read"));
-        }
+        let unchanged = |r: &ObjectReader<M>| -> Result<()> {
+            let ss = r.list_head_span();
+            let mut again = vec![0u8; ss + 8];
+            if r.memory().read_many(&[(heap, ss), (items, 8)], &mut again)? < again.len()
+                || r.list_head_in(heap, &again[..ss])? != (len, items)
+                || le::u64(&again, ss as u64)? != head
+            {
+                return Err(Error::invalid(heap, "the timer heap changed while it was read"));
+            }
+            Ok(())
+        };
+        unchanged(r)?;
         if !cancelled {
             return Ok((Some(when), 0, true));
         }
+        // A search below a cancelled head reads timers deeper in the heap: they count only if
+        // the heap did not change meanwhile (a timer popped may be freed and reused).
+        let found = self.search_below_cancelled(r, heap, len, items, when)?;
+        unchanged(r)?;
+        Ok(found)
+    }
+
+    fn search_below_cancelled<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        heap: u64,
+        len: u64,
+        items: u64,
+        when: f64,
+    ) -> Result<(Option<f64>, u64, bool)> {
+        let cancelled = true;
         // Ordered by `when` first (reversed: the std heap pops the largest).
         let mut frontier: BinaryHeap<(Reverse<OrdF64>, bool, u64)> = BinaryHeap::new();
         frontier.push((Reverse(OrdF64(when)), cancelled, 0));
