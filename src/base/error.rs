@@ -45,6 +45,63 @@ pub struct Access {
     pub target_not_dumpable: bool,
 }
 
+/// Every exit code: `(code, short name for --help, meaning, what to do)`. The one table that
+/// `loopspy --help` and docs/cli.md show (a test checks the docs against it).
+pub const EXIT_CODES: &[(i32, &str, &str, &str)] = &[
+    (exit::OK, "ok", "success", ""),
+    (exit::INTERNAL, "internal error", "internal error (a bug)", "please report it with the message"),
+    (exit::USAGE, "usage", "bad command line", "see `loopspy <command> --help`"),
+    (exit::NO_SUCH_PROCESS, "no such process", "no process with that PID", "check the PID; in a container use the PID the container sees"),
+    (
+        exit::PERMISSION_DENIED,
+        "permission denied",
+        "permission denied",
+        "the message says which of uid, `ptrace_scope`, `CAP_SYS_PTRACE` or a non-dumpable target stops it, and the fix; see [containers.md](containers.md)",
+    ),
+    (exit::NOT_PYTHON, "not Python", "not a CPython process", "point at the Python process, not a shell or launcher"),
+    (
+        exit::UNSUPPORTED_PYTHON,
+        "unsupported Python",
+        "a Python loopspy cannot read",
+        "the message names the version; supported: CPython 3.8–3.15, GIL builds, x86_64 Linux",
+    ),
+    (exit::NO_EVENT_LOOP, "no event loop", "no running asyncio event loop", "the message lists the Python threads seen and where each one is"),
+    (exit::TARGET_EXITED, "target exited", "the target exited", ""),
+    (
+        exit::SPAWN_FAILED,
+        "could not start the command",
+        "the program given after `--` could not be started, or exited before its loop started",
+        "",
+    ),
+    (exit::OUTPUT_FAILED, "could not write output", "output could not be written", ""),
+    (
+        exit::UNREADABLE,
+        "target changed too fast to read",
+        "the target changed too fast to read consistently (after 5 attempts)",
+        "try again, or `--blocking`",
+    ),
+    (
+        exit::UNSUPPORTED_LOOP,
+        "unsupported loop class",
+        "the event loop is of a class loopspy cannot read",
+        "the message names the class; supported: asyncio's own loops and uvloop",
+    ),
+    (
+        exit::TARGET_STOPPED,
+        "target stopped (--blocking)",
+        "`--blocking` asked for a stopped target (SIGSTOP, Ctrl-Z, a debugger)",
+        "`kill -CONT PID`, or leave out `--blocking`",
+    ),
+    (exit::HUNG_UP, "stopped by SIGHUP", "the terminal hung up (SIGHUP)", "what was recorded was written first"),
+    (exit::INTERRUPTED, "stopped by SIGINT", "interrupted (Ctrl-C, SIGINT)", "what was recorded was written first"),
+    (exit::TERMINATED, "stopped by SIGTERM", "terminated (SIGTERM)", "what was recorded was written first"),
+];
+
+/// `0 ok, 1 internal error, 2 usage, ...`: the exit codes for `--help`.
+pub fn exit_codes_line() -> String {
+    EXIT_CODES.iter().map(|(code, short, _, _)| format!("{code} {short}")).collect::<Vec<_>>().join(", ")
+}
+
 /// A Python thread seen while looking for event loops (for the "no event loop" message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadBrief {
