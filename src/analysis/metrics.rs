@@ -243,7 +243,7 @@ pub fn blame_counts(rec: &Recording, stacks: &[((u32, u16), u32)]) -> Option<Bla
         lines: Vec<(i32, usize)>,
         kind: u8,
     }
-    let mut seen: HashMap<(std::rc::Rc<str>, std::rc::Rc<str>), Seen> = HashMap::new();
+    let mut seen: HashMap<(std::sync::Arc<str>, std::sync::Arc<str>), Seen> = HashMap::new();
     let mut innermost: Vec<((String, String, i32), usize)> = Vec::new();
     let mut n = 0usize;
     for &((stack, loop_frames), weight) in stacks {
@@ -254,7 +254,7 @@ pub fn blame_counts(rec: &Recording, stacks: &[((u32, u16), u32)]) -> Option<Bla
         let Some(top) = frames.first() else { continue };
         n += weight;
         innermost.push(((top.function.to_string(), top.file.to_string(), top.line), weight));
-        let mut counted: Vec<(std::rc::Rc<str>, std::rc::Rc<str>)> = Vec::new();
+        let mut counted: Vec<(std::sync::Arc<str>, std::sync::Arc<str>)> = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let depth = frames.len() - i; // 1 = the frame the loop called
             let key = (f.function.clone(), f.file.clone());
@@ -332,37 +332,6 @@ pub struct CurrentRun {
     pub task: Option<String>,
 }
 
-/// The run of the callback the loop is in at its last sample (`None` when not in one).
-pub fn current_run(rec: &Recording, loop_index: u16) -> Option<CurrentRun> {
-    // Enough trailing samples for any run we would show (a few minutes at 1000 Hz).
-    let recent: Vec<&Sample> = rec.samples.iter().rev().filter(|s| s.loop_index == loop_index).take(200_000).collect();
-    let last = recent.iter().find(|s| s.state != LoopState::Unknown)?;
-    if last.state != LoopState::Callback {
-        return None;
-    }
-    let mut run: Vec<&Sample> = Vec::new();
-    let mut before = None;
-    for s in &recent {
-        match s.state {
-            LoopState::Unknown => continue,
-            LoopState::Callback if s.callback == last.callback => run.push(s),
-            _ => {
-                before = Some(s.t);
-                break;
-            }
-        }
-    }
-    run.reverse();
-    let first = run.first()?.t;
-    let start = before.map_or(first, |b| first - ((first - b) / 2.0).min(rec.interval()));
-    Some(CurrentRun {
-        duration_ms: (last.t - start).max(0.0) * 1e3,
-        samples: run.len(),
-        blame: blame(rec, &run),
-        task: mode(run.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone()),
-    })
-}
-
 /// Frames that blocked, summed over episodes.
 pub fn blocking_frames(episodes: &[&Episode]) -> Vec<BlockingFrame> {
     let mut by_frame: Vec<BlockingFrame> = Vec::new();
@@ -411,17 +380,18 @@ pub fn blocking_frames(episodes: &[&Episode]) -> Vec<BlockingFrame> {
 pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
     let since = opts.since.unwrap_or(f64::MIN);
     let origin = opts.since.unwrap_or(rec.started).max(rec.started);
-    let mut stream = Stream::new(StreamOptions {
-        keep_threshold: opts.threshold,
-        window: opts.window,
-        origin,
-        interval: rec.interval(),
-        started: rec.started,
-        since,
-    });
-    for s in rec.samples.iter().filter(|s| s.t >= since) {
-        stream.push(rec, s);
-    }
+    let stream = Stream::over(
+        rec,
+        StreamOptions {
+            keep_threshold: opts.threshold,
+            window: opts.window,
+            origin,
+            interval: rec.interval(),
+            started: rec.started,
+            since,
+            max_episodes: None,
+        },
+    );
     analysis_of(&stream, rec, opts.threshold)
 }
 

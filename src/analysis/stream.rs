@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::metrics::{
-    blame_counts, is_busy, mode_weighted, Episode, FrameInfo, LagStats, LoopSummary, ReadyStats, TaskPoint, TaskStats, Window,
+    blame_counts, is_busy, mode_weighted, CurrentRun, Episode, FrameInfo, LagStats, LoopSummary, ReadyStats, TaskPoint, TaskStats, Window,
     MIN_EPISODE_SAMPLES,
 };
 use crate::asyncio::loopstate::LoopState;
@@ -200,6 +200,10 @@ pub struct LoopStream {
     longest_busy: f64,
     last_busy_for: Option<f32>,
     episodes: Vec<Episode>,
+    /// Episodes dropped to keep at most `max_episodes`.
+    episodes_dropped: u64,
+    /// The last sample whose state was known.
+    last_known: Option<Sample>,
 }
 
 /// How a stream is set up.
@@ -216,6 +220,25 @@ pub struct StreamOptions {
     pub started: f64,
     /// Task counts before this are left out (samples before it are not pushed).
     pub since: f64,
+    /// Episodes kept per loop, the oldest dropped first (a live view that runs for days);
+    /// `None`: all.
+    pub max_episodes: Option<usize>,
+}
+
+impl StreamOptions {
+    /// For a whole recording: episodes at least `threshold` long, windows of `window`
+    /// seconds from the start.
+    pub fn for_recording(rec: &Recording, threshold: f64, window: f64) -> Self {
+        StreamOptions {
+            keep_threshold: threshold,
+            window,
+            origin: rec.started,
+            interval: rec.interval(),
+            started: rec.started,
+            since: f64::MIN,
+            max_episodes: None,
+        }
+    }
 }
 
 impl LoopStream {
@@ -242,6 +265,8 @@ impl LoopStream {
             longest_busy: 0.0,
             last_busy_for: None,
             episodes: Vec::new(),
+            episodes_dropped: 0,
+            last_known: None,
         }
     }
 
@@ -272,6 +297,9 @@ impl LoopStream {
         }
         self.prev_t = Some(s.t);
         self.pending = Some(*s);
+        if s.state != LoopState::Unknown {
+            self.last_known = Some(*s);
+        }
     }
 
     /// Account a sample whose weight is now known.
@@ -347,6 +375,13 @@ impl LoopStream {
         if let Some(e) = run_episode(rec, opts, &run, next, self.loop_index) {
             if e.end - e.start >= opts.keep_threshold {
                 self.episodes.push(e);
+                if let Some(max) = opts.max_episodes {
+                    if self.episodes.len() > max {
+                        let excess = self.episodes.len() - max;
+                        self.episodes.drain(..excess);
+                        self.episodes_dropped += excess as u64;
+                    }
+                }
             }
         }
     }
@@ -457,6 +492,58 @@ impl LoopStream {
     /// The episodes kept so far (at least the keep threshold), oldest first.
     pub fn episodes(&self) -> &[Episode] {
         &self.episodes
+    }
+
+    /// Episodes dropped to keep at most `max_episodes` (the oldest).
+    pub fn episodes_dropped(&self) -> u64 {
+        self.episodes_dropped
+    }
+
+    /// The last sample taken, and the last whose state was known.
+    pub fn last(&self) -> Option<&Sample> {
+        self.pending.as_ref()
+    }
+
+    pub fn last_known(&self) -> Option<&Sample> {
+        self.last_known.as_ref()
+    }
+
+    /// The callback the loop is in at its last known sample: how long it has run (from the
+    /// start an episode of it would have), what it is blamed on, its task. `None` when the
+    /// loop is not in a callback.
+    pub fn current_run(&self, rec: &Recording, opts: &StreamOptions) -> Option<CurrentRun> {
+        let last = self.last_known.as_ref()?;
+        let run = self.run.as_ref()?;
+        if last.state != LoopState::Callback || run.callback != last.callback || run.last_t != last.t {
+            return None;
+        }
+        let start = match run.before_t {
+            None => run.first_t,
+            Some(prev) => run.first_t - ((run.first_t - prev) / 2.0).min(opts.interval),
+        };
+        Some(CurrentRun {
+            duration_ms: (last.t - start).max(0.0) * 1e3,
+            samples: run.busy,
+            blame: blame_counts(rec, run.stacks.items()),
+            task: run.tasks.mode().map(|t| rec.tasks.get(t).clone()),
+        })
+    }
+
+    /// Busy share (percent) of the window the last sample falls in, so far.
+    pub fn busy_now_pct(&self, opts: &StreamOptions) -> f64 {
+        let Some(last) = &self.pending else { return 0.0 };
+        if opts.window <= 0.0 {
+            return 0.0;
+        }
+        let k = ((last.t - opts.origin) / opts.window).floor();
+        let acc = if k >= 0.0 { self.windows.get(k as usize) } else { None };
+        let (mut w, mut busy) = acc.map_or((0.0, 0.0), |a| (a.weight, a.busy));
+        // The last sample itself, for one interval.
+        w += opts.interval;
+        if is_busy(last.state) {
+            busy += opts.interval;
+        }
+        100.0 * busy / w
     }
 
     /// Samples taken of this loop.
@@ -583,6 +670,15 @@ impl Stream {
 
     pub fn loop_stream(&self, i: usize) -> Option<&LoopStream> {
         self.loops.get(i)
+    }
+
+    /// A whole recording, streamed.
+    pub fn over(rec: &Recording, opts: StreamOptions) -> Stream {
+        let mut stream = Stream::new(opts);
+        for s in rec.samples.iter().filter(|s| s.t >= opts.since) {
+            stream.push(rec, s);
+        }
+        stream
     }
 
     /// Per loop of the recording (those without samples too), the figures now.

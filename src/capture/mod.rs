@@ -1,7 +1,9 @@
 pub mod capture_file;
+pub mod collector;
 pub mod launch;
 pub mod probe;
 pub mod recording;
 pub mod sampler;
 pub mod snapshot;
 pub mod task_counter;
+pub mod task_pane;
