@@ -397,7 +397,7 @@ fn check(a: &Args, interp: &common::Interp) {
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
     let mut t = retry("loopspy attach", || Target::attach(pid, AttachOptions::default()));
-    let tids = loopspy::process::procfs::tids(pid).unwrap();
+    let tids = loopspy::process::procfs::task_ids(pid).unwrap();
     let threads = loopspy::python::interp::threads(&t.reader, t.interp, &tids).unwrap();
     let (mut fast, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());

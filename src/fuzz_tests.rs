@@ -71,7 +71,8 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     }
     let _ = r.set_keys(obj, 1000);
     let _ = tasks::enumerate(&r, obj, &[]);
-    let _ = interp::threads(&r, obj, &[1, 2, 3]);
+    let tasks = [1, 2, 3].map(|t| crate::process::procfs::TaskId { tid: t + 100, ns_tid: t });
+    let _ = interp::threads(&r, obj, &tasks);
     let _ = interp::running_loop(&r, obj);
     let _ = interp::thread_names(&r, obj);
     let _ = callback::describe(&r, obj);

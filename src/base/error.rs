@@ -48,7 +48,10 @@ pub struct Access {
 /// A Python thread seen while looking for event loops (for the "no event loop" message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadBrief {
+    /// The thread's id as the target sees it (`threading.get_native_id()`).
     pub native_id: Option<i32>,
+    /// Its id in loopspy's PID namespace (equal unless the target has a PID namespace of its own).
+    pub host_tid: Option<i32>,
     pub name: Option<String>,
     /// Innermost Python function, when known.
     pub top_frame: Option<String>,
@@ -205,8 +208,12 @@ impl fmt::Display for Failure {
                 for t in threads {
                     write!(
                         f,
-                        "\n  - thread {} {}: {}",
+                        "\n  - thread {}{} {}: {}",
                         t.native_id.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                        match (t.native_id, t.host_tid) {
+                            (Some(n), Some(h)) if n != h => format!(" (host tid {h})"),
+                            _ => String::new(),
+                        },
                         t.name.as_deref().map(|n| format!("\"{}\"", e(n))).unwrap_or_else(|| "(unnamed)".into()),
                         t.top_frame.as_deref().map(e).unwrap_or_else(|| "no Python frames".into()),
                     )?;

@@ -108,7 +108,7 @@ impl Sampler {
     /// loops are appended to `metas`.
     fn discover(&mut self, metas: &mut Vec<LoopMeta>) -> reader::Result<()> {
         let pid = self.target.pid;
-        let tids = procfs::tids(pid).unwrap_or_default();
+        let tids = procfs::task_ids(pid).unwrap_or_default();
         let mut threads = interp::threads(&self.target.reader, self.target.interp, &tids)?;
         if threads.iter().any(|t| t.running_loop.is_some()) && self.target.resolve_asyncio_late() {
             // Read with the interpreter's own asyncio offsets from now on.
