@@ -406,10 +406,10 @@ fn check(a: &Args, interp: &common::Interp) {
     let (mut spy_failed, mut spy_lines) = (0, 0);
     for i in 0..a.check {
         {
-            let _lock = t.spy.process.lock().expect("pause the target");
+            let _lock = t.process.lock().expect("pause the target");
             // py-spy now and then fails on a paused target too (3.12): those rounds are
             // compared with the plain walk only, and counted.
-            let theirs = t.spy.get_stack_traces().unwrap_or_else(|_| {
+            let theirs = t.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap_or_else(|_| {
                 spy_failed += 1;
                 Vec::new()
             });

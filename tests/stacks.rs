@@ -25,7 +25,7 @@ fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     let scenario = Scenario::start(interp_, script, &args);
     std::thread::sleep(std::time::Duration::from_millis(150));
     let mut target = Target::attach(scenario.pid(), AttachOptions::default()).unwrap();
-    let theirs = target.spy.get_stack_traces().unwrap();
+    let theirs = target.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap();
     let tids = loopspy::process::procfs::task_ids(scenario.pid()).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let mut reader = StackReader::new();
@@ -64,8 +64,8 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     let plumbing = |file: &str| loopspy::python::frames::SHIM_FILES.contains(&file);
     for round in 0..150u64 {
         {
-            let _paused = target.spy.process.lock().expect("pause the target");
-            let theirs = target.spy.get_stack_traces().unwrap_or_default();
+            let _paused = target.process.lock().expect("pause the target");
+            let theirs = target.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap_or_default();
             for t in &threads {
                 let r = &target.reader;
                 sampled.sample_stack(r, t.tstate, &mut refs, &mut stack).expect("sampled walk");

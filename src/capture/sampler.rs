@@ -198,7 +198,7 @@ impl Sampler {
         let stopped = kernels.iter().any(|k| crate::asyncio::loopstate::stopped(k.sched));
         let paused_at = Instant::now();
         let lock = if self.target.options.blocking && !stopped {
-            match self.target.spy.process.lock() {
+            match self.target.process.lock() {
                 Ok(lock) => Some(lock),
                 Err(_) if procfs::is_dead(self.target.pid) => return Err(SampleError::Exited),
                 Err(_) => None,

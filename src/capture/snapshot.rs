@@ -181,7 +181,7 @@ impl Looker {
             HashMap::new()
         };
         let _lock = if target.options.blocking {
-            Some(target.spy.process.lock().map_err(|e| {
+            Some(target.process.lock().map_err(|e| {
                 LookError::Failure(if procfs::is_dead(pid) {
                     Failure::TargetExited { pid }
                 } else {
