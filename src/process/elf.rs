@@ -7,6 +7,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::process::memory::Memory;
+
 const MAX_SECTIONS: u16 = 4096;
 const MAX_SEGMENTS: u16 = 512;
 const MAX_NAMES: u64 = 1 << 20;
@@ -157,6 +159,92 @@ impl ElfFile {
     }
 }
 
+/// The runtime address of the symbol `name` that the ELF object loaded at `base` (the start
+/// of its offset-0 mapping) exports, read from the process's memory alone: its program
+/// headers, its dynamic section, its GNU hash table and its dynamic symbols, which the dynamic
+/// linker needs and so are always mapped. For when the file itself cannot be opened (deleted,
+/// or behind a directory loopspy's user may not enter). Everything read is bounded; anything
+/// that does not add up is `None`.
+pub fn exported_in_memory<M: Memory>(mem: &M, base: u64, name: &str) -> Option<u64> {
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const DT_NULL: u64 = 0;
+    const DT_STRTAB: u64 = 5;
+    const DT_SYMTAB: u64 = 6;
+    const DT_STRSZ: u64 = 10;
+    const DT_GNU_HASH: u64 = 0x6fff_fef5;
+    const MAX_DYNAMIC: u64 = 1024;
+    const MAX_BUCKETS: u64 = 1 << 24;
+    const MAX_CHAIN: u64 = 1 << 20;
+    let read = |at: u64, len: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        mem.read(at, &mut buf).ok()?;
+        Some(buf)
+    };
+    let u32_in = |at: u64| read(at, 4).map(|b| u32_at(&b, 0));
+    let header = read(base, 64)?;
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u64_at(&header, 0x20), u16_at(&header, 0x36) as u64, u16_at(&header, 0x38));
+    if !(56..=MAX_ENTRY).contains(&phentsize) || phnum == 0 || phnum > MAX_SEGMENTS || phoff > 1 << 20 {
+        return None;
+    }
+    let table = read(base.checked_add(phoff)?, (phentsize * phnum as u64) as usize)?;
+    let segments: Vec<&[u8]> = (0..phnum as u64).map(|i| &table[(i * phentsize) as usize..((i + 1) * phentsize) as usize]).collect();
+    let first = segments.iter().filter(|ph| u32_at(ph, 0) == PT_LOAD).map(|ph| u64_at(ph, 0x10) & !0xfff).min()?;
+    let bias = base.wrapping_sub(first);
+    // The dynamic linker may have relocated the dynamic section's pointers in place (glibc
+    // does, musl does not): a pointer below the object's base is still a link-time address.
+    let at = |v: u64| if v < base { v.wrapping_add(bias) } else { v };
+    let dynamic = segments.iter().find(|ph| u32_at(ph, 0) == PT_DYNAMIC)?;
+    let count = (u64_at(dynamic, 0x28) / 16).min(MAX_DYNAMIC) as usize;
+    let entries = read(bias.wrapping_add(u64_at(dynamic, 0x10)), count * 16)?;
+    let (mut strtab, mut symtab, mut strsz, mut gnu_hash) = (None, None, None, None);
+    for e in entries.chunks_exact(16) {
+        let (tag, value) = (u64_at(e, 0), u64_at(e, 8));
+        match tag {
+            DT_NULL => break,
+            DT_STRTAB => strtab = Some(at(value)),
+            DT_SYMTAB => symtab = Some(at(value)),
+            DT_STRSZ => strsz = Some(value),
+            DT_GNU_HASH => gnu_hash = Some(at(value)),
+            _ => {}
+        }
+    }
+    let (strtab, symtab, strsz, hash_at) = (strtab?, symtab?, strsz?, gnu_hash?);
+    let head = read(hash_at, 16)?;
+    let (nbuckets, symoffset, bloom_size) = (u32_at(&head, 0) as u64, u32_at(&head, 4) as u64, u32_at(&head, 8) as u64);
+    if nbuckets == 0 || nbuckets > MAX_BUCKETS || bloom_size > MAX_BUCKETS {
+        return None;
+    }
+    let hash = name.bytes().fold(5381u32, |h, c| h.wrapping_mul(33).wrapping_add(c as u32));
+    let buckets = hash_at.wrapping_add(16).wrapping_add(bloom_size * 8);
+    let chains = buckets.wrapping_add(nbuckets * 4);
+    let mut index = u32_in(buckets.wrapping_add((hash as u64 % nbuckets) * 4))? as u64;
+    if index < symoffset {
+        return None;
+    }
+    for _ in 0..MAX_CHAIN {
+        let chain = u32_in(chains.wrapping_add((index - symoffset) * 4))?;
+        if chain | 1 == hash | 1 {
+            let sym = read(symtab.wrapping_add(index * 24), 24)?;
+            let name_at = u32_at(&sym, 0) as u64;
+            if name_at + name.len() as u64 + 1 <= strsz {
+                let found = read(strtab.wrapping_add(name_at), name.len() + 1)?;
+                if &found[..name.len()] == name.as_bytes() && found[name.len()] == 0 && u16_at(&sym, 6) != 0 {
+                    return Some(bias.wrapping_add(u64_at(&sym, 8)));
+                }
+            }
+        }
+        if chain & 1 == 1 {
+            return None;
+        }
+        index += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +279,41 @@ mod tests {
         header[0x3a..0x3c].copy_from_slice(&60_000u16.to_le_bytes());
         std::fs::write(&p, &header).unwrap();
         assert!(ElfFile::open(&p).unwrap().dynamic_symbol("x").is_err());
+    }
+
+    #[test]
+    fn exported_symbols_are_found_in_memory_as_in_the_file() {
+        let me = std::process::id() as i32;
+        let maps = crate::process::mapped::read(me).unwrap();
+        let libc = maps.iter().find(|m| m.offset == 0 && m.file_name().is_some_and(|n| n.starts_with("libc.so"))).expect("libc");
+        let elf = ElfFile::open(Path::new(libc.path.as_deref().unwrap())).unwrap();
+        let mem = crate::process::memory::ProcessMemory::new(me);
+        let bias = libc.start - elf.first_load_vaddr().unwrap();
+        for name in ["malloc", "free", "printf"] {
+            let from_file = elf.dynamic_symbol(name).unwrap().map(|v| v + bias);
+            assert_eq!(exported_in_memory(&mem, libc.start, name), from_file, "{name}");
+            assert!(from_file.is_some(), "{name}");
+        }
+        assert_eq!(exported_in_memory(&mem, libc.start, "no_such_symbol_anywhere"), None);
+        // Not an ELF header there.
+        assert_eq!(exported_in_memory(&mem, libc.start + 4096, "malloc"), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes where an ELF object should be: an answer or none, never a panic.
+        #[test]
+        fn exported_in_memory_survives_garbage(mut blob in proptest::collection::vec(proptest::prelude::any::<u8>(), 64..4096), seed: u64) {
+            blob[..6].copy_from_slice(b"\x7fELF\x02\x01");
+            let mut mem = crate::process::memory::FakeMemory::new();
+            // Pointers into the blob now and then, so the walk goes somewhere.
+            for (i, chunk) in blob.chunks_exact_mut(8).enumerate().skip(4) {
+                if (seed >> (i % 64)) & 1 == 1 {
+                    chunk.copy_from_slice(&(0x10_0000u64 + (u64::from(chunk[0]) * 8) % 4096).to_le_bytes());
+                }
+            }
+            mem.map(0x10_0000, blob);
+            let _ = exported_in_memory(&mem, 0x10_0000, "_PyRuntime");
+        }
     }
 
     #[test]

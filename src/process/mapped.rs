@@ -3,8 +3,8 @@
 //! it was loaded (an in-place upgrade) has no path any more, or a path to another file; a
 //! process in a chroot or in a mount namespace of its own shows paths that exist only there.
 //! The kernel keeps every mapped file reachable at `/proc/PID/map_files/START-END` (opening it
-//! needs CAP_SYS_ADMIN, which root has outside containers), and the process's root at
-//! `/proc/PID/root`. Whatever is opened is checked against the process's memory: the first
+//! needs CAP_SYS_ADMIN, which root has outside containers), the executable at `/proc/PID/exe`,
+//! and the process's root at `/proc/PID/root`. Whatever is opened is checked against the process's memory: the first
 //! bytes of a mapping must be the file's bytes at the mapping's offset, or it is not the file.
 
 use std::fs::File;
@@ -104,6 +104,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
 pub enum Via {
     /// `/proc/PID/map_files/START-END`: the mapped file itself, wherever it is or was.
     MapFiles,
+    /// `/proc/PID/exe`: the executable itself.
+    Exe,
     /// `/proc/PID/root` and the path as the process sees it (a chroot's own path taken off).
     TargetRoot,
     /// The path as `maps` shows it, from `/proc/PID/root` or from our own root.
@@ -124,6 +126,11 @@ pub fn open<M: Memory>(pid: i32, m: &Mapping, maps: &[Mapping], mem: &M) -> Opti
 fn candidates(pid: i32, m: &Mapping) -> Vec<(PathBuf, Via)> {
     let mut out = vec![(PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end)), Via::MapFiles)];
     let Some(path) = m.path.as_deref() else { return out };
+    // The executable is also at /proc/PID/exe (which anyone who may read the process opens).
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    if std::fs::read_link(&exe).is_ok_and(|e| e.to_str().map(|e| e.trim_end_matches(DELETED)) == Some(path)) {
+        out.push((exe, Via::Exe));
+    }
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     // `maps` names files from our root; the process's own root (`readlink /proc/PID/root`)
     // shows the same way, so a chroot's path is a prefix to take off.

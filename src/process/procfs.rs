@@ -185,15 +185,29 @@ fn status_field(pid: &str, field: &str) -> Option<String> {
 /// The facts behind a permission error reading `pid`.
 pub fn access(pid: i32) -> Access {
     use std::os::unix::fs::MetadataExt;
-    let our_uid = nix::unistd::geteuid().as_raw();
-    let target_uid = uid(pid).ok();
+    let ids = |who: &str, field: &str| -> Option<[u32; 3]> {
+        let line = status_field(who, field)?;
+        let v: Vec<u32> = line.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
+        v.try_into().ok()
+    };
+    let pid_s = pid.to_string();
+    let target_uids = ids(&pid_s, "Uid:");
     let ptrace_scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().and_then(|s| s.trim().parse().ok());
     let cap_sys_ptrace = status_field("self", "CapEff:")
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
     let files_owner = fs::metadata(proc_path(pid, "maps")).ok().map(|m| m.uid());
-    let target_not_dumpable = matches!((files_owner, target_uid), (Some(0), Some(u)) if u != 0);
-    Access { our_uid, target_uid, ptrace_scope, cap_sys_ptrace, target_not_dumpable }
+    let target_not_dumpable = matches!((files_owner, target_uids), (Some(0), Some([u, _, _])) if u != 0);
+    Access {
+        our_uid: nix::unistd::getuid().as_raw(),
+        our_gid: nix::unistd::getgid().as_raw(),
+        target_uids,
+        target_gids: ids(&pid_s, "Gid:"),
+        ptrace_scope,
+        cap_sys_ptrace,
+        target_not_dumpable,
+        seccomp_filter: status_field("self", "Seccomp:").is_some_and(|m| m == "2"),
+    }
 }
 
 /// What a thread is doing in the kernel, from `/proc/PID/task/TID/syscall`.

@@ -2,12 +2,12 @@
 //! through `/proc/PID/exe` (always the mapped file) but a shared libpython through
 //! `/proc/PID/root` and the path in `/proc/PID/maps`, which is not the mapped file when the
 //! library was deleted or replaced since (an in-place upgrade), or when the process runs in a
-//! chroot (the path then includes the chroot's own). Here every file is opened as the process
-//! maps it (`process::mapped`), and the interpreter is found the way CPython's own remote
-//! debugging finds it: `_PyRuntime` (an exported symbol), `interpreters.head` in it, checked by
-//! reading the interpreter's own `sys.version` through it.
+//! chroot (the path then includes the chroot's own). Here the interpreter is found the way
+//! CPython's own remote debugging finds it: `_PyRuntime` (an exported symbol, looked up in the
+//! process's memory, else in the file opened as the process maps it: `process::mapped`),
+//! `interpreters.head` in it, checked by reading the interpreter's own `sys.version` through it.
 
-use crate::process::elf::ElfFile;
+use crate::process::elf::{self, ElfFile};
 use crate::process::mapped::{self, Mapping};
 use crate::process::memory::Memory;
 use crate::python::layout::{self, PyVersion};
@@ -76,23 +76,34 @@ pub fn locate<M: Memory>(pid: i32, maps: &[Mapping], exe: Option<&str>, mem: &M)
     }
     let mut why = String::from("no mapped file exports _PyRuntime");
     for m in files {
-        let Some((file, _)) = mapped::open(pid, m, maps, mem) else {
-            why = format!(
-                "{} is no longer the file it loaded{}, and /proc/{pid}/map_files, where the kernel keeps that one, needs \
-                 CAP_SYS_ADMIN: run loopspy as root",
-                m.path.as_deref().unwrap_or("?"),
-                if m.deleted { " (deleted since)" } else { "" }
-            );
-            continue;
-        };
-        let Ok(elf) = ElfFile::from_file(file) else { continue };
-        let (Ok(Some(runtime)), Ok(first)) = (elf.dynamic_symbol("_PyRuntime"), elf.first_load_vaddr()) else { continue };
-        let bias = m.start.wrapping_sub(first);
-        let packed = elf.dynamic_symbol("Py_Version").ok().flatten().and_then(|at| read_u32(mem, bias.wrapping_add(at)));
+        let Some((runtime, py_version)) = symbols(pid, m, maps, mem, &mut why) else { continue };
+        let packed = py_version.and_then(|at| read_u32(mem, at));
         let named = m.file_name().and_then(version_of_file);
-        return found(pid, mem, bias.wrapping_add(runtime), packed, named);
+        return found(pid, mem, runtime, packed, named);
     }
     Err(NotFound::Other(why))
+}
+
+/// The runtime addresses of `_PyRuntime` and `Py_Version` in the object mapped at `m`: from
+/// the process's memory (its dynamic symbols are mapped), else from its file opened as the
+/// process maps it. `why` says what failed last.
+fn symbols<M: Memory>(pid: i32, m: &Mapping, maps: &[Mapping], mem: &M, why: &mut String) -> Option<(u64, Option<u64>)> {
+    if let Some(runtime) = elf::exported_in_memory(mem, m.start, "_PyRuntime") {
+        return Some((runtime, elf::exported_in_memory(mem, m.start, "Py_Version")));
+    }
+    let Some((file, _)) = mapped::open(pid, m, maps, mem) else {
+        *why = format!(
+            "{} is no longer the file it loaded{}, its symbols could not be read from memory, and \
+             /proc/{pid}/map_files, where the kernel keeps that file, needs CAP_SYS_ADMIN: run loopspy as root",
+            m.path.as_deref().unwrap_or("?"),
+            if m.deleted { " (deleted since)" } else { "" }
+        );
+        return None;
+    };
+    let elf = ElfFile::from_file(file).ok()?;
+    let (runtime, first) = (elf.dynamic_symbol("_PyRuntime").ok()??, elf.first_load_vaddr().ok()?);
+    let bias = m.start.wrapping_sub(first);
+    Some((bias.wrapping_add(runtime), elf.dynamic_symbol("Py_Version").ok().flatten().map(|at| bias.wrapping_add(at))))
 }
 
 fn read_u32<M: Memory>(mem: &M, at: u64) -> Option<u32> {

@@ -53,7 +53,14 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
         return (base, LayoutCheck::table_only("table (this version publishes no debug offsets)"));
     };
     let maps = mapped::read(pid).unwrap_or_default();
-    let runtime = match find_section(pid, mem, &maps, ".PyRuntime", is_python_file) {
+    // `_PyRuntime` is all of `.PyRuntime`: when no file can be opened, its exported symbol in
+    // memory is the section's address.
+    let in_memory = || {
+        maps.iter()
+            .filter(|m| m.offset == 0 && m.file_name().is_some_and(is_python_file))
+            .find_map(|m| crate::process::elf::exported_in_memory(mem, m.start, "_PyRuntime"))
+    };
+    let runtime = match find_section(pid, mem, &maps, ".PyRuntime", is_python_file).or_else(in_memory) {
         Some(addr) => addr,
         None => return (base, LayoutCheck::table_only("table (no .PyRuntime section found)")),
     };
