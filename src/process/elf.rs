@@ -221,16 +221,16 @@ pub fn exported_in_memory<M: Memory>(mem: &M, base: u64, name: &str) -> Option<u
     let hash = name.bytes().fold(5381u32, |h, c| h.wrapping_mul(33).wrapping_add(c as u32));
     let buckets = hash_at.wrapping_add(16).wrapping_add(bloom_size * 8);
     let chains = buckets.wrapping_add(nbuckets * 4);
-    let mut index = u32_in(buckets.wrapping_add((hash as u64 % nbuckets) * 4))? as u64;
-    if index < symoffset {
+    let first = u32_in(buckets.wrapping_add((hash as u64 % nbuckets) * 4))? as u64;
+    if first < symoffset {
         return None;
     }
-    for _ in 0..MAX_CHAIN {
+    for index in first..first + MAX_CHAIN {
         let chain = u32_in(chains.wrapping_add((index - symoffset) * 4))?;
         if chain | 1 == hash | 1 {
             let sym = read(symtab.wrapping_add(index * 24), 24)?;
             let name_at = u32_at(&sym, 0) as u64;
-            if name_at + name.len() as u64 + 1 <= strsz {
+            if name_at + (name.len() as u64) < strsz {
                 let found = read(strtab.wrapping_add(name_at), name.len() + 1)?;
                 if &found[..name.len()] == name.as_bytes() && found[name.len()] == 0 && u16_at(&sym, 6) != 0 {
                     return Some(bias.wrapping_add(u64_at(&sym, 8)));
@@ -240,7 +240,6 @@ pub fn exported_in_memory<M: Memory>(mem: &M, base: u64, name: &str) -> Option<u
         if chain & 1 == 1 {
             return None;
         }
-        index += 1;
     }
     None
 }

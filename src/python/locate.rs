@@ -79,7 +79,7 @@ pub fn locate<M: Memory>(pid: i32, maps: &[Mapping], exe: Option<&str>, mem: &M)
         let Some((runtime, py_version)) = symbols(pid, m, maps, mem, &mut why) else { continue };
         let packed = py_version.and_then(|at| read_u32(mem, at));
         let named = m.file_name().and_then(version_of_file);
-        return found(pid, mem, runtime, packed, named);
+        return interpreter_at(pid, mem, runtime, packed, named);
     }
     Err(NotFound::Other(why))
 }
@@ -114,7 +114,13 @@ fn read_u32<M: Memory>(mem: &M, at: u64) -> Option<u32> {
 
 /// The interpreter behind `_PyRuntime` at `runtime`. The version comes from `Py_Version`
 /// (3.11+, `packed`) or the file's name; the interpreter must then confirm it in `sys.version`.
-fn found<M: Memory>(pid: i32, mem: &M, runtime: u64, packed: Option<u32>, named: Option<PyVersion>) -> Result<Located, NotFound> {
+pub(crate) fn interpreter_at<M: Memory>(
+    pid: i32,
+    mem: &M,
+    runtime: u64,
+    packed: Option<u32>,
+    named: Option<PyVersion>,
+) -> Result<Located, NotFound> {
     let from_packed = packed.filter(|v| v >> 24 == 3).map(|v| PyVersion::new(3, (v >> 16) as u8));
     let Some(version) = from_packed.or(named) else {
         return Err(NotFound::Other("its Python version cannot be told (no Py_Version, no version in its file name)".into()));

@@ -121,7 +121,7 @@ impl Target {
         self.layout = layout;
         self.layout_check = check;
         if changed {
-            self.reader = ObjectReader::new(self.reader.memory().clone(), layout);
+            self.reader = ObjectReader::new(*self.reader.memory(), layout);
         }
         changed
     }
