@@ -274,23 +274,47 @@ enum Upgrade {
 /// the one loopspy gave before, and the truth's.
 fn upgraded_library(version: &str, flavor: &str, how: Upgrade) {
     let test = "containers/upgraded_library";
-    let variant = format!("{flavor}, {how:?}");
     let Some(interp) = require_flavor(version, test, flavor) else { return };
-    record(test, version, &variant, "FAIL");
     let lib_name = format!("libpython{version}.so.1.0");
     let lib = interp.path.parent().and_then(Path::parent).map(|p| p.join("lib").join(&lib_name)).filter(|p| p.exists());
-    let Some(lib) = lib else {
-        // Debian's 3.14/3.15 link libpython statically: nothing to delete.
-        panic!("{test} needs a shared libpython for {version} ({lib_name} next to {})", interp.path.display());
-    };
+    // Debian's 3.14/3.15 link libpython statically: nothing to delete there.
+    let lib = lib.unwrap_or_else(|| panic!("{test} needs a shared libpython for {version} ({lib_name} next to {})", interp.path.display()));
+    upgraded(test, version, flavor, how, &lib, |cmd, copy| {
+        cmd.arg(targets_dir().join("idle.py")).env("LD_LIBRARY_PATH", copy.parent().unwrap());
+    });
+}
+
+/// The same with the executable: Debian's static 3.14, copied and started from the copy
+/// (`PYTHONHOME` where its library is), which is then deleted. py-spy reads it through
+/// `/proc/PID/exe`; the interpreter's published offsets must be read too.
+fn upgraded_executable(version: &str, flavor: &str) {
+    let test = "containers/upgraded_executable";
+    let Some(interp) = require_flavor(version, test, flavor) else { return };
+    let home = interp.path.parent().and_then(Path::parent).unwrap().to_path_buf();
+    upgraded(test, version, flavor, Upgrade::Delete, &interp.path.clone(), |cmd, copy| {
+        *cmd = Command::new(copy);
+        cmd.arg(targets_dir().join("idle.py")).env("PYTHONHOME", &home);
+        if flavor == "uvloop" {
+            cmd.env("PYTHONPATH", interp.uvloop.as_ref().unwrap());
+        }
+    });
+}
+
+/// Copy `file` to a directory of its own, start idle.py (`setup` makes the command, given the
+/// copy's path) so that it maps the copy, dump, delete (or replace) the copy, dump again.
+fn upgraded(test: &str, version: &str, flavor: &str, how: Upgrade, file: &Path, setup: impl FnOnce(&mut Command, &Path)) {
+    let variant = format!("{flavor}, {how:?}");
+    let interp = require_flavor(version, test, flavor).unwrap();
+    record(test, version, &variant, "FAIL");
     let dir = tempfile::tempdir().unwrap();
-    let libdir = dir.path().join("lib");
-    std::fs::create_dir(&libdir).unwrap();
-    let copy = libdir.join(&lib_name);
-    std::fs::copy(&lib, &copy).unwrap();
+    let copy_dir = dir.path().join("copy");
+    std::fs::create_dir(&copy_dir).unwrap();
+    let copy = copy_dir.join(file.file_name().unwrap());
+    std::fs::copy(file, &copy).unwrap();
     let truth_path = dir.path().join("truth.json");
     let mut cmd = python(interp, flavor);
-    cmd.arg(targets_dir().join("idle.py")).arg(&truth_path).env("LD_LIBRARY_PATH", &libdir);
+    setup(&mut cmd, &copy);
+    cmd.arg(&truth_path);
     if flavor == "uvloop" {
         cmd.arg("--uvloop");
     }
@@ -299,8 +323,8 @@ fn upgraded_library(version: &str, flavor: &str, how: Upgrade) {
     let target = Scenario { child, truth, dir };
     let pid = target.pid();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    assert!(maps.contains(copy.to_str().unwrap()), "the target loaded the copy");
-    let ctx = format!("Python {version} [{variant}], PID {pid}");
+    assert!(maps.contains(copy.to_str().unwrap()), "the target maps the copy");
+    let ctx = format!("Python {version} [{variant}], PID {pid}, {}", copy.display());
     std::thread::sleep(Duration::from_millis(150));
 
     let (out, _, _) = loopspy(&["dump", "--json", "--pid", &pid.to_string()]);
@@ -319,12 +343,17 @@ fn upgraded_library(version: &str, flavor: &str, how: Upgrade) {
         std::fs::copy(&other, &copy).unwrap();
     }
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    assert!(maps.contains(&format!("{} (deleted)", copy.display())), "{ctx}: the loaded library is deleted");
+    assert!(maps.contains(&format!("{} (deleted)", copy.display())), "{ctx}: the mapped file is deleted");
 
     let (out, _, _) = loopspy(&["dump", "--json", "--pid", &pid.to_string()]);
     assert_eq!(out.status.code(), Some(0), "after: {ctx}\n{}", describe(&out));
     let after = json_of(&out);
-    assert_eq!(comparable(&after), comparable(&before), "{ctx}");
+    let mut expected = comparable(&before);
+    if file == interp.path {
+        // /proc/PID/exe says the executable was deleted.
+        expected["python"]["executable"] = format!("{} (deleted)", copy.display()).into();
+    }
+    assert_eq!(comparable(&after), expected, "{ctx}");
     check_idle(&after, &target.truth, &ctx);
     check_layout(version, &after, &ctx);
     record(test, version, &variant, "ok");
@@ -341,6 +370,11 @@ mod upgraded_library {
     #[test]
     fn py3_13_uvloop_replaced() {
         super::upgraded_library("3.13", "uvloop", Replace)
+    }
+    // Debian's executable holds the interpreter (there is no libpython to delete).
+    #[test]
+    fn py3_14_stock_executable_deleted() {
+        super::upgraded_executable("3.14", "stock")
     }
 }
 
