@@ -77,14 +77,14 @@ impl Target {
                 }
                 // What py-spy did not recognise, our own search may (it reads `sys.version`
                 // through what it finds, so it does not take a stranger for Python).
-                Err(failure @ Failure::NotPython { .. }) => match find_interpreter(pid, &memory) {
+                Err(failure @ Failure::NotPython { .. }) => match find_interpreter(pid, &memory, 1) {
                     Ok(found) => (None, found.version, found.version_text, found.interp),
                     Err(_) => return Err(failure),
                 },
                 Err(failure) => return Err(failure),
             }
         } else {
-            let found = find_interpreter(pid, &memory)?;
+            let found = find_interpreter(pid, &memory, ATTACH_ATTEMPTS)?;
             (None, found.version, found.version_text, found.interp)
         };
         let layout = layout::for_version(version).ok_or_else(|| Failure::UnsupportedPython {
@@ -255,9 +255,9 @@ fn first_readable_address(maps: &str) -> Option<u64> {
     })
 }
 
-/// Our own search for the interpreter ([`locate`]), when py-spy cannot read its files: as
-/// many attempts as py-spy gets for a process that is still starting.
-fn find_interpreter(pid: i32, memory: &ProcessMemory) -> Result<locate::Located, Failure> {
+/// Our own search for the interpreter ([`locate`]), when py-spy cannot read its files: up to
+/// `attempts` for a process that looks like Python (it may still be starting).
+fn find_interpreter(pid: i32, memory: &ProcessMemory, attempts: u32) -> Result<locate::Located, Failure> {
     let mut attempt = 1;
     loop {
         let maps = mapped::read(pid).unwrap_or_default();
@@ -275,7 +275,9 @@ fn find_interpreter(pid: i32, memory: &ProcessMemory) -> Result<locate::Located,
             }
             Err(NotFound::Other(why)) => why,
         };
-        if attempt >= ATTACH_ATTEMPTS {
+        let looks =
+            looks_like_python(&fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(), procfs::exe(pid).ok().as_deref());
+        if attempt >= attempts || !looks {
             return Err(Failure::NotPython { pid, exe: procfs::exe(pid).ok().map(|p| p.display().to_string()), detail: why });
         }
         attempt += 1;
