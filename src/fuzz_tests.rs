@@ -71,8 +71,13 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     }
     let _ = r.set_keys(obj, 1000);
     let _ = tasks::enumerate(&r, obj, &[]);
-    let _ = interp::threads(&r, obj, &[1, 2, 3]);
+    let tasks = [1, 2, 3].map(|t| crate::process::procfs::TaskId { tid: t + 100, ns_tid: t });
+    let _ = interp::threads(&r, obj, &tasks);
     let _ = interp::running_loop(&r, obj);
+    // An ELF object and a `_PyRuntime` that are anything at all (no such PID: table rows).
+    let _ = crate::process::elf::exported_in_memory(mem, obj, "_PyRuntime");
+    let packed = (3u32 << 24) | ((layout.version.minor as u32) << 16);
+    let _ = crate::python::locate::interpreter_at(i32::MAX, mem, obj, Some(packed), None);
     let _ = interp::thread_names(&r, obj);
     let _ = callback::describe(&r, obj);
     let _ = callback::task_name(&r, obj);

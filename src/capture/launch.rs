@@ -89,7 +89,7 @@ fn is_python_name(exe: &std::path::Path) -> bool {
 }
 
 fn has_running_loop(target: &Target) -> bool {
-    let Ok(tids) = procfs::tids(target.pid) else { return false };
+    let Ok(tids) = procfs::task_ids(target.pid) else { return false };
     interp::threads(&target.reader, target.interp, &tids).map(|ts| ts.iter().any(|t| t.running_loop.is_some())).unwrap_or(false)
 }
 

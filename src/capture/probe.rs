@@ -211,8 +211,9 @@ impl LoopProbe {
         let Some(kind) = kind else { return Ok(Err(class_name)) };
         let objects = readers.resolve(r, kind, addr)?;
         let running = RunningLoopWatch::resolve(r, thread.tstate)?;
-        let syscall = open_task_file(pid, thread.native_id, "syscall");
-        let stat = open_task_file(pid, thread.native_id, "stat");
+        // The kernel's files of the thread are under its id in our PID namespace.
+        let syscall = open_task_file(pid, thread.host_tid, "syscall");
+        let stat = open_task_file(pid, thread.host_tid, "stat");
         Ok(Ok(LoopProbe {
             pid,
             thread,

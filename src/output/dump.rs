@@ -139,6 +139,7 @@ pub struct TreeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadReport {
     pub native_id: Option<i32>,
+    pub host_tid: Option<i32>,
     pub ident: u64,
     pub name: Option<String>,
 }
@@ -221,7 +222,12 @@ pub fn report(facts: ProcessFacts, view: &ProcessView) -> DumpReport {
 fn loop_report(l: &LoopView) -> LoopReport {
     let lateness = l.timer_lateness();
     LoopReport {
-        thread: ThreadReport { native_id: l.thread.native_id, ident: l.thread.ident, name: l.thread_name.clone() },
+        thread: ThreadReport {
+            native_id: l.thread.native_id,
+            host_tid: l.thread.host_tid,
+            ident: l.thread.ident,
+            name: l.thread_name.clone(),
+        },
         loop_address: format!("{:#x}", l.addr),
         loop_class: l.class_name.clone(),
         loop_kind: l.kind,
@@ -431,8 +437,9 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
     for l in &rep.loops {
         out.push('\n');
         let thread = format!(
-            "Thread {}{}",
+            "Thread {}{}{}",
             l.thread.native_id.map(|t| t.to_string()).unwrap_or_else(|| format!("{:#x}", l.thread.ident)),
+            host_tid_note(l.thread.native_id, l.thread.host_tid),
             l.thread.name.as_deref().map(|n| format!(" \"{}\"", e(n))).unwrap_or_default()
         );
         let _ = writeln!(out, "{thread}: {} ({:?})", e(&l.loop_class), l.loop_kind);
@@ -477,4 +484,12 @@ pub fn render_text(rep: &DumpReport, tree: bool) -> String {
         }
     }
     out
+}
+
+/// ` (host tid N)` when the thread's id in loopspy's PID namespace differs from the target's own.
+fn host_tid_note(native_id: Option<i32>, host_tid: Option<i32>) -> String {
+    match (native_id, host_tid) {
+        (Some(n), Some(h)) if n != h => format!(" (host tid {h})"),
+        _ => String::new(),
+    }
 }
