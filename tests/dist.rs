@@ -135,10 +135,18 @@ fn empty_root(version: &str, flavor: &str) {
     let scenario = Scenario::start(interp, "blocked_task.py", extra);
     // proc is mounted in a mount namespace of this command's own, so nothing outlives it.
     let mut run = Command::new("unshare");
-    run.args(["--mount", "--propagation", "private", "--", "sh", "-c", r#"mount -t proc proc "$0/proc" && exec chroot "$0" /loopspy "$@""#])
-        .arg(root.path())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    run.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        r#"mount -t proc proc "$0/proc" && exec chroot "$0" /loopspy "$@""#,
+    ])
+    .arg(root.path())
+    .env_clear()
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     dump_matches_truth(run, &scenario, version, &format!("static binary in an empty root, Python {version} [{flavor}]"));
     let left: Vec<_> = fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 2, "the root held more than loopspy and proc: {left:?}");
@@ -170,7 +178,11 @@ fn pip_wheel(venv_version: &str, target_version: &str) {
         cmd.args(["-m", "pip", "--disable-pip-version-check", "--no-input"]).args(args).env("PIP_NO_INDEX", "1");
         cmd
     };
-    let pip_version = String::from_utf8_lossy(&run_ok(&mut pip(&["--version"]), "pip --version").stdout).split_whitespace().nth(1).unwrap_or("?").to_string();
+    let pip_version = String::from_utf8_lossy(&run_ok(&mut pip(&["--version"]), "pip --version").stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("?")
+        .to_string();
     run_ok(pip(&["install", "--no-deps"]).arg(&wheel), &format!("pip {pip_version} (Python {venv_version}) install {}", wheel.display()));
     let installed = venv.join("bin/loopspy");
     assert_eq!(fs::read(&installed).unwrap(), fs::read(&bin).unwrap(), "the venv's bin/loopspy is not the static binary");
