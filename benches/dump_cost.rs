@@ -37,7 +37,7 @@ fn main() {
             let mut looker = Looker::new();
             for _ in 0..50 {
                 looker.look(&mut target).expect("look");
-                target.spy.get_stack_traces().expect("stacks");
+                target.spy.as_mut().expect("py-spy attached").get_stack_traces().expect("stacks");
             }
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for _ in 0..iterations {
@@ -46,7 +46,7 @@ fn main() {
                 ours.push(t.elapsed().as_secs_f64() * 1e6);
                 assert_eq!(view.loops.len(), 1);
                 let t = Instant::now();
-                target.spy.get_stack_traces().expect("stacks");
+                target.spy.as_mut().expect("py-spy attached").get_stack_traces().expect("stacks");
                 theirs.push(t.elapsed().as_secs_f64() * 1e6);
             }
             ours.sort_by(f64::total_cmp);

@@ -397,7 +397,7 @@ fn check(a: &Args, interp: &common::Interp) {
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
     let mut t = retry("loopspy attach", || Target::attach(pid, AttachOptions::default()));
-    let tids = loopspy::process::procfs::tids(pid).unwrap();
+    let tids = loopspy::process::procfs::task_ids(pid).unwrap();
     let threads = loopspy::python::interp::threads(&t.reader, t.interp, &tids).unwrap();
     let (mut fast, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
@@ -406,10 +406,10 @@ fn check(a: &Args, interp: &common::Interp) {
     let (mut spy_failed, mut spy_lines) = (0, 0);
     for i in 0..a.check {
         {
-            let _lock = t.spy.process.lock().expect("pause the target");
+            let _lock = t.process.lock().expect("pause the target");
             // py-spy now and then fails on a paused target too (3.12): those rounds are
             // compared with the plain walk only, and counted.
-            let theirs = t.spy.get_stack_traces().unwrap_or_else(|_| {
+            let theirs = t.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap_or_else(|_| {
                 spy_failed += 1;
                 Vec::new()
             });

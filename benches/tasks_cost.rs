@@ -45,7 +45,7 @@ fn main() {
         for n in [50_000usize, 100_000] {
             let scenario = Scenario::start(interp, "many_tasks.py", &["--tasks", &n.to_string()]);
             let target = Target::attach(scenario.pid(), AttachOptions::default()).unwrap();
-            let tids = loopspy::process::procfs::tids(scenario.pid()).unwrap();
+            let tids = loopspy::process::procfs::task_ids(scenario.pid()).unwrap();
             let threads = loopspy::python::interp::threads(&target.reader, target.interp, &tids).unwrap();
             let mut times = Vec::new();
             let mut counted = 0;

@@ -9,10 +9,14 @@
 #    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached). Outside CI a failure there
 #    is reported and the tests run with what is present; under CI=true it is fatal.
 # 2. cargo fmt --check and cargo clippy (-D warnings, all targets) must pass.
-# 3. cargo nextest (or cargo test when nextest is missing) runs unit, property and
+# 3. scripts/build-wheel.sh builds the shipped binary (static, musl) and the wheel carrying
+#    it into target/artifacts; tests/dist.rs runs them (an empty root, a venv of another
+#    Python). Outside CI a failed build is reported and those tests are skipped loudly; under
+#    CI=true they fail.
+# 4. cargo nextest (or cargo test when nextest is missing) runs unit, property and
 #    integration tests. Integration tests start real Python targets that record their own
 #    ground truth.
-# 4. The matrix (test x Python version x loop flavour) is printed; skipped cells are loud.
+# 5. The matrix (test x Python version x loop flavour) is printed; skipped cells are loud.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +51,19 @@ if ! cargo clippy --all-targets --quiet -- -D warnings; then
     lint=1
 fi
 
+# The shipped forms (static binary, wheel), built once, before the tests that run them. A
+# failure leaves no artifact behind, so tests/dist.rs fails under CI and skips loudly here.
+dist_start=$SECONDS
+dist=0
+if scripts/build-wheel.sh --quiet >/dev/null; then
+    echo "test.sh: static binary and wheel built in $((SECONDS - dist_start)) s (target/artifacts)" >&2
+elif $ci; then
+    echo "test.sh: FAIL: scripts/build-wheel.sh (CI=true: tests/dist.rs will fail)" >&2
+    dist=1
+else
+    echo "test.sh: WARNING: scripts/build-wheel.sh failed; the static binary and the wheel will NOT be tested" >&2
+fi
+
 matrix=target/tmp/matrix
 rm -rf "$matrix"
 mkdir -p "$matrix"
@@ -57,7 +74,7 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 status=$?
-if [ "$lint" != 0 ] && [ "$status" = 0 ]; then
+if { [ "$lint" != 0 ] || [ "$dist" != 0 ]; } && [ "$status" = 0 ]; then
     status=1
 fi
 

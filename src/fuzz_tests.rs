@@ -71,8 +71,13 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     }
     let _ = r.set_keys(obj, 1000);
     let _ = tasks::enumerate(&r, obj, &[]);
-    let _ = interp::threads(&r, obj, &[1, 2, 3]);
+    let tasks = [1, 2, 3].map(|t| crate::process::procfs::TaskId { tid: t + 100, ns_tid: t });
+    let _ = interp::threads(&r, obj, &tasks);
     let _ = interp::running_loop(&r, obj);
+    // An ELF object and a `_PyRuntime` that are anything at all (no such PID: table rows).
+    let _ = crate::process::elf::exported_in_memory(mem, obj, "_PyRuntime");
+    let packed = (3u32 << 24) | ((layout.version.minor as u32) << 16);
+    let _ = crate::python::locate::interpreter_at(i32::MAX, mem, obj, Some(packed), None);
     let _ = interp::thread_names(&r, obj);
     let _ = callback::describe(&r, obj);
     let _ = callback::task_name(&r, obj);
@@ -173,6 +178,93 @@ proptest! {
         let started = std::time::Instant::now();
         exercise_everything(&mem, row, base + 8 * (start % words) as u64);
         prop_assert!(started.elapsed().as_secs() < 5, "bounded walks must finish quickly");
+    }
+
+    /// The streaming computation equals the sample-by-sample reference on random recordings
+    /// (two loops, gaps, unknown and stopped samples, several frames and tasks): every figure
+    /// exactly, but the whole-recording lag percentiles, read from a histogram, which may be
+    /// above the exact value by at most the bucket ratio.
+    #[test]
+    fn the_stream_equals_the_reference(
+        kinds in proptest::collection::vec((0u8..5, any::<u16>(), 0u32..50, -2000i32..3000), 0..700),
+        rate in prop_oneof![Just(10.0), Just(100.0), Just(1000.0)],
+        threshold_ms in 1.0f64..300.0,
+        since_frac in prop_oneof![Just(None), (0.0f64..1.0).prop_map(Some)],
+        window in prop_oneof![Just(1.0), Just(0.5), Just(0.0)],
+    ) {
+        let metas: Vec<LoopMeta> = (0..2)
+            .map(|i| LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None })
+            .collect();
+        let mut rec = Recording::new(rate, metas, 10.0);
+        let frames = |i: u16| -> Vec<StackFrame> {
+            (0..(1 + i % 4))
+                .map(|d| StackFrame {
+                    function: ["handler", "<genexpr>", "json.loads", "_run_once"][((i + d) % 4) as usize].into(),
+                    file: ["/app/x.py", "/usr/lib/python3.12/json/__init__.py", "/srv/venv/lib/python3.12/site-packages/m.py"][((i / 4 + d) % 3) as usize].into(),
+                    line: (i % 5 + d) as i32,
+                })
+                .collect()
+        };
+        let stacks: Vec<u32> = (0..16).map(|i| rec.intern_stack(&frames(i))).collect();
+        let tasks: Vec<u32> = (0..3).map(|i| rec.tasks.intern(format!("Task-{i}"))).collect();
+        let mut t = [10.0f64; 2];
+        for (state, bits, ready, late) in &kinds {
+            let li = (bits & 1) as usize;
+            let gap = if bits % 97 == 0 { 0.3 } else { (1.0 + ((bits >> 1) % 256) as f64 / 512.0 - 0.25) / rate };
+            t[li] += gap;
+            let state = [LoopState::Idle, LoopState::Callback, LoopState::Loop, LoopState::Unknown, LoopState::Stopped][*state as usize];
+            let busy = metrics::is_busy(state);
+            let s = Sample {
+                t: t[li],
+                loop_index: li as u16,
+                state,
+                activity: match bits % 3 { 0 => ThreadActivity::OnCpu, 1 => ThreadActivity::Waiting(230 + (bits % 2) as i64), _ => ThreadActivity::Blocked },
+                ready: *ready,
+                lateness: match bits % 7 {
+                    0 => None,
+                    1 if bits % 3 == 0 => Some(Sample::LAG_UNKNOWN),
+                    _ => Some(*late as f32 / 1000.0),
+                },
+                stack: stacks[((bits >> 2) % 16) as usize],
+                loop_frames: bits % 2,
+                callback: busy.then_some(((bits >> 3) % 2) as u64),
+                task: (busy && bits % 5 != 0).then_some(tasks[((bits >> 4) % 3) as usize]),
+                busy_for: (busy && bits % 11 == 0).then_some(0.25),
+            };
+            rec.samples.push(s);
+        }
+        // Samples in time order overall, as the sampler records them.
+        rec.samples.sort_by(|a, b| a.t.total_cmp(&b.t));
+        rec.ended = t[0].max(t[1]) + 1.0 / rate;
+        let since = since_frac.map(|f| 10.0 + f * (rec.ended - 10.0));
+        let opts = Options { threshold: threshold_ms / 1e3, window, since };
+        let got = metrics::analyze(&rec, &opts);
+        for (i, g) in got.loops.iter().enumerate() {
+            let r = crate::analysis::reference::summarize_loop(&rec, i as u16, &opts);
+            prop_assert_eq!(g.samples, r.samples);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0);
+            prop_assert!(close(g.wall_s, r.wall_s), "wall {} {}", g.wall_s, r.wall_s);
+            for (a, b, what) in [(g.busy_pct, r.busy_pct, "busy"), (g.select_pct, r.select_pct, "select"), (g.unknown_pct, r.unknown_pct, "unknown"), (g.stopped_pct, r.stopped_pct, "stopped")] {
+                prop_assert!(close(a, b), "{what} {a} {b}");
+            }
+            prop_assert_eq!(g.lag.max_ms, r.lag.max_ms);
+            prop_assert_eq!(g.lag.unknown_samples, r.lag.unknown_samples);
+            for (a, b) in [(g.lag.p50_ms, r.lag.p50_ms), (g.lag.p99_ms, r.lag.p99_ms)] {
+                prop_assert!(a >= b - 1e-9 && a <= b * crate::analysis::stream::LAG_BUCKET_RATIO + 1e-6, "lag percentile {a} vs exact {b}");
+            }
+            prop_assert!(close(g.ready.mean, r.ready.mean) && g.ready.max == r.ready.max && g.ready.last == r.ready.last);
+            prop_assert!(close(g.ready.trend_per_s, r.ready.trend_per_s), "trend {} {}", g.ready.trend_per_s, r.ready.trend_per_s);
+            prop_assert_eq!(g.busy_now_ms, r.busy_now_ms);
+            prop_assert!(close(g.longest_busy_ms, r.longest_busy_ms));
+            prop_assert_eq!(g.windows.len(), r.windows.len());
+            for (a, b) in g.windows.iter().zip(&r.windows) {
+                prop_assert!(a.samples == b.samples && a.episodes == b.episodes && a.ready_max == b.ready_max, "{a:?} {b:?}");
+                prop_assert!(close(a.busy_pct, b.busy_pct) && close(a.ready_mean, b.ready_mean) && close(a.start_s, b.start_s), "{a:?} {b:?}");
+                prop_assert!(a.lag_p99_ms == b.lag_p99_ms && a.lag_max_ms == b.lag_max_ms, "{a:?} {b:?}");
+            }
+            prop_assert_eq!(&g.episodes, &r.episodes);
+            prop_assert_eq!(&g.tasks, &r.tasks);
+        }
     }
 
     /// Random sample sequences: the figures stay consistent.

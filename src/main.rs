@@ -30,12 +30,21 @@ fn main() {
         }
     };
     let json = cli.wants_json();
-    let code = match run(Invocation::from_cli(cli)) {
-        Ok(()) => exit::OK,
-        Err(failure) => {
+    // A panic is a bug: said as such, with exit code 1 (the terminal is given back first,
+    // as the stack unwinds).
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "loopspy: internal error (a bug): {info}\n  Please report it with this message. What was recorded so far is in the capture file named when recording started."
+        );
+    }));
+    let code = match std::panic::catch_unwind(|| run(Invocation::from_cli(cli))) {
+        Ok(Ok(())) => exit::OK,
+        Ok(Err(failure)) => {
             report_failure(&failure, json);
             failure.exit_code()
         }
+        Err(_) => exit::INTERNAL,
     };
     std::process::exit(code);
 }

@@ -290,6 +290,7 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         }
         c.first("threads head", row.interp.threads_head, &["PyInterpreterState.tstate_head", "PyInterpreterState.threads.head"]);
         c.first("modules", row.interp.modules, &["PyInterpreterState.modules", "PyInterpreterState.imports.modules"]);
+        c.eq("runtime interpreters head", row.interp.runtime_head, "_PyRuntimeState.interpreters.head");
         let a = row.asyncio;
         match a.current_task {
             CurrentTask::ThreadField { offset } => c.eq("asyncio_running_task", offset, "_PyThreadStateImpl.asyncio_running_task"),

@@ -25,8 +25,8 @@ fn same_stacks(version: &str, flavor: &str, script: &str, extra: &[&str]) {
     let scenario = Scenario::start(interp_, script, &args);
     std::thread::sleep(std::time::Duration::from_millis(150));
     let mut target = Target::attach(scenario.pid(), AttachOptions::default()).unwrap();
-    let theirs = target.spy.get_stack_traces().unwrap();
-    let tids = loopspy::process::procfs::tids(scenario.pid()).unwrap();
+    let theirs = target.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap();
+    let tids = loopspy::process::procfs::task_ids(scenario.pid()).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let mut reader = StackReader::new();
     assert_eq!(threads.len(), theirs.len(), "Python {version}: thread count");
@@ -56,7 +56,7 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     let busy = Throughput::start(interp_, flavor == "uvloop");
     let pid = busy.pid();
     let mut target = Target::attach(pid, AttachOptions::default()).unwrap();
-    let tids = loopspy::process::procfs::tids(pid).unwrap();
+    let tids = loopspy::process::procfs::task_ids(pid).unwrap();
     let threads = interp::threads(&target.reader, target.interp, &tids).unwrap();
     let (mut sampled, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
@@ -64,8 +64,8 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     let plumbing = |file: &str| loopspy::python::frames::SHIM_FILES.contains(&file);
     for round in 0..150u64 {
         {
-            let _paused = target.spy.process.lock().expect("pause the target");
-            let theirs = target.spy.get_stack_traces().unwrap_or_default();
+            let _paused = target.process.lock().expect("pause the target");
+            let theirs = target.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap_or_default();
             for t in &threads {
                 let r = &target.reader;
                 sampled.sample_stack(r, t.tstate, &mut refs, &mut stack).expect("sampled walk");

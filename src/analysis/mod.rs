@@ -1,2 +1,5 @@
 pub mod live;
 pub mod metrics;
+#[cfg(test)]
+pub(crate) mod reference;
+pub mod stream;

@@ -32,10 +32,21 @@ pub mod exit {
 
 /// What decides whether we may read another process's memory (ptrace access mode), as far
 /// as `/proc` tells: for a permission error that names its cause.
+///
+/// The kernel (`__ptrace_may_access`, in the `ATTACH_REALCREDS` mode `process_vm_readv`
+/// uses) lets us read a process when our *real* uid equals its real, effective and saved uids
+/// and our real gid its three gids, or we hold CAP_SYS_PTRACE; and then only when it is
+/// dumpable (or we hold the capability), Yama's `ptrace_scope` agrees, and no seccomp filter
+/// or LSM says no.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Access {
+    /// Our real uid and gid.
     pub our_uid: u32,
-    pub target_uid: Option<u32>,
+    pub our_gid: u32,
+    /// The target's real, effective and saved uids (`Uid:` in its `status`).
+    pub target_uids: Option<[u32; 3]>,
+    /// The target's real, effective and saved gids (`Gid:`).
+    pub target_gids: Option<[u32; 3]>,
     /// `/proc/sys/kernel/yama/ptrace_scope` (absent without Yama).
     pub ptrace_scope: Option<u8>,
     /// We hold CAP_SYS_PTRACE (effective).
@@ -43,12 +54,91 @@ pub struct Access {
     /// The target's `/proc` files belong to root although it runs as another user: it is not
     /// dumpable (it changed uid, or called `prctl(PR_SET_DUMPABLE, 0)`).
     pub target_not_dumpable: bool,
+    /// loopspy runs under a seccomp filter (`Seccomp: 2` in its own `status`), which may refuse
+    /// `process_vm_readv` (Docker's default profile does, without SYS_PTRACE).
+    pub seccomp_filter: bool,
+}
+
+impl Access {
+    /// The target's real uid.
+    pub fn target_uid(&self) -> Option<u32> {
+        self.target_uids.map(|u| u[0])
+    }
+
+    /// Do the target's uids all equal our real uid (and likewise its gids our gid)?
+    fn same_uids(&self) -> Option<bool> {
+        self.target_uids.map(|u| u.iter().all(|x| *x == self.our_uid))
+    }
+
+    fn same_gids(&self) -> Option<bool> {
+        self.target_gids.map(|g| g.iter().all(|x| *x == self.our_gid))
+    }
+}
+
+/// Every exit code: `(code, short name for --help, meaning, what to do)`. The one table that
+/// `loopspy --help` and docs/cli.md show (a test checks the docs against it).
+pub const EXIT_CODES: &[(i32, &str, &str, &str)] = &[
+    (exit::OK, "ok", "success", ""),
+    (exit::INTERNAL, "internal error", "internal error (a bug)", "please report it with the message"),
+    (exit::USAGE, "usage", "bad command line", "see `loopspy <command> --help`"),
+    (exit::NO_SUCH_PROCESS, "no such process", "no process with that PID", "check the PID; in a container use the PID the container sees"),
+    (
+        exit::PERMISSION_DENIED,
+        "permission denied",
+        "permission denied",
+        "the message says which of uid, `ptrace_scope`, `CAP_SYS_PTRACE` or a non-dumpable target stops it, and the fix; see [containers.md](containers.md)",
+    ),
+    (exit::NOT_PYTHON, "not Python", "not a CPython process", "point at the Python process, not a shell or launcher"),
+    (
+        exit::UNSUPPORTED_PYTHON,
+        "unsupported Python",
+        "a Python loopspy cannot read",
+        "the message names the version; supported: CPython 3.8–3.15, GIL builds, x86_64 Linux",
+    ),
+    (exit::NO_EVENT_LOOP, "no event loop", "no running asyncio event loop", "the message lists the Python threads seen and where each one is"),
+    (exit::TARGET_EXITED, "target exited", "the target exited", ""),
+    (
+        exit::SPAWN_FAILED,
+        "could not start the command",
+        "the program given after `--` could not be started, or exited before its loop started",
+        "",
+    ),
+    (exit::OUTPUT_FAILED, "could not write output", "output could not be written", ""),
+    (
+        exit::UNREADABLE,
+        "target changed too fast to read",
+        "the target changed too fast to read consistently (after 5 attempts)",
+        "try again, or `--blocking`",
+    ),
+    (
+        exit::UNSUPPORTED_LOOP,
+        "unsupported loop class",
+        "the event loop is of a class loopspy cannot read",
+        "the message names the class; supported: asyncio's own loops and uvloop",
+    ),
+    (
+        exit::TARGET_STOPPED,
+        "target stopped (--blocking)",
+        "`--blocking` asked for a stopped target (SIGSTOP, Ctrl-Z, a debugger)",
+        "`kill -CONT PID`, or leave out `--blocking`",
+    ),
+    (exit::HUNG_UP, "stopped by SIGHUP", "the terminal hung up (SIGHUP)", "what was recorded was written first"),
+    (exit::INTERRUPTED, "stopped by SIGINT", "interrupted (Ctrl-C, SIGINT)", "what was recorded was written first"),
+    (exit::TERMINATED, "stopped by SIGTERM", "terminated (SIGTERM)", "what was recorded was written first"),
+];
+
+/// `0 ok, 1 internal error, 2 usage, ...`: the exit codes for `--help`.
+pub fn exit_codes_line() -> String {
+    EXIT_CODES.iter().map(|(code, short, _, _)| format!("{code} {short}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A Python thread seen while looking for event loops (for the "no event loop" message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadBrief {
+    /// The thread's id as the target sees it (`threading.get_native_id()`).
     pub native_id: Option<i32>,
+    /// Its id in loopspy's PID namespace (equal unless the target has a PID namespace of its own).
+    pub host_tid: Option<i32>,
     pub name: Option<String>,
     /// Innermost Python function, when known.
     pub top_frame: Option<String>,
@@ -224,8 +314,12 @@ impl fmt::Display for Failure {
                 for t in threads {
                     write!(
                         f,
-                        "\n  - thread {} {}: {}",
+                        "\n  - thread {}{} {}: {}",
                         t.native_id.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                        match (t.native_id, t.host_tid) {
+                            (Some(n), Some(h)) if n != h => format!(" (host tid {h})"),
+                            _ => String::new(),
+                        },
                         t.name.as_deref().map(|n| format!("\"{}\"", e(n))).unwrap_or_else(|| "(unnamed)".into()),
                         t.top_frame.as_deref().map(e).unwrap_or_else(|| "no Python frames".into()),
                     )?;
@@ -305,16 +399,29 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Why reading `pid` was refused, and the one thing that fixes it.
+/// Why reading `pid` was refused, and the one thing that fixes it: the facts on one line, the
+/// fix on the next.
 pub fn permission_advice(pid: i32, a: &Access) -> String {
-    let us =
-        format!("loopspy runs as uid {}{}", a.our_uid, if a.cap_sys_ptrace { " with CAP_SYS_PTRACE" } else { " without CAP_SYS_PTRACE" });
-    let them = match a.target_uid {
-        Some(u) => format!("process {pid} runs as uid {u}"),
-        None => format!("process {pid}'s owner is unknown"),
+    let ids = |kind: &str, ids: [u32; 3]| {
+        if ids.iter().all(|x| *x == ids[0]) {
+            format!("{kind} {}", ids[0])
+        } else {
+            format!("{kind} {} (effective {}, saved {})", ids[0], ids[1], ids[2])
+        }
     };
+    let them = match (a.target_uids, a.target_gids) {
+        (Some(u), Some(g)) => format!("process {pid} runs as {} {}", ids("uid", u), ids("gid", g)),
+        (Some(u), None) => format!("process {pid} runs as {}", ids("uid", u)),
+        _ => format!("process {pid}'s owner is unknown"),
+    };
+    let us =
+        format!("loopspy runs as uid {} gid {} {} CAP_SYS_PTRACE", a.our_uid, a.our_gid, if a.cap_sys_ptrace { "with" } else { "without" });
     let scope = a.ptrace_scope.map(|s| format!(", kernel.yama.ptrace_scope is {s}")).unwrap_or_default();
-    let facts = format!("{them}, {us}{scope}.");
+    let dumpable = if a.target_not_dumpable { format!(", process {pid} is not dumpable") } else { String::new() };
+    let seccomp = if a.seccomp_filter { ", loopspy runs under a seccomp filter" } else { "" };
+    let facts = format!("{them}, {us}{scope}{dumpable}{seccomp}.");
+    let other_user = a.same_uids() == Some(false);
+    let other_group = a.same_gids() == Some(false);
     let cure = if a.ptrace_scope == Some(3) {
         "ptrace_scope 3 forbids reading any other process until the machine reboots: nothing loopspy can do.".to_string()
     } else if a.our_uid == 0 && !a.cap_sys_ptrace {
@@ -322,8 +429,18 @@ pub fn permission_advice(pid: i32, a: &Access) -> String {
          SYS_PTRACE`, `securityContext.capabilities.add: [SYS_PTRACE]`, or `kubectl debug -it POD --target=CONTAINER \
          --profile=general`); see docs/containers.md."
             .to_string()
-    } else if a.target_uid.is_some_and(|u| u != a.our_uid) && a.our_uid != 0 {
-        format!("Run loopspy as the target's user (`sudo -u '#{}' loopspy ...`) or as root.", a.target_uid.unwrap_or(0))
+    } else if other_user && !a.cap_sys_ptrace {
+        match a.target_uid() {
+            Some(0) => "Run loopspy as the target's user, root: `sudo loopspy ...`.".to_string(),
+            u => format!("Run loopspy as the target's user (`sudo -u '#{}' loopspy ...`) or as root.", u.unwrap_or(0)),
+        }
+    } else if other_group && !a.cap_sys_ptrace {
+        format!(
+            "Its group is not loopspy's: run loopspy with the target's user and group (`sudo -u '#{}' -g '#{}' loopspy \
+             ...`) or as root.",
+            a.target_uid().unwrap_or(a.our_uid),
+            a.target_gids.map(|g| g[0]).unwrap_or(a.our_gid)
+        )
     } else if a.target_not_dumpable && !a.cap_sys_ptrace {
         "The target is not dumpable (it changed its uid, or called prctl(PR_SET_DUMPABLE, 0)): only root or \
          CAP_SYS_PTRACE may read it: `sudo loopspy ...`."
@@ -339,9 +456,14 @@ pub fn permission_advice(pid: i32, a: &Access) -> String {
              or run as root; `sudo sysctl kernel.yama.ptrace_scope=0` lifts it for every process of the same user \
              (not {pid} only)."
         )
+    } else if a.seccomp_filter {
+        "The seccomp filter loopspy runs under may refuse process_vm_readv (Docker's default profile does unless the \
+         container has SYS_PTRACE: `docker run --cap-add SYS_PTRACE`, or `kubectl debug --profile=general`); run \
+         loopspy where that call is allowed; see docs/containers.md."
+            .to_string()
     } else {
-        "Something else refused it (a seccomp profile, an LSM such as AppArmor or SELinux): run loopspy where the \
-         target's own debuggers may run; see docs/containers.md."
+        "Something else refused it (an LSM such as AppArmor or SELinux, or the target's user namespace): run loopspy \
+         where the target's own debuggers may run; see docs/containers.md."
             .to_string()
     };
     format!("{facts}\n  {cure}")
@@ -385,15 +507,43 @@ mod tests {
         for needle in ["ptrace_scope", "CAP_SYS_PTRACE", "target's user", "kubectl debug", "--profile=general"] {
             assert!(text.contains(needle), "missing {needle}: {text}");
         }
-        let base =
-            Access { our_uid: 1000, target_uid: Some(1000), ptrace_scope: Some(1), cap_sys_ptrace: false, target_not_dumpable: false };
-        let advice = |a: Access| permission_advice(7, &a);
-        assert!(advice(base.clone()).contains("ptrace_scope 1 lets a process read only its descendants"));
-        assert!(advice(Access { target_uid: Some(0), ..base.clone() }).contains("Run loopspy as the target's user"));
-        assert!(advice(Access { our_uid: 0, target_uid: Some(0), ..base.clone() }).contains("SYS_PTRACE capability"));
-        assert!(advice(Access { target_not_dumpable: true, ptrace_scope: Some(0), ..base.clone() }).contains("not dumpable"));
-        assert!(advice(Access { ptrace_scope: Some(3), ..base.clone() }).contains("reboots"));
-        let text = advice(base);
-        assert!(text.contains("uid 1000") && text.contains("ptrace_scope is 1"), "{text}");
+        let base = Access {
+            our_uid: 1000,
+            our_gid: 1000,
+            target_uids: Some([1000; 3]),
+            target_gids: Some([1000; 3]),
+            ptrace_scope: Some(1),
+            cap_sys_ptrace: false,
+            target_not_dumpable: false,
+            seccomp_filter: false,
+        };
+        let cure = |a: Access| permission_advice(7, &a).lines().nth(1).unwrap_or("").trim().to_string();
+        assert!(cure(base.clone()).starts_with("ptrace_scope 1 lets a process read only its descendants"));
+        assert_eq!(
+            cure(Access { target_uids: Some([0; 3]), ..base.clone() }),
+            "Run loopspy as the target's user, root: `sudo loopspy ...`."
+        );
+        assert_eq!(
+            cure(Access { target_uids: Some([33, 33, 33]), ..base.clone() }),
+            "Run loopspy as the target's user (`sudo -u '#33' loopspy ...`) or as root."
+        );
+        // A set-uid target: its effective uid is not ours.
+        assert!(cure(Access { target_uids: Some([1000, 0, 0]), ..base.clone() }).starts_with("Run loopspy as the target's user"));
+        assert!(cure(Access { target_gids: Some([1000, 5, 5]), ..base.clone() }).contains("-g '#1000'"));
+        assert!(cure(Access { our_uid: 0, target_uids: Some([0; 3]), ..base.clone() }).contains("SYS_PTRACE capability"));
+        assert!(cure(Access { target_not_dumpable: true, ptrace_scope: Some(0), ..base.clone() }).starts_with("The target is not dumpable"));
+        assert!(cure(Access { ptrace_scope: Some(3), ..base.clone() }).contains("reboots"));
+        assert!(cure(Access { ptrace_scope: Some(2), ..base.clone() }).starts_with("ptrace_scope 2"));
+        assert!(cure(Access { ptrace_scope: None, seccomp_filter: true, ..base.clone() }).starts_with("The seccomp filter"));
+        assert!(cure(Access { ptrace_scope: None, ..base.clone() }).starts_with("Something else refused it"));
+        // With CAP_SYS_PTRACE, another user is no reason.
+        assert!(cure(Access { cap_sys_ptrace: true, target_uids: Some([0; 3]), ptrace_scope: None, ..base.clone() })
+            .starts_with("Something else"));
+        let text = permission_advice(7, &Access { target_uids: Some([1000, 0, 0]), target_not_dumpable: true, ..base });
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "process 7 runs as uid 1000 (effective 0, saved 0) gid 1000, loopspy runs as uid 1000 gid 1000 without \
+             CAP_SYS_PTRACE, kernel.yama.ptrace_scope is 1, process 7 is not dumpable."
+        );
     }
 }

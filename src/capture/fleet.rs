@@ -217,9 +217,9 @@ pub fn is_python_name(exe: &Path) -> bool {
 /// Does a thread of the process run an event loop now? Only threads the process has count:
 /// right after a `fork()`, a child's thread list still holds copies of its parent's threads.
 pub fn has_running_loop(target: &Target) -> bool {
-    let Ok(tids) = procfs::tids(target.pid) else { return false };
-    interp::threads(&target.reader, target.interp, &tids)
-        .map(|ts| ts.iter().any(|t| t.running_loop.is_some() && t.native_id.is_none_or(|n| tids.contains(&n))))
+    let Ok(tasks) = procfs::task_ids(target.pid) else { return false };
+    interp::threads(&target.reader, target.interp, &tasks)
+        .map(|ts| ts.iter().any(|t| t.running_loop.is_some() && t.native_id.is_none_or(|n| tasks.iter().any(|k| k.ns_tid == n))))
         .unwrap_or(false)
 }
 

@@ -1,4 +1,5 @@
 pub mod capture_file;
+pub mod collector;
 pub mod fleet;
 pub mod fleet_sampler;
 pub mod launch;
@@ -7,3 +8,4 @@ pub mod recording;
 pub mod sampler;
 pub mod snapshot;
 pub mod task_counter;
+pub mod task_pane;

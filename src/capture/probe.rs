@@ -129,6 +129,10 @@ impl LoopSample {
     }
 }
 
+/// Slack on a process's start time (it is kept in clock ticks, 10 ms here; a second spares any
+/// rounding and clock adjustment).
+const BORN_SLACK: f64 = 1.0;
+
 /// Frames kept around a cut of a very deep stack: the innermost ones (where the time goes)
 /// and the outermost ones above the loop's own (what the callback is).
 pub const KEEP_INNER: usize = 192;
@@ -168,6 +172,9 @@ pub struct LoopProbe {
     refs: Vec<FrameRef>,
     words: Vec<u64>,
     also: Vec<u64>,
+    /// When the process started, in our `CLOCK_MONOTONIC` seconds: no timer of its loops
+    /// can be due before that, so a `when` read before it is a torn read, not a lag.
+    born: Option<f64>,
 }
 
 fn open_task_file(pid: i32, tid: Option<i32>, name: &str) -> Option<File> {
@@ -204,8 +211,9 @@ impl LoopProbe {
         let Some(kind) = kind else { return Ok(Err(class_name)) };
         let objects = readers.resolve(r, kind, addr)?;
         let running = RunningLoopWatch::resolve(r, thread.tstate)?;
-        let syscall = open_task_file(pid, thread.native_id, "syscall");
-        let stat = open_task_file(pid, thread.native_id, "stat");
+        // The kernel's files of the thread are under its id in our PID namespace.
+        let syscall = open_task_file(pid, thread.host_tid, "syscall");
+        let stat = open_task_file(pid, thread.host_tid, "stat");
         Ok(Ok(LoopProbe {
             pid,
             thread,
@@ -220,6 +228,7 @@ impl LoopProbe {
             refs: Vec::new(),
             words: Vec::new(),
             also: Vec::new(),
+            born: procfs::started_monotonic(pid),
         }))
     }
 
@@ -301,8 +310,11 @@ impl LoopProbe {
         self.also.clear();
         self.also.extend(self.running.addrs());
         let scan_ready = state == LoopState::Callback;
-        let figures = readers.quick(r, self.addr, &mut self.objects, &self.also, &mut self.words, scan_ready).map_err(fail)?;
+        let mut figures = readers.quick(r, self.addr, &mut self.objects, &self.also, &mut self.words, scan_ready).map_err(fail)?;
         let t = procfs::monotonic_now() + clock_offset;
+        if let Some(born) = self.born {
+            figures.drop_timers_before(born + clock_offset - BORN_SLACK);
+        }
         match self.running.loop_from(&self.words) {
             Some(l) if l == self.addr => {}
             Some(_) => return Err(LookFailure::LoopGone),

@@ -41,6 +41,11 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         &self.items[id as usize]
     }
 
+    /// The items interned from index `from` on, in order.
+    pub fn items_since(&self, from: usize) -> &[T] {
+        self.items.get(from..).unwrap_or(&[])
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -95,7 +100,8 @@ pub struct Sample {
     pub activity: ThreadActivity,
     pub ready: u32,
     /// Earliest live timer's lateness in seconds: positive when overdue, negative when still
-    /// ahead; `None` when no live timer exists.
+    /// ahead; `None` when no live timer exists; [`Sample::LAG_UNKNOWN`] when the timers
+    /// could not be read (read it through [`Sample::lag_ms`]).
     pub lateness: Option<f32>,
     /// Interned stack of the loop thread, innermost first.
     pub stack: u32,
@@ -118,6 +124,22 @@ pub struct FailedSample {
     pub t: f64,
     pub loop_index: u16,
     pub reason: FailReason,
+}
+
+impl Sample {
+    /// Stored in `lateness` when the timers kept changing while they were read: the lag of
+    /// that look is unknown (its state, stack and ready depth stand).
+    pub const LAG_UNKNOWN: f32 = f32::INFINITY;
+
+    /// The loop's lag at this sample in milliseconds: how late the most overdue timer is, 0
+    /// when none is due (or none exists); `None` when unknown.
+    pub fn lag_ms(&self) -> Option<f64> {
+        match self.lateness {
+            Some(l) if l == Self::LAG_UNKNOWN => None,
+            Some(l) => Some((l as f64 * 1e3).max(0.0)),
+            None => Some(0.0),
+        }
+    }
 }
 
 /// A stack of another thread (`--all-threads`).
@@ -181,7 +203,7 @@ impl ProcessEnd {
 }
 
 /// Why a recording stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// `--duration` elapsed.
@@ -191,6 +213,7 @@ pub enum EndReason {
     /// The target process exited.
     TargetExited,
     /// Still running (a live view).
+    #[default]
     Running,
     /// The terminal hung up (SIGHUP: an SSH connection dropped, a tmux session killed).
     HungUp,
@@ -321,5 +344,175 @@ impl Recording {
     /// The nominal interval between samples.
     pub fn interval(&self) -> f64 {
         1.0 / self.rate_hz
+    }
+
+    /// What was added since `marks` (which then move on): the new loops and interned items,
+    /// and the samples, failures and counts, moved out. The sampling side of a live view
+    /// sends these to the side that shows them, keeping only its interners.
+    pub fn take_delta(&mut self, marks: &mut Marks) -> RecordingDelta {
+        let d = RecordingDelta {
+            loops: self.loops.get(marks.loops..).unwrap_or(&[]).to_vec(),
+            frames: self.frames.items_since(marks.frames).to_vec(),
+            stacks: self.stacks.items_since(marks.stacks).to_vec(),
+            tasks: self.tasks.items_since(marks.tasks).to_vec(),
+            threads: self.threads.items_since(marks.threads).to_vec(),
+            samples: std::mem::take(&mut self.samples),
+            failures: std::mem::take(&mut self.failures),
+            other_threads: std::mem::take(&mut self.other_threads),
+            task_counts: std::mem::take(&mut self.task_counts),
+            paused: self.paused,
+            ended: self.ended,
+            end: self.end,
+        };
+        *marks = Marks {
+            loops: self.loops.len(),
+            frames: self.frames.len(),
+            stacks: self.stacks.len(),
+            tasks: self.tasks.len(),
+            threads: self.threads.len(),
+        };
+        d
+    }
+
+    /// Add a delta taken (with [`Recording::take_delta`]) from a recording that started as
+    /// this one did; returns the indices of the samples it added.
+    pub fn apply(&mut self, d: RecordingDelta) -> std::ops::Range<usize> {
+        self.loops.extend(d.loops);
+        for f in d.frames {
+            self.frames.intern(f);
+        }
+        for s in d.stacks {
+            self.stacks.intern(s);
+        }
+        for t in d.tasks {
+            self.tasks.intern(t);
+        }
+        for t in d.threads {
+            self.threads.intern(t);
+        }
+        let from = self.samples.len();
+        self.samples.extend(d.samples);
+        self.failures.extend(d.failures);
+        self.other_threads.extend(d.other_threads);
+        self.task_counts.extend(d.task_counts);
+        self.paused = d.paused;
+        self.ended = self.ended.max(d.ended);
+        self.end = d.end;
+        from..self.samples.len()
+    }
+
+    /// Forget what was sampled (keep the loops and the interned names): a fresh start at
+    /// `now` for a live view's reset.
+    pub fn clear(&mut self, now: f64) {
+        self.samples.clear();
+        self.failures.clear();
+        self.other_threads.clear();
+        self.task_counts.clear();
+        self.paused = 0.0;
+        self.started = now;
+        self.ended = now;
+    }
+}
+
+/// How much of a recording has been handed on ([`Recording::take_delta`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    loops: usize,
+    frames: usize,
+    stacks: usize,
+    tasks: usize,
+    threads: usize,
+}
+
+impl Marks {
+    /// Everything `rec` holds counts as handed on (a copy was made of it).
+    pub fn at(rec: &Recording) -> Marks {
+        Marks {
+            loops: rec.loops.len(),
+            frames: rec.frames.len(),
+            stacks: rec.stacks.len(),
+            tasks: rec.tasks.len(),
+            threads: rec.threads.len(),
+        }
+    }
+}
+
+/// What a recording gained since its last delta.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingDelta {
+    loops: Vec<LoopMeta>,
+    frames: Vec<StackFrame>,
+    stacks: Vec<Vec<u32>>,
+    tasks: Vec<String>,
+    threads: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub failures: Vec<FailedSample>,
+    pub other_threads: Vec<ThreadSample>,
+    pub task_counts: Vec<TaskCountSample>,
+    paused: f64,
+    ended: f64,
+    end: EndReason,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(i: i32) -> LoopMeta {
+        LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None }
+    }
+
+    fn sample(rec: &mut Recording, t: f64, name: &str, task: &str) -> Sample {
+        let stack = rec.intern_stack(&[StackFrame { function: name.into(), file: "/app/x.py".into(), line: 1 }]);
+        let task = rec.tasks.intern(task.into());
+        Sample {
+            t,
+            loop_index: 0,
+            state: LoopState::Callback,
+            activity: ThreadActivity::OnCpu,
+            ready: 1,
+            lateness: Some(0.001),
+            stack,
+            loop_frames: 0,
+            callback: Some(1),
+            task: Some(task),
+            busy_for: None,
+        }
+    }
+
+    /// A copy fed deltas in steps ends equal to the recording they came from, ids and all.
+    #[test]
+    fn deltas_rebuild_the_recording() {
+        let mut src = Recording::new(100.0, vec![meta(1)], 10.0);
+        let mut copy = src.clone();
+        let mut marks = Marks::at(&src);
+        let mut all = Vec::new();
+        for step in 0..3 {
+            for k in 0..5 {
+                let s = sample(&mut src, 10.0 + (step * 5 + k) as f64 * 0.01, &format!("f{}", k % 3 + step), &format!("T{step}"));
+                src.samples.push(s);
+                all.push(s);
+            }
+            if step == 1 {
+                src.loops.push(meta(2));
+                src.failures.push(FailedSample { t: 10.2, loop_index: 1, reason: FailReason::TornStack });
+            }
+            src.ended = 10.0 + step as f64;
+            let range = copy.apply(src.take_delta(&mut marks));
+            assert_eq!(range.len(), 5);
+            assert!(src.samples.is_empty(), "the sender keeps no samples");
+        }
+        assert_eq!(copy.samples, all);
+        assert_eq!(copy.loops.len(), 2);
+        assert_eq!(copy.failures.len(), 1);
+        assert_eq!(copy.ended, 12.0);
+        for s in &copy.samples {
+            // Ids mean the same on both sides.
+            assert_eq!(
+                copy.stack(s.stack).map(|f| f.function.to_string()).collect::<Vec<_>>(),
+                src.stack(s.stack).map(|f| f.function.to_string()).collect::<Vec<_>>()
+            );
+            assert_eq!(copy.tasks.get(s.task.unwrap()), src.tasks.get(s.task.unwrap()));
+        }
     }
 }

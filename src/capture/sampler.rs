@@ -137,7 +137,7 @@ impl Sampler {
     /// loops are appended to `metas`.
     fn discover(&mut self, metas: &mut Vec<LoopMeta>) -> reader::Result<()> {
         let pid = self.target.pid;
-        let tids = procfs::tids(pid).unwrap_or_default();
+        let tids = procfs::task_ids(pid).unwrap_or_default();
         let mut threads = interp::threads(&self.target.reader, self.target.interp, &tids)?;
         if threads.iter().any(|t| t.running_loop.is_some()) && self.target.resolve_asyncio_late() {
             // Read with the interpreter's own asyncio offsets from now on.
@@ -234,7 +234,7 @@ impl Sampler {
         let stopped = kernels.iter().any(|k| crate::asyncio::loopstate::stopped(k.sched));
         let paused_at = Instant::now();
         let lock = if self.target.options.blocking && !stopped {
-            match self.target.spy.process.lock() {
+            match self.target.process.lock() {
                 Ok(lock) => Some(lock),
                 Err(_) if procfs::is_dead(self.target.pid) => return Err(SampleError::Exited),
                 Err(_) => None,
@@ -317,7 +317,7 @@ impl Sampler {
             state: s.state,
             activity: ThreadActivity::from_syscall(s.syscall),
             ready: s.figures.ready.min(u32::MAX as u64) as u32,
-            lateness: s.lateness().map(|l| l as f32),
+            lateness: if s.figures.timers_known { s.lateness().map(|l| l as f32) } else { Some(Sample::LAG_UNKNOWN) },
             stack: rec.intern_stack(&s.frames),
             loop_frames: s.loop_frames.min(u16::MAX as usize) as u16,
             callback: s.callback,

@@ -167,21 +167,21 @@ impl Looker {
     fn look_once(&mut self, target: &mut Target) -> Result<ProcessView, LookError> {
         let pid = target.pid;
         self.pid = pid;
-        let tids = procfs::tids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
+        let tids = procfs::task_ids(pid).map_err(|_| LookError::Failure(Failure::TargetExited { pid }))?;
         // The kernel's view is read by each probe before its memory reads; with --blocking
         // the target is paused for the reads, and a ptrace stop hides it: read it first.
         let kernels: HashMap<i32, Kernel> = if target.options.blocking {
             tids.iter()
                 .map(|t| {
-                    let k = Kernel { syscall: procfs::thread_syscall(pid, *t).ok(), sched: procfs::thread_state(pid, *t).ok() };
-                    (*t, k)
+                    let k = Kernel { syscall: procfs::thread_syscall(pid, t.tid).ok(), sched: procfs::thread_state(pid, t.tid).ok() };
+                    (t.tid, k)
                 })
                 .collect()
         } else {
             HashMap::new()
         };
         let _lock = if target.options.blocking {
-            Some(target.spy.process.lock().map_err(|e| {
+            Some(target.process.lock().map_err(|e| {
                 LookError::Failure(if procfs::is_dead(pid) {
                     Failure::TargetExited { pid }
                 } else {
@@ -208,16 +208,26 @@ impl Looker {
             let Some(addr) = thread.running_loop else {
                 // A thread without a loop: its innermost frame, when its stack reads whole.
                 let top = self.names.stack(r, thread.tstate).ok().and_then(|s| s.first().cloned());
-                briefs.push(ThreadBrief { native_id: thread.native_id, name, top_frame: top.map(|f| label(&f)) });
+                briefs.push(ThreadBrief {
+                    native_id: thread.native_id,
+                    host_tid: thread.host_tid,
+                    name,
+                    top_frame: top.map(|f| label(&f)),
+                });
                 continue;
             };
             let probe = match LoopProbe::new(pid, r, &mut self.loops, thread.clone(), addr)? {
                 Ok(p) => p,
                 Err(class) => return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid, class })),
             };
-            let kernel = thread.native_id.and_then(|t| kernels.get(&t).copied());
+            let kernel = thread.host_tid.and_then(|t| kernels.get(&t).copied());
             let mut view = self.look_at_loop(r, probe, kernel, name.clone(), &tasks_source, clock_offset)?;
-            briefs.push(ThreadBrief { native_id: thread.native_id, name, top_frame: view.stack.first().map(label) });
+            briefs.push(ThreadBrief {
+                native_id: thread.native_id,
+                host_tid: thread.host_tid,
+                name,
+                top_frame: view.stack.first().map(label),
+            });
             if let (Some(set), Some(max)) = (&task_set, self.options.tasks) {
                 view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
             }

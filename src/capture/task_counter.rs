@@ -39,7 +39,7 @@ impl TaskCounter {
     pub fn count(&mut self, target: &Target, loops: &[(u16, u64)], now: f64, rec: &mut Recording) -> reader::Result<()> {
         let started = std::time::Instant::now();
         let result = (|| {
-            let tids = procfs::tids(target.pid).unwrap_or_default();
+            let tids = procfs::task_ids(target.pid).unwrap_or_default();
             let threads = interp::threads(&target.reader, target.interp, &tids)?;
             tasks::enumerate(&target.reader, target.interp, &threads)
         })();

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use crate::output::format::RecordFormat;
 
-const AFTER_HELP: &str = "\
+const EXAMPLES: &str = "\
 Examples:
   loopspy dump --pid 4242              what is the event loop of process 4242 doing right now?
   loopspy dump --pid 4242 --json       the same, as one JSON document
@@ -15,18 +15,17 @@ Examples:
   loopspy dump -- python3 app.py       start app.py, wait for its loop, dump it, stop it
   loopspy record --pid 4242 -d 30      30 s of samples: a flame graph of what blocked the loop
   loopspy top --pid 4242               watch it live
-  loopspy demo                         see it all on a bundled demo app
+  loopspy demo                         see it all on a bundled demo app";
 
-Exit codes: 0 ok, 2 usage, 3 no such process, 4 permission denied, 5 not Python,
-6 unsupported Python, 7 no event loop, 8 target exited, 9 could not start the command,
-10 could not write output, 11 target changed too fast to read, 12 unsupported loop class,
-13 target stopped (--blocking), 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM (after writing).
-Docs: docs/cli.md";
+/// The root help's tail: examples, and the exit codes from their table.
+fn after_help() -> String {
+    format!("{EXAMPLES}\n\nExit codes: {}.\nDocs: docs/cli.md", crate::base::error::exit_codes_line())
+}
 
 /// See what a running Python process's asyncio event loop is doing, from outside, without
 /// stopping it.
 #[derive(Debug, Parser)]
-#[command(name = "loopspy", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "loopspy", version, about, after_help = after_help(), propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +42,7 @@ pub enum Command {
     Record(RecordArgs),
     /// A live dashboard of the event loop: is it blocked right now, by what, lag, ready
     /// queue, busy %, top blocking frames. One plain line per second when not on a terminal.
-    #[command(after_help = TOP_HELP)]
+    #[command(after_help = top_help())]
     Top(TopArgs),
     /// Start the bundled demo app (an asyncio service that now and then blocks its loop) and
     /// open `top` on it.
@@ -84,16 +83,21 @@ pub struct RenderArgs {
     pub full_argv: bool,
 }
 
-const TOP_HELP: &str = "\
-Keys: q quit, p pause, s save an SVG flame graph of everything sampled so far, r reset,
-+/- blocking threshold, o sort the frames table, tab/arrows select, ? help.
+const TOP_EXAMPLES: &str = "\
 Colours follow NO_COLOR. On a pipe (kubectl exec without -t) it prints one line per second.
+With several loops it shows the worst one now (l switches).
 
 Examples:
   loopspy top --pid 4242
   loopspy top --pid 4242 --threshold 50
   kubectl exec POD -- loopspy top --pid 1 | tee top.log
   loopspy top -- python3 app.py";
+
+/// `top --help`'s tail: its keys, from their table, then notes and examples.
+fn top_help() -> String {
+    let keys: Vec<String> = crate::output::tui::keys::help_lines().into_iter().map(|l| format!("  {l}")).collect();
+    format!("Keys:\n{}\n\n{TOP_EXAMPLES}", keys.join("\n"))
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct TopArgs {

@@ -24,8 +24,8 @@ use crate::python::target::AttachOptions;
 
 /// What is sampled: one process, or a tree of them (`--subprocesses`).
 enum Source {
-    One { sampler: Sampler, tasks: TaskCounter },
-    Tree(FleetSampler),
+    One { sampler: Box<Sampler>, tasks: TaskCounter },
+    Tree(Box<FleetSampler>),
 }
 
 impl Source {
@@ -77,7 +77,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         let show = Box::new(move |a: &[String]| crate::output::argv::shown_list(a, full_argv));
         let (fs, rec) = FleetSampler::start(fleet, found, sampler_options, args.rate_hz, show)?;
         let python = fs.first.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
-        (Source::Tree(fs), rec, spawned, python)
+        (Source::Tree(Box::new(fs)), rec, spawned, python)
     } else {
         let (target, spawned) = super::acquire(&args.target, options, &stop)?;
         let python = target.version_text.clone();
@@ -90,7 +90,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         }
         let start = sampler.now();
         let rec = Recording::new(args.rate_hz, metas, start);
-        (Source::One { sampler, tasks: TaskCounter::new() }, rec, spawned, python)
+        (Source::One { sampler: Box::new(sampler), tasks: TaskCounter::new() }, rec, spawned, python)
     };
     let pid = match (&source, &spawned, &args.target) {
         (Source::One { sampler, .. }, _, _) => sampler.target.pid,
@@ -309,7 +309,7 @@ fn say_raw(text: &str) {
 }
 
 fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
-    let lag = rec.samples.last().and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
+    let lag = rec.samples.last().and_then(|s| s.lag_ms()).unwrap_or(0.0);
     let busy = rec.samples.iter().rev().take(rec.rate_hz as usize).filter(|s| is_busy(s.state)).count() as f64
         / rec.samples.len().clamp(1, rec.rate_hz.max(1.0) as usize) as f64;
     let pending = rec.task_counts.last().map(|c| format!(" | {} pending tasks", c.counts.pending)).unwrap_or_default();

@@ -172,6 +172,7 @@ pub struct TreeReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadReport {
     pub native_id: Option<i32>,
+    pub host_tid: Option<i32>,
     pub ident: u64,
     pub name: Option<String>,
 }
@@ -196,6 +197,9 @@ pub struct TimersReport {
     /// The earliest live timer already due and waiting in the ready queue behind the callback
     /// that runs (asyncio's loops move due timers there before running them).
     pub earliest_in_ready: Option<EarliestTimer>,
+    /// False when the timers kept changing while they were read (or too many cancelled ones
+    /// hid the earliest live one): `earliest` and `lag_ms` are then unknown (null).
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,7 +279,12 @@ fn process_report(facts: ProcessFacts, view: &ProcessView) -> ProcessReport {
 fn loop_report(l: &LoopView) -> LoopReport {
     let lateness = l.timer_lateness();
     LoopReport {
-        thread: ThreadReport { native_id: l.thread.native_id, ident: l.thread.ident, name: l.thread_name.clone() },
+        thread: ThreadReport {
+            native_id: l.thread.native_id,
+            host_tid: l.thread.host_tid,
+            ident: l.thread.ident,
+            name: l.thread_name.clone(),
+        },
         loop_address: format!("{:#x}", l.addr),
         loop_class: l.class_name.clone(),
         loop_kind: l.kind,
@@ -294,8 +303,9 @@ fn loop_report(l: &LoopView) -> LoopReport {
             count: l.figures.timers,
             earliest: l.figures.earliest_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
             earliest_in_ready: l.figures.ready_timer.map(|when| EarliestTimer { when, due_in_ms: (when - l.read_at) * 1e3 }),
+            complete: l.figures.timers_known,
         },
-        lag_ms: lateness.map(|late| (late * 1e3).max(0.0)),
+        lag_ms: lateness.filter(|_| l.figures.timers_known).map(|late| (late * 1e3).max(0.0)),
         fds: l.figures.fds,
         selector: l.figures.selector.clone(),
         callback: l.callback.as_ref().map(|c| CallbackReport {
@@ -537,8 +547,9 @@ fn render_process(rep: &ProcessReport, tree: bool) -> String {
     for l in &rep.loops {
         out.push('\n');
         let thread = format!(
-            "Thread {}{}",
+            "Thread {}{}{}",
             l.thread.native_id.map(|t| t.to_string()).unwrap_or_else(|| format!("{:#x}", l.thread.ident)),
+            host_tid_note(l.thread.native_id, l.thread.host_tid),
             l.thread.name.as_deref().map(|n| format!(" \"{}\"", e(n))).unwrap_or_default()
         );
         let _ = writeln!(out, "{thread}: {} ({:?})", e(&l.loop_class), l.loop_kind);
@@ -563,6 +574,7 @@ fn render_process(rep: &ProcessReport, tree: bool) -> String {
         let earliest = match &l.timers.earliest {
             Some(t) if t.due_in_ms < 0.0 => format!("; earliest overdue by {} (loop lag)", ms(-t.due_in_ms)),
             Some(t) => format!("; earliest due in {}", ms(t.due_in_ms)),
+            None if !l.timers.complete => "; earliest unknown (the timers changed while read: loop lag unknown)".to_string(),
             None if l.timers.count > 0 => "; all cancelled".to_string(),
             None => String::new(),
         };
@@ -582,4 +594,12 @@ fn render_process(rep: &ProcessReport, tree: bool) -> String {
         }
     }
     out
+}
+
+/// ` (host tid N)` when the thread's id in loopspy's PID namespace differs from the target's own.
+fn host_tid_note(native_id: Option<i32>, host_tid: Option<i32>) -> String {
+    match (native_id, host_tid) {
+        (Some(n), Some(h)) if n != h => format!(" (host tid {h})"),
+        _ => String::new(),
+    }
 }

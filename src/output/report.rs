@@ -146,34 +146,79 @@ pub const FAILED_WARN_PCT: f64 = 20.0;
 /// A rate achieved below this share of the asked one is reported.
 pub const RATE_WARN_SHARE: f64 = 0.9;
 
-/// Looks per second per loop (samples and failed looks). With several processes, over the
-/// time each loop was there: from its first look until its process left or the recording ended.
+/// Looks per second at a loop (samples and failed looks) over the time each loop lived: a
+/// loop that ran for 30 ms of a 10 s recording counts for 30 ms, not 10 s.
 pub fn achieved_hz(rec: &Recording) -> f64 {
-    if rec.is_fleet() {
-        let mut first: Vec<Option<f64>> = vec![None; rec.loops.len()];
-        let looks = rec.samples.iter().map(|s| (s.loop_index, s.t)).chain(rec.failures.iter().map(|f| (f.loop_index, f.t)));
-        for (l, t) in looks {
-            if let Some(f) = first.get_mut(l as usize) {
-                *f = Some(f.map_or(t, |x: f64| x.min(t)));
-            }
-        }
-        let lived: f64 = first
-            .iter()
-            .enumerate()
-            .filter_map(|(l, f)| {
-                let end = rec.process_of_loop(l as u16).and_then(|p| rec.processes[p as usize].left).unwrap_or(rec.ended).min(rec.ended);
-                f.map(|f| (end - f).max(0.0))
-            })
-            .sum();
-        return if lived <= 0.0 { 0.0 } else { (rec.samples.len() + rec.failures.len()) as f64 / lived };
-    }
-    let loops = rec.loops.len().max(1) as f64;
-    let d = rec.duration();
-    if d <= 0.0 {
+    let spans = loop_spans(rec);
+    let looks: u64 = spans.iter().map(|s| s.looks).sum();
+    let lived: f64 = spans.iter().map(|s| s.lived(rec.interval())).sum();
+    if lived <= 0.0 {
         0.0
     } else {
-        (rec.samples.len() + rec.failures.len()) as f64 / loops / d
+        looks as f64 / lived
     }
+}
+
+/// One loop's looks: how many, how many failed, and the first and last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopSpan {
+    pub looks: u64,
+    pub failed: u64,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl LoopSpan {
+    /// From its first look to one interval after its last.
+    pub fn lived(&self, interval: f64) -> f64 {
+        if self.looks == 0 {
+            0.0
+        } else {
+            (self.last - self.first).max(0.0) + interval
+        }
+    }
+
+    pub fn failed_pct(&self) -> f64 {
+        if self.looks == 0 {
+            0.0
+        } else {
+            100.0 * self.failed as f64 / self.looks as f64
+        }
+    }
+}
+
+/// Per loop of the recording, its looks.
+pub fn loop_spans(rec: &Recording) -> Vec<LoopSpan> {
+    let mut spans = vec![LoopSpan { looks: 0, failed: 0, first: f64::MAX, last: f64::MIN }; rec.loops.len()];
+    let mut add = |i: usize, t: f64, failed: bool| {
+        if let Some(s) = spans.get_mut(i) {
+            s.looks += 1;
+            s.failed += failed as u64;
+            s.first = s.first.min(t);
+            s.last = s.last.max(t);
+        }
+    };
+    for s in &rec.samples {
+        add(s.loop_index as usize, s.t, false);
+    }
+    for f in &rec.failures {
+        add(f.loop_index as usize, f.t, true);
+    }
+    spans
+}
+
+/// Looks at a loop before its failed share is worth a warning of its own.
+const LOOKS_FOR_A_LOOP_WARNING: u64 = 100;
+
+/// The highest failed share among loops with enough looks (a short-lived loop's few looks
+/// say little), and which loop.
+pub fn worst_loop_failed_pct(rec: &Recording) -> Option<(usize, f64)> {
+    loop_spans(rec)
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.looks >= LOOKS_FOR_A_LOOP_WARNING)
+        .map(|(i, s)| (i, s.failed_pct()))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 /// Share of the recording the target was held stopped by `--blocking`, in percent.
@@ -205,10 +250,17 @@ pub fn failure_reasons(rec: &Recording) -> String {
 pub fn warnings(rec: &Recording) -> Vec<String> {
     let mut out = Vec::new();
     let failed = rec.failed_pct();
+    let worst = worst_loop_failed_pct(rec).filter(|(_, pct)| *pct > FAILED_WARN_PCT && rec.loops.len() > 1);
     if failed > FAILED_WARN_PCT {
         out.push(format!(
             "WARNING: {failed:.0} % of the looks at the loop failed ({}): the figures describe only the rest. Try again; --blocking pauses the target while reading.",
             failure_reasons(rec)
+        ));
+    } else if let Some((i, pct)) = worst {
+        let name = rec.loops[i].thread_name.clone().unwrap_or_else(|| format!("thread {}", rec.loops[i].native_id.unwrap_or(0)));
+        out.push(format!(
+            "WARNING: {pct:.0} % of the looks at the loop of {} failed ({failed:.1} % of all loops): its figures describe only the rest. Try again; --blocking pauses the target while reading.",
+            crate::base::escape::terminal(&name),
         ));
     }
     let paused = paused_pct(rec);
@@ -394,4 +446,70 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
         let _ = writeln!(out, "  wrote {}", e(path));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asyncio::eventloop::LoopKind;
+    use crate::asyncio::loopstate::LoopState;
+    use crate::capture::probe::FailReason;
+    use crate::capture::recording::{FailedSample, LoopMeta, Sample, ThreadActivity};
+
+    fn sample(t: f64, loop_index: u16) -> Sample {
+        Sample {
+            t,
+            loop_index,
+            state: LoopState::Idle,
+            activity: ThreadActivity::OnCpu,
+            ready: 0,
+            lateness: None,
+            stack: 0,
+            loop_frames: 0,
+            callback: None,
+            task: None,
+            busy_for: None,
+        }
+    }
+
+    /// A main loop looked at every 10 ms for 10 s (one look in four failing), and 150 loops
+    /// that each lived 20 ms with 2 looks: the rate is the main loop's, and its failures are
+    /// not averaged away by the short-lived loops.
+    #[test]
+    fn the_rate_and_failures_follow_each_loop_over_its_life() {
+        let meta = |i: i32| LoopMeta {
+            native_id: Some(i),
+            thread_name: None,
+            loop_class: "L".into(),
+            loop_kind: LoopKind::Selector,
+            selector: None,
+        };
+        let mut rec = Recording::new(100.0, (0..151).map(meta).collect(), 0.0);
+        for k in 0..1000 {
+            let t = k as f64 * 0.01;
+            if k % 4 == 0 {
+                rec.failures.push(FailedSample { t, loop_index: 0, reason: FailReason::Changed });
+            } else {
+                rec.samples.push(sample(t, 0));
+            }
+        }
+        for i in 1..151u16 {
+            let t0 = i as f64 * 0.06;
+            rec.samples.push(sample(t0, i));
+            rec.samples.push(sample(t0 + 0.01, i));
+        }
+        rec.samples.sort_by(|a, b| a.t.total_cmp(&b.t));
+        rec.ended = 10.0;
+        let hz = achieved_hz(&rec);
+        // 1,300 looks over 10 s of the main loop plus 150 × 20 ms: 100 Hz (the whole
+        // recording's 10 s for 151 loops would say 0.86 Hz).
+        assert!((hz - 100.0).abs() < 1e-6, "{hz}");
+        assert!(!warnings(&rec).iter().any(|w| w.contains("Hz of the")), "{:?}", warnings(&rec));
+        let (worst, pct) = worst_loop_failed_pct(&rec).unwrap();
+        assert_eq!((worst, pct.round()), (0, 25.0));
+        // 250 failed of 1,300 looks overall (19 %, under the warning's 20 %), but 25 % of the
+        // main loop's.
+        let w = warnings(&rec);
+        assert!(w.iter().any(|w| w.starts_with("WARNING: 25 % of the looks at the loop of thread 0 failed")), "{w:?}");
+    }
 }

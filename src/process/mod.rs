@@ -1,4 +1,5 @@
 pub mod elf;
+pub mod mapped;
 pub mod memory;
 pub mod procfs;
 pub mod signals;

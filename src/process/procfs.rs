@@ -137,6 +137,45 @@ pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
     Ok(out)
 }
 
+/// A thread of a process under both of its ids: `tid` as loopspy's PID namespace sees it (the
+/// name of its `/proc/PID/task/TID` directory), `ns_tid` as the process's own PID namespace
+/// sees it (what `threading.get_native_id()` and the interpreter record there). The two are
+/// equal unless the process runs in a PID namespace of its own (a container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId {
+    pub tid: i32,
+    pub ns_tid: i32,
+}
+
+/// The threads of a process with their ids in its own PID namespace (`NSpid` in each thread's
+/// `status`: the ids from our namespace down to the process's, the last being its own). A
+/// process in our namespace (one id in its `NSpid`, or a kernel without the line) costs one
+/// read; threads that vanish while they are listed are left out.
+pub fn task_ids(pid: i32) -> io::Result<Vec<TaskId>> {
+    let tids = tids(pid)?;
+    let nested = read_small(&proc_path(pid, "status")).map(|raw| parse_nspid(&raw).len() > 1).unwrap_or(false);
+    if !nested {
+        return Ok(tids.into_iter().map(|tid| TaskId { tid, ns_tid: tid }).collect());
+    }
+    Ok(tids
+        .into_iter()
+        .filter_map(|tid| {
+            let raw = read_small(&task_path(pid, tid, "status")).ok()?;
+            let ns_tid = *parse_nspid(&raw).last()?;
+            Some(TaskId { tid, ns_tid })
+        })
+        .collect())
+}
+
+/// The ids of the `NSpid:` line of a `status` file, outermost (ours) first; empty without one.
+pub fn parse_nspid(status: &[u8]) -> Vec<i32> {
+    let text = String::from_utf8_lossy(status);
+    text.lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|rest| rest.split_whitespace().map_while(|v| v.parse::<i32>().ok().filter(|v| *v > 0)).take(64).collect())
+        .unwrap_or_default()
+}
+
 /// The real uid owning a process (from `/proc/PID/status`).
 pub fn uid(pid: i32) -> io::Result<u32> {
     let raw = read_small(&proc_path(pid, "status"))?;
@@ -193,15 +232,29 @@ fn status_field(pid: &str, field: &str) -> Option<String> {
 /// The facts behind a permission error reading `pid`.
 pub fn access(pid: i32) -> Access {
     use std::os::unix::fs::MetadataExt;
-    let our_uid = nix::unistd::geteuid().as_raw();
-    let target_uid = uid(pid).ok();
+    let ids = |who: &str, field: &str| -> Option<[u32; 3]> {
+        let line = status_field(who, field)?;
+        let v: Vec<u32> = line.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
+        v.try_into().ok()
+    };
+    let pid_s = pid.to_string();
+    let target_uids = ids(&pid_s, "Uid:");
     let ptrace_scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok().and_then(|s| s.trim().parse().ok());
     let cap_sys_ptrace = status_field("self", "CapEff:")
         .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
     let files_owner = fs::metadata(proc_path(pid, "maps")).ok().map(|m| m.uid());
-    let target_not_dumpable = matches!((files_owner, target_uid), (Some(0), Some(u)) if u != 0);
-    Access { our_uid, target_uid, ptrace_scope, cap_sys_ptrace, target_not_dumpable }
+    let target_not_dumpable = matches!((files_owner, target_uids), (Some(0), Some([u, _, _])) if u != 0);
+    Access {
+        our_uid: nix::unistd::getuid().as_raw(),
+        our_gid: nix::unistd::getgid().as_raw(),
+        target_uids,
+        target_gids: ids(&pid_s, "Gid:"),
+        ptrace_scope,
+        cap_sys_ptrace,
+        target_not_dumpable,
+        seccomp_filter: status_field("self", "Seccomp:").is_some_and(|m| m == "2"),
+    }
 }
 
 /// What a thread is doing in the kernel, from `/proc/PID/task/TID/syscall`.
@@ -302,6 +355,23 @@ pub fn parse_timens_monotonic(text: &str) -> Option<f64> {
     })
 }
 
+/// When a process started, in our `CLOCK_MONOTONIC` seconds. `/proc/PID/stat` gives its
+/// start in clock ticks since boot, counting time suspended (as `CLOCK_BOOTTIME` does), so
+/// the time this machine spent suspended is taken off.
+pub fn started_monotonic(pid: i32) -> Option<f64> {
+    let stat = read_small(&proc_path(pid, "stat")).ok()?;
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    // After "(comm)": state is field 3; starttime is field 22.
+    let text = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let ticks: f64 = text.split_whitespace().nth(19)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let boottime = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let to_s = |ts: nix::sys::time::TimeSpec| ts.tv_sec() as f64 + ts.tv_nsec() as f64 / 1e9;
+    let suspended = (to_s(boottime) - to_s(monotonic)).max(0.0);
+    Some(ticks / hz as f64 - suspended)
+}
+
 /// Our own `CLOCK_MONOTONIC`, in seconds (the clock asyncio's `loop.time()` uses).
 pub fn monotonic_now() -> f64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
@@ -345,6 +415,17 @@ mod tests {
     }
 
     #[test]
+    fn nspid_lines() {
+        assert_eq!(parse_nspid(b"Name:\tpython3\nNSpid:\t24907\t1\nNSsid:\t1\n"), vec![24907, 1]);
+        assert_eq!(parse_nspid(b"NSpid:\t4242\n"), vec![4242]);
+        assert_eq!(parse_nspid(b"Name:\tx\n"), Vec::<i32>::new());
+        assert_eq!(parse_nspid(b"NSpid:\t12\tjunk\t3\n"), vec![12]);
+        let me = std::process::id() as i32;
+        let ours = task_ids(me).unwrap();
+        assert!(ours.iter().all(|t| t.tid == t.ns_tid) && ours.iter().any(|t| t.tid == me));
+    }
+
+    #[test]
     fn timens_offsets_monotonic_line() {
         let text = "monotonic  -5 250000000\nboottime 0 0\n";
         assert_eq!(parse_timens_monotonic(text), Some(-5.0 + 0.25));
@@ -368,6 +449,18 @@ mod tests {
         assert!(matches!(syscall_name(nr), Some("nanosleep" | "clock_nanosleep")), "{nr}");
         sleeper.join().unwrap();
         assert_eq!(monotonic_offset(me), 0.0);
+    }
+
+    #[test]
+    fn a_process_started_before_now_and_a_new_one_just_now() {
+        let me = started_monotonic(std::process::id() as i32).unwrap();
+        let now = monotonic_now();
+        assert!(me <= now + 0.02, "{me} > {now}");
+        let mut child = std::process::Command::new("sleep").arg("1").spawn().unwrap();
+        let born = started_monotonic(child.id() as i32).unwrap();
+        assert!((born - monotonic_now()).abs() < 1.0, "{born} vs {}", monotonic_now());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

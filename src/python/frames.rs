@@ -7,7 +7,7 @@
 //! test on every interpreter.
 
 use std::collections::HashSet;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::process::memory::Memory;
 use crate::python::layout::{EntryMarker, FrameChain, InstrPointer, StackTop};
@@ -77,8 +77,8 @@ pub struct CodeInfo {
 /// line (0 when unknown).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct StackFrame {
-    pub function: Rc<str>,
-    pub file: Rc<str>,
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: i32,
 }
 
@@ -252,9 +252,9 @@ struct CodeEntry {
     identity: Identity,
     /// The [`StackReader`] generation (sampler walk) that last checked the identity.
     checked: u64,
-    info: Rc<CodeInfo>,
-    function: Rc<str>,
-    file: Rc<str>,
+    info: Arc<CodeInfo>,
+    function: Arc<str>,
+    file: Arc<str>,
     first_line: i32,
     /// `co_flags`.
     flags: u32,
@@ -304,7 +304,7 @@ impl StackReader {
     }
 
     /// Names of a code object (cached, revalidated).
-    pub fn code_info<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<Rc<CodeInfo>> {
+    pub fn code_info<M: Memory>(&mut self, r: &ObjectReader<M>, code: u64) -> Result<Arc<CodeInfo>> {
         Ok(self.entry(r, code)?.info.clone())
     }
 
@@ -344,9 +344,9 @@ impl StackReader {
             }
             self.lines.retain(|(c, _), _| *c != code);
             self.locals.retain(|(c, _), _| *c != code);
-            let function: Rc<str> = info.qualname.as_str().into();
-            let file: Rc<str> = info.filename.as_str().into();
-            self.codes.insert(code, CodeEntry { identity, checked: 0, info: Rc::new(info), function, file, first_line, flags, table });
+            let function: Arc<str> = info.qualname.as_str().into();
+            let file: Arc<str> = info.filename.as_str().into();
+            self.codes.insert(code, CodeEntry { identity, checked: 0, info: Arc::new(info), function, file, first_line, flags, table });
         }
         Ok(&self.codes[&code])
     }

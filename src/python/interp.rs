@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use crate::process::memory::Memory;
+use crate::process::procfs::TaskId;
 use crate::python::layout::{CurrentTask, RunningLoop, RUNNING_LOOP_KEY};
 use crate::python::reader::{limits, Check, Error, ObjectReader, Result, Watch};
 
@@ -25,18 +26,24 @@ pub struct PyThread {
     pub tstate: u64,
     /// `threading.get_ident()`: the `pthread_t`.
     pub ident: u64,
-    /// The OS thread id, when it could be established.
+    /// The OS thread id as the target sees it (`threading.get_native_id()`: in its own PID
+    /// namespace), when it could be established.
     pub native_id: Option<i32>,
+    /// The same thread's id in loopspy's PID namespace (its `/proc/PID/task/TID`): equal to
+    /// `native_id` unless the target runs in a PID namespace of its own.
+    pub host_tid: Option<i32>,
     /// The loop object set by `asyncio._set_running_loop` in this thread.
     pub running_loop: Option<u64>,
 }
 
 /// Walk the thread states of the interpreter at `interp`.
 ///
-/// `os_tids` are the thread ids the kernel lists for the process; they confirm the OS thread
-/// id found for each Python thread (3.8–3.10 have no `native_thread_id`).
-pub fn threads<M: Memory>(r: &ObjectReader<M>, interp: u64, os_tids: &[i32]) -> Result<Vec<PyThread>> {
+/// `tasks` are the threads the kernel lists for the process (`procfs::task_ids`): they confirm
+/// the OS thread id found for each Python thread (3.8–3.10 have no `native_thread_id`) and map
+/// it, an id in the target's PID namespace, to ours.
+pub fn threads<M: Memory>(r: &ObjectReader<M>, interp: u64, tasks: &[TaskId]) -> Result<Vec<PyThread>> {
     let l = r.layout();
+    let ns_tids: Vec<i32> = tasks.iter().map(|t| t.ns_tid).collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut ts = r.ptr(interp + l.interp.threads_head)?;
@@ -50,10 +57,11 @@ pub fn threads<M: Memory>(r: &ObjectReader<M>, interp: u64, os_tids: &[i32]) -> 
                 let tid = r.i64(ts + off)?;
                 i32::try_from(tid).ok().filter(|t| *t > 0)
             }
-            None => tid_from_pthread(r, ident, os_tids),
+            None => tid_from_pthread(r, ident, &ns_tids),
         };
+        let host_tid = native_id.and_then(|n| tasks.iter().find(|t| t.ns_tid == n)).map(|t| t.tid);
         let running_loop = running_loop(r, ts).unwrap_or(None);
-        out.push(PyThread { tstate: ts, ident, native_id, running_loop });
+        out.push(PyThread { tstate: ts, ident, native_id, host_tid, running_loop });
         ts = r.ptr(ts + l.thread.next)?;
     }
     Ok(out)

@@ -9,11 +9,11 @@
 //! the difference is reported (`dump --json` → `layout`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::process::elf::ElfFile;
+use crate::process::mapped::{self, Mapping};
 use crate::process::memory::Memory;
 use crate::python::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom, TaskRegistry};
 use crate::python::reader::le;
@@ -52,8 +52,15 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
     let Some(fields) = debug_offsets::fields(base.version) else {
         return (base, LayoutCheck::table_only("table (this version publishes no debug offsets)"));
     };
-    let files = mapped_files(pid);
-    let runtime = match find_section(pid, &files, ".PyRuntime", is_python_file) {
+    let maps = mapped::read(pid).unwrap_or_default();
+    // `_PyRuntime` is all of `.PyRuntime`: when no file can be opened, its exported symbol in
+    // memory is the section's address.
+    let in_memory = || {
+        maps.iter()
+            .filter(|m| m.offset == 0 && m.file_name().is_some_and(is_python_file))
+            .find_map(|m| crate::process::elf::exported_in_memory(mem, m.start, "_PyRuntime"))
+    };
+    let runtime = match find_section(pid, mem, &maps, ".PyRuntime", is_python_file).or_else(in_memory) {
         Some(addr) => addr,
         None => return (base, LayoutCheck::table_only("table (no .PyRuntime section found)")),
     };
@@ -65,7 +72,7 @@ pub fn resolve<M: Memory>(pid: i32, mem: &M, base: &'static Layout) -> (&'static
     let mut source = "_Py_DebugOffsets".to_string();
     if debug_offsets::has_asyncio_section(base.version) {
         let asyncio =
-            find_section(pid, &files, ".AsyncioDebug", |name| name.starts_with("_asyncio") || is_python_file(name)).and_then(|addr| {
+            find_section(pid, mem, &maps, ".AsyncioDebug", |name| name.starts_with("_asyncio") || is_python_file(name)).and_then(|addr| {
                 read_fields(mem, addr, debug_offsets::ASYNCIO_SIZE, debug_offsets::ASYNCIO_FIELDS, debug_offsets::ASYNCIO_SECTIONS).ok()
             });
         if let Some(a) = asyncio {
@@ -95,41 +102,20 @@ fn is_python_file(name: &str) -> bool {
     name.starts_with("python3") || name.starts_with("libpython3")
 }
 
-/// Files mapped into the target with the address their offset-0 mapping starts at.
-fn mapped_files(pid: i32) -> Vec<(PathBuf, u64)> {
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { return Vec::new() };
-    let mut out: Vec<(PathBuf, u64)> = Vec::new();
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Some(path) = parts.next().filter(|p| p.starts_with('/')) else { continue };
-        if u64::from_str_radix(offset, 16) != Ok(0) {
-            continue;
-        }
-        let Some(start) = range.split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()) else { continue };
-        if !out.iter().any(|(p, _)| p.as_os_str() == path) {
-            out.push((PathBuf::from(path), start));
-        }
-    }
-    out
-}
-
 /// The runtime address of section `name` in the first mapped file (chosen by `wanted` on its
-/// file name) that has it. Files are opened through `/proc/PID/root`, as the target sees them.
-fn find_section(pid: i32, files: &[(PathBuf, u64)], name: &str, wanted: impl Fn(&str) -> bool) -> Option<u64> {
-    for (path, start) in files {
-        let file_name = path.file_name()?.to_str()?;
-        if !wanted(file_name) {
+/// file name) that has it. Each file is opened as the target maps it (`process::mapped`: a
+/// library deleted or replaced since, a chroot, a mount namespace of its own).
+fn find_section<M: Memory>(pid: i32, mem: &M, maps: &[Mapping], name: &str, wanted: impl Fn(&str) -> bool) -> Option<u64> {
+    let mut tried: Vec<&Mapping> = Vec::new();
+    for m in maps.iter().filter(|m| m.offset == 0 && m.file_name().is_some_and(&wanted)) {
+        if tried.iter().any(|t| t.same_file(m)) {
             continue;
         }
-        let in_root = PathBuf::from(format!("/proc/{pid}/root")).join(path.strip_prefix("/").ok()?);
-        let Ok(elf) = ElfFile::open(&in_root).or_else(|_| ElfFile::open(path)) else { continue };
+        tried.push(m);
+        let Some((file, _)) = mapped::open(pid, m, maps, mem) else { continue };
+        let Ok(elf) = ElfFile::from_file(file) else { continue };
         let (Ok(Some(section)), Ok(first)) = (elf.section(name), elf.first_load_vaddr()) else { continue };
-        return Some(start.wrapping_sub(first).wrapping_add(section.addr));
+        return Some(m.start.wrapping_sub(first).wrapping_add(section.addr));
     }
     None
 }
@@ -215,6 +201,7 @@ fn check_field(name: &str, v: u64, sizes: &BTreeMap<&str, u64>) -> Result<(), St
 /// The layout field that a published name describes.
 fn field_of<'a>(l: &'a mut Layout, name: &str) -> Option<&'a mut u64> {
     Some(match name {
+        "runtime_state.interpreters_head" => &mut l.interp.runtime_head,
         "interpreter_state.threads_head" => &mut l.interp.threads_head,
         "interpreter_state.imports_modules" => &mut l.interp.modules,
         "thread_state.next" => &mut l.thread.next,

@@ -9,9 +9,11 @@ use py_spy::config::LockingStrategy;
 use py_spy::{Config, PythonSpy};
 
 use crate::base::error::Failure;
+use crate::process::mapped;
 use crate::process::memory::{Memory, ProcessMemory, ReadErrorKind};
 use crate::process::procfs;
 use crate::python::layout::{self, Layout, PyVersion};
+use crate::python::locate::{self, NotFound};
 use crate::python::published::{self, LayoutCheck};
 use crate::python::reader::ObjectReader;
 
@@ -26,7 +28,12 @@ pub struct AttachOptions {
 /// An attached Python process.
 pub struct Target {
     pub pid: i32,
-    pub spy: PythonSpy,
+    /// py-spy's view of it, when py-spy could read the interpreter's files (it is `None` when
+    /// [`locate`] found the interpreter instead: a libpython deleted or replaced since it was
+    /// loaded, a chroot). Only tests and benchmarks use it, to compare stacks.
+    pub spy: Option<PythonSpy>,
+    /// The process, for pausing it (`--blocking`).
+    pub process: remoteprocess::Process,
     pub version: PyVersion,
     /// The full version, e.g. `3.12.1`.
     pub version_text: String,
@@ -58,23 +65,41 @@ impl Target {
             collect_thread_names: false,
             ..Config::default()
         };
-        let spy = new_spy(pid, &config)?;
-        let version = PyVersion::new(spy.version.major as u8, spy.version.minor as u8);
-        let version_text = format!("{}.{}.{}", spy.version.major, spy.version.minor, spy.version.patch);
+        let memory = ProcessMemory::new(pid);
+        let maps = mapped::read(pid).unwrap_or_default();
+        let (spy, version, version_text, interp) = if locate::pyspy_sees_files(pid, &maps, &memory) {
+            match new_spy(pid, &config) {
+                Ok(spy) => {
+                    let version = PyVersion::new(spy.version.major as u8, spy.version.minor as u8);
+                    let version_text = format!("{}.{}.{}", spy.version.major, spy.version.minor, spy.version.patch);
+                    let interp = spy.addresses.interpreter_address as u64;
+                    (Some(spy), version, version_text, interp)
+                }
+                // What py-spy did not recognise, our own search may (it reads `sys.version`
+                // through what it finds, so it does not take a stranger for Python).
+                Err(failure @ Failure::NotPython { .. }) => match find_interpreter(pid, &memory, 1) {
+                    Ok(found) => (None, found.version, found.version_text, found.interp),
+                    Err(_) => return Err(failure),
+                },
+                Err(failure) => return Err(failure),
+            }
+        } else {
+            let found = find_interpreter(pid, &memory, ATTACH_ATTEMPTS)?;
+            (None, found.version, found.version_text, found.interp)
+        };
         let layout = layout::for_version(version).ok_or_else(|| Failure::UnsupportedPython {
             pid,
             version: version_text.clone(),
             detail: "no layout table for this version".into(),
             supported: layout::supported_range(),
         })?;
-        let interp = spy.addresses.interpreter_address as u64;
-        let memory = ProcessMemory::new(pid);
         let (layout, layout_check) = published::resolve(pid, &memory, layout);
         // 3.8–3.11 record with a running loop the PID that set it, as the process sees itself.
         let reader = ObjectReader::new(memory, layout).with_own_pid(procfs::ns_pid(pid));
         let image = exec_fingerprint(&reader.memory().clone(), pid);
         let asyncio_tries = if lacks_asyncio_section(version, &layout_check) { LATE_ASYNCIO_TRIES } else { 0 };
-        Ok(Target { pid, spy, version, version_text, layout, layout_check, interp, reader, options, image, asyncio_tries })
+        let process = remoteprocess::Process::new(pid).map_err(|e| Failure::Unreadable { pid, detail: e.to_string() })?;
+        Ok(Target { pid, spy, process, version, version_text, layout, layout_check, interp, reader, options, image, asyncio_tries })
     }
 
     /// 3.14+ publishes the asyncio offsets in `_asyncio`, which the program loads when it
@@ -97,7 +122,7 @@ impl Target {
         self.layout = layout;
         self.layout_check = check;
         if changed {
-            self.reader = ObjectReader::new(self.reader.memory().clone(), layout).with_own_pid(self.reader.own_pid());
+            self.reader = ObjectReader::new(*self.reader.memory(), layout).with_own_pid(self.reader.own_pid());
         }
         changed
     }
@@ -229,6 +254,36 @@ fn first_readable_address(maps: &str) -> Option<u64> {
         }
         u64::from_str_radix(range.split('-').next()?, 16).ok()
     })
+}
+
+/// Our own search for the interpreter ([`locate`]), when py-spy cannot read its files: up to
+/// `attempts` for a process that looks like Python (it may still be starting).
+fn find_interpreter(pid: i32, memory: &ProcessMemory, attempts: u32) -> Result<locate::Located, Failure> {
+    let mut attempt = 1;
+    loop {
+        let maps = mapped::read(pid).unwrap_or_default();
+        let exe = procfs::exe(pid).ok().and_then(|p| p.to_str().map(|p| p.trim_end_matches(" (deleted)").to_string()));
+        let why = match locate::locate(pid, &maps, exe.as_deref(), memory) {
+            Ok(found) => return Ok(found),
+            Err(_) if procfs::is_dead(pid) => return Err(Failure::TargetExited { pid }),
+            Err(NotFound::Unsupported(version)) => {
+                return Err(Failure::UnsupportedPython {
+                    pid,
+                    version,
+                    detail: "no layout table for this version".into(),
+                    supported: layout::supported_range(),
+                })
+            }
+            Err(NotFound::Other(why)) => why,
+        };
+        let looks =
+            looks_like_python(&fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(), procfs::exe(pid).ok().as_deref());
+        if attempt >= attempts || !looks {
+            return Err(Failure::NotPython { pid, exe: procfs::exe(pid).ok().map(|p| p.display().to_string()), detail: why });
+        }
+        attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Attempts at py-spy's attach when a Python process is not recognised.

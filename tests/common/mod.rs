@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod truth;
+
 /// A Python interpreter the tests can run targets with.
 #[derive(Debug, Clone)]
 pub struct Interp {

@@ -2,6 +2,7 @@
 healthy ticking tasks in between. For the dashboard tests."""
 
 import asyncio
+import threading
 import time
 
 import truth
@@ -26,7 +27,14 @@ async def main():
     loop = asyncio.get_running_loop()
     loop.create_task(ticker())
     handler_task = loop.create_task(handler(), name="request-handler")
-    truth.write_truth({"blocking_function": "slow_query", "block_ms": 300, "task": "request-handler"})
+    truth.write_truth({
+        "blocking_function": "slow_query",
+        "block_ms": 300,
+        "task": "request-handler",
+        "thread_native_id": threading.get_native_id(),
+        "thread_name": threading.current_thread().name,
+        "loop_class": "uvloop.Loop" if truth.is_uvloop(loop) else type(loop).__name__,
+    })
     await handler_task
 
 

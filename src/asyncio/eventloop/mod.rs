@@ -49,6 +49,24 @@ pub struct LoopFigures {
     pub loop_time: Option<f64>,
     /// The loop's iteration counter when it keeps one (libuv's `loop_count`).
     pub iteration: Option<u64>,
+    /// The timer figures (`earliest_timer`, `ready_timer`) are complete. False when the
+    /// timer heap or the ready queue kept changing while they were read (hundreds of timeouts
+    /// firing at once), or too many cancelled timers hid the earliest live one: the loop's
+    /// lag is then unknown for this look, while its state, stack and ready depth stand.
+    pub timers_known: bool,
+}
+
+impl LoopFigures {
+    /// A timer due before `floor` (the target's start) was read from memory that no longer
+    /// held it: the timer figures of this look are unknown, not a lag of hours.
+    pub fn drop_timers_before(&mut self, floor: f64) {
+        let torn = |w: Option<f64>| w.is_some_and(|w| !w.is_finite() || w < floor);
+        if torn(self.earliest_timer) || torn(self.ready_timer) {
+            self.earliest_timer = None;
+            self.ready_timer = None;
+            self.timers_known = false;
+        }
+    }
 }
 
 /// The loop's class, named as users know it: uvloop's public `uvloop.Loop` (a Python
@@ -147,5 +165,38 @@ impl LoopReaders {
             LoopObjects::Uvloop(u) => figures.fds = Some(self.uv.fds(r, u)?),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoopFigures;
+
+    fn figures(earliest: Option<f64>, ready: Option<f64>) -> LoopFigures {
+        LoopFigures {
+            ready: 1,
+            timers: 1,
+            earliest_timer: earliest,
+            ready_timer: ready,
+            cancelled_timers_seen: 0,
+            fds: None,
+            selector: None,
+            loop_time: None,
+            iteration: None,
+            timers_known: true,
+        }
+    }
+
+    #[test]
+    fn a_timer_due_before_the_process_started_is_a_torn_read() {
+        let mut f = figures(Some(0.0), None);
+        f.drop_timers_before(8000.0);
+        assert!(!f.timers_known && f.earliest_timer.is_none());
+        let mut f = figures(Some(8100.0), Some(f64::NAN));
+        f.drop_timers_before(8000.0);
+        assert!(!f.timers_known);
+        let mut f = figures(Some(8100.0), Some(8050.5));
+        f.drop_timers_before(8000.0);
+        assert!(f.timers_known && f.ready_timer == Some(8050.5));
     }
 }

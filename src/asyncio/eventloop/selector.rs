@@ -150,11 +150,23 @@ impl SelectorLoop {
                 }
                 self.heap_items.insert(sched_obj, items);
             }
-            let (earliest_timer, cancelled_timers_seen) = match head {
-                None => (None, 0),
-                Some(head) => self.earliest_live(r, sched_obj, len, items, head)?,
-            };
-            let ready_timer = if scan_ready && ready > 0 { self.earliest_in_ready(r, ready_obj, &ready_head)? } else { None };
+            // The timers: a heap or ready queue that changes while it is read (hundreds of
+            // timeouts firing at once) is read again, from fresh headers; if it keeps
+            // changing, the lag of this look is unknown and the rest of the look stands.
+            let mut timers = self.timer_figures(r, (sched_obj, len, items, head), (ready_obj, ready, &ready_head), scan_ready);
+            if timers.is_err() {
+                let fresh = (|| -> Result<_> {
+                    let sched_head = r.bytes(sched_obj, ss)?;
+                    let (len, items) = r.list_head_in(sched_obj, &sched_head)?;
+                    let head = if len == 0 { None } else { Some(r.u64(items)?) };
+                    let ready_head = r.bytes(ready_obj, rs)?;
+                    let ready = r.deque_len_in(ready_obj, &ready_head)?;
+                    self.timer_figures(r, (sched_obj, len, items, head), (ready_obj, ready, &ready_head), scan_ready)
+                })();
+                timers = fresh;
+            }
+            // (An error leaves every figure empty and `timers_known` false.)
+            let (earliest_timer, ready_timer, cancelled_timers_seen, timers_known) = timers.unwrap_or_default();
             Ok(LoopFigures {
                 ready,
                 timers: len,
@@ -165,10 +177,30 @@ impl SelectorLoop {
                 selector: None,
                 loop_time: None,
                 iteration: None,
+                timers_known,
             })
         })();
         self.buf = buf;
         result
+    }
+
+    /// `(earliest live timer, earliest due timer waiting in the ready queue, cancelled timers
+    /// seen, complete)` from the heap `(list, len, items, first item)` and the ready deque
+    /// `(deque, len, its header bytes)`.
+    #[allow(clippy::type_complexity)]
+    fn timer_figures<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        (heap, len, items, head): (u64, u64, u64, Option<u64>),
+        (ready_obj, ready, ready_head): (u64, u64, &[u8]),
+        scan_ready: bool,
+    ) -> Result<(Option<f64>, Option<f64>, u64, bool)> {
+        let (earliest, cancelled, complete) = match head {
+            None => (None, 0, true),
+            Some(head) => self.earliest_live(r, heap, len, items, head)?,
+        };
+        let ready_timer = if scan_ready && ready > 0 { self.earliest_in_ready(r, ready_obj, ready_head)? } else { None };
+        Ok((earliest, ready_timer, cancelled, complete))
     }
 
     /// The selector's class and how many descriptors it watches (for a one-off look).
@@ -186,36 +218,65 @@ impl SelectorLoop {
     /// (asyncio drops cancelled heads lazily) the heap is searched best first: a cancelled
     /// node's children may hold the answer, a live node's subtree cannot hold an earlier one,
     /// so the first live node taken from the frontier is the earliest.
-    fn earliest_live<M: Memory>(&mut self, r: &ObjectReader<M>, heap: u64, len: u64, items: u64, head: u64) -> Result<(Option<f64>, u64)> {
+    /// The third value is false when the search stopped at [`MAX_TIMER_SCAN`] cancelled
+    /// timers without finding a live one (the earliest live timer is then not known).
+    fn earliest_live<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        heap: u64,
+        len: u64,
+        items: u64,
+        head: u64,
+    ) -> Result<(Option<f64>, u64, bool)> {
         if !plausible_pointer(head) {
             return Err(Error::invalid(heap, "timer heap item is not a pointer"));
         }
         let (when, cancelled) = self.timers(r, &[head])?[0];
         // The head may have left the heap (and been freed, its memory reused) while we read
         // it: its figures count only if the heap still starts with it.
-        let ss = r.list_head_span();
-        let mut again = vec![0u8; ss + 8];
-        if r.memory().read_many(&[(heap, ss), (items, 8)], &mut again)? < again.len()
-            || r.list_head_in(heap, &again[..ss])? != (len, items)
-            || le::u64(&again, ss as u64)? != head
-        {
-            return Err(Error::invalid(heap, "the timer heap changed while it was read"));
-        }
+        let unchanged = |r: &ObjectReader<M>| -> Result<()> {
+            let ss = r.list_head_span();
+            let mut again = vec![0u8; ss + 8];
+            if r.memory().read_many(&[(heap, ss), (items, 8)], &mut again)? < again.len()
+                || r.list_head_in(heap, &again[..ss])? != (len, items)
+                || le::u64(&again, ss as u64)? != head
+            {
+                return Err(Error::invalid(heap, "the timer heap changed while it was read"));
+            }
+            Ok(())
+        };
+        unchanged(r)?;
         if !cancelled {
-            return Ok((Some(when), 0));
+            return Ok((Some(when), 0, true));
         }
+        // A search below a cancelled head reads timers deeper in the heap: they count only if
+        // the heap did not change meanwhile (a timer popped may be freed and reused).
+        let found = self.search_below_cancelled(r, heap, len, items, when)?;
+        unchanged(r)?;
+        Ok(found)
+    }
+
+    fn search_below_cancelled<M: Memory>(
+        &mut self,
+        r: &ObjectReader<M>,
+        heap: u64,
+        len: u64,
+        items: u64,
+        when: f64,
+    ) -> Result<(Option<f64>, u64, bool)> {
+        let cancelled = true;
         // Ordered by `when` first (reversed: the std heap pops the largest).
         let mut frontier: BinaryHeap<(Reverse<OrdF64>, bool, u64)> = BinaryHeap::new();
         frontier.push((Reverse(OrdF64(when)), cancelled, 0));
         let mut cancelled_seen = 0u64;
         while let Some((Reverse(OrdF64(when)), cancelled, i)) = frontier.pop() {
             if !cancelled {
-                return Ok((Some(when), cancelled_seen));
+                return Ok((Some(when), cancelled_seen, true));
             }
             cancelled_seen += 1;
             if cancelled_seen as usize >= MAX_TIMER_SCAN {
                 // Too many cancelled timers to search: no figure rather than a wrong one.
-                return Ok((None, cancelled_seen));
+                return Ok((None, cancelled_seen, false));
             }
             let first = 2 * i + 1;
             if first >= len {
@@ -230,7 +291,7 @@ impl SelectorLoop {
                 frontier.push((Reverse(OrdF64(when)), cancelled, first + k as u64));
             }
         }
-        Ok((None, cancelled_seen))
+        Ok((None, cancelled_seen, true))
     }
 
     /// The earliest `when` of the live timers waiting in the ready deque (due timers move

@@ -95,18 +95,26 @@ impl UvLoop {
         if (min == 0) != (timers == 0) || timers > 1 << 24 {
             return Err(Error::invalid(o.uv, format!("timer heap of {timers} with head {min:#x}")));
         }
-        let earliest_timer = match min {
-            0 => None,
-            node => {
-                let timer = node.checked_sub(LIBUV.timer_node).filter(|t| crate::python::reader::plausible_pointer(*t));
-                let timer = timer.ok_or_else(|| Error::invalid(o.uv, "bad timer heap node"))?;
-                let timeout = r.u64(timer + LIBUV.timer_timeout)?;
-                // Counts only if that timer still heads the heap (else it may be freed).
-                if r.u64(o.uv + LIBUV.uv_timer_min)? != node {
-                    return Err(Error::invalid(o.uv, "the timer heap changed while it was read"));
+        // The earliest timer; if the heap changes under the read (the head freed), the lag of
+        // this look is unknown and the rest of the look stands.
+        let earliest = |r: &ObjectReader<M>| -> Result<Option<f64>> {
+            match min {
+                0 => Ok(None),
+                node => {
+                    let timer = node.checked_sub(LIBUV.timer_node).filter(|t| crate::python::reader::plausible_pointer(*t));
+                    let timer = timer.ok_or_else(|| Error::invalid(o.uv, "bad timer heap node"))?;
+                    let timeout = r.u64(timer + LIBUV.timer_timeout)?;
+                    // Counts only if that timer still heads the heap (else it may be freed).
+                    if r.u64(o.uv + LIBUV.uv_timer_min)? != node {
+                        return Err(Error::invalid(o.uv, "the timer heap changed while it was read"));
+                    }
+                    Ok(Some(timeout as f64 / 1e3))
                 }
-                Some(timeout as f64 / 1e3)
             }
+        };
+        let (earliest_timer, timers_known) = match earliest(r) {
+            Ok(t) => (t, true),
+            Err(_) => (None, false),
         };
         Ok(LoopFigures {
             ready,
@@ -118,6 +126,7 @@ impl UvLoop {
             selector: None,
             loop_time: Some(now_ms as f64 / 1e3),
             iteration: Some(iteration),
+            timers_known,
         })
     }
 

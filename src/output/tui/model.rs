@@ -3,15 +3,40 @@
 //! the top blocking frames and the recent episodes. Pure: the rendering tests feed it known
 //! samples and check the screen.
 
-use crate::analysis::metrics::{self, is_busy, Analysis, BlockingFrame, Episode, Options};
+use crate::analysis::metrics::{self, is_busy, BlockingFrame, Episode, LoopSummary};
+use crate::analysis::stream::Stream;
 use crate::asyncio::eventloop::LoopKind;
-use crate::capture::recording::{EndReason, Recording, Sample, ThreadActivity};
+use crate::capture::recording::{EndReason, Recording, ThreadActivity};
+use crate::capture::task_pane::TaskPane;
 use crate::output::report::duration_ms;
 
 /// How many seconds the charts look back.
 pub const WINDOW_SECS: f64 = 60.0;
-/// How many seconds the figures and tables cover (the whole session is kept for `s`ave).
-pub const ANALYSIS_SECS: f64 = 600.0;
+/// Blocking episodes kept per loop for the tables (the oldest are dropped after that).
+pub const EPISODES_KEPT: usize = 10_000;
+
+/// Which loop the dashboard shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopChoice {
+    /// The worst one now: blocked longest, else busiest, else most lagging.
+    Worst,
+    /// This one (its index in the recording).
+    Fixed(u16),
+}
+
+impl LoopChoice {
+    /// `l`: from the worst loop through each loop in turn, and back.
+    pub fn next(self, loops: usize) -> LoopChoice {
+        if loops <= 1 {
+            return LoopChoice::Worst;
+        }
+        match self {
+            LoopChoice::Worst => LoopChoice::Fixed(0),
+            LoopChoice::Fixed(i) if (i as usize) + 1 < loops => LoopChoice::Fixed(i + 1),
+            LoopChoice::Fixed(_) => LoopChoice::Worst,
+        }
+    }
+}
 
 /// Sort orders of the blocking-frames table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,29 +74,6 @@ pub enum Pane {
     Tasks,
 }
 
-/// One task in the task pane.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskRow {
-    pub name: String,
-    /// How long loopspy has seen it pending (a lower bound of how long it has waited).
-    pub pending_for_s: f64,
-    /// The innermost coroutine it is suspended in.
-    pub at: String,
-    pub running: bool,
-}
-
-/// What the task pane shows (read by the command, not by the model).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskPane {
-    pub counts: crate::asyncio::tasks::TaskCounts,
-    /// Pending tasks matching the filter, longest pending first, at most what fits.
-    pub rows: Vec<TaskRow>,
-    /// Pending tasks matching the filter.
-    pub matching: usize,
-    /// When the count was taken (seconds ago).
-    pub age_s: f64,
-}
-
 /// Which list has the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
@@ -97,6 +99,7 @@ pub struct UiState {
     pub filter: String,
     /// The filter is being typed.
     pub editing_filter: bool,
+    pub loop_choice: LoopChoice,
 }
 
 impl UiState {
@@ -114,6 +117,7 @@ impl UiState {
             pane: Pane::Episodes,
             filter: String::new(),
             editing_filter: false,
+            loop_choice: LoopChoice::Worst,
         }
     }
 }
@@ -177,16 +181,6 @@ pub struct TopModel {
     pub warning: Option<String>,
 }
 
-fn loop_label(rec: &Recording) -> String {
-    rec.loops.first().map(|l| l.loop_class.clone()).unwrap_or_else(|| "no loop".to_string())
-}
-
-/// The samples of the first loop within the last `secs` seconds.
-fn recent(rec: &Recording, secs: f64) -> Vec<&Sample> {
-    let end = rec.samples.last().map(|s| s.t).unwrap_or(rec.started);
-    rec.samples.iter().filter(|s| s.loop_index == 0 && s.t >= end - secs).collect()
-}
-
 fn activity_text(a: ThreadActivity) -> String {
     match a {
         ThreadActivity::OnCpu => "on CPU".to_string(),
@@ -200,18 +194,55 @@ fn e(s: &str) -> std::borrow::Cow<'_, str> {
     crate::base::escape::terminal(s)
 }
 
+/// A loop's name for the header: its thread and class.
+fn loop_name(rec: &Recording, i: usize) -> String {
+    match rec.loops.get(i) {
+        Some(m) => {
+            let thread = m.thread_name.clone().unwrap_or_else(|| format!("thread {}", m.native_id.unwrap_or(0)));
+            format!("{} {}", e(&thread), e(&m.loop_class))
+        }
+        None => "no loop".to_string(),
+    }
+}
+
+/// The loop that is worst now: blocked in a callback longest, else busiest in its current
+/// second, else with the most lag.
+pub fn worst_loop(rec: &Recording, stream: &Stream) -> usize {
+    let score = |i: usize| -> (u8, f64) {
+        let Some(l) = stream.loop_stream(i) else { return (0, 0.0) };
+        if let Some(run) = l.current_run(rec, &stream.opts) {
+            return (3, run.duration_ms);
+        }
+        let busy = l.busy_now_pct(&stream.opts);
+        if busy > 0.0 {
+            return (2, busy);
+        }
+        (1, l.last().and_then(|s| s.lag_ms()).unwrap_or(0.0))
+    };
+    (0..rec.loops.len()).max_by(|a, b| score(*a).partial_cmp(&score(*b)).unwrap_or(std::cmp::Ordering::Equal).then(b.cmp(a))).unwrap_or(0)
+}
+
 /// The state line: is the loop blocked right now?
-fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &TargetInfo) -> StateLine {
+fn state_line(
+    rec: &Recording,
+    stream: &Stream,
+    shown: usize,
+    summary: Option<&LoopSummary>,
+    ui: &UiState,
+    target: &TargetInfo,
+) -> StateLine {
     if rec.end == EndReason::TargetExited {
         return StateLine { text: "TARGET EXITED: the process ended; these are its last figures".into(), severity: Severity::Info };
     }
     if ui.paused {
         return StateLine { text: "PAUSED (p resumes)".into(), severity: Severity::Info };
     }
-    let Some(last) = rec.samples.iter().rev().find(|s| s.loop_index == 0) else {
+    let Some(l) = stream.loop_stream(shown) else {
         return StateLine { text: "waiting for the first sample".into(), severity: Severity::Info };
     };
-    let summary = analysis.loops.first();
+    let Some(last) = l.last() else {
+        return StateLine { text: "waiting for the first sample".into(), severity: Severity::Info };
+    };
     if last.state == crate::asyncio::loopstate::LoopState::Stopped {
         return StateLine {
             text: format!(
@@ -223,7 +254,7 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
     }
     if is_busy(last.state) {
         // The callback running now, blamed as its episode will be.
-        let run = metrics::current_run(rec, 0);
+        let run = l.current_run(rec, &stream.opts);
         let busy_ms = match &run {
             Some(r) => r.duration_ms,
             None => summary.and_then(|l| l.busy_now_ms).unwrap_or(0.0),
@@ -243,8 +274,11 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
             severity: if blocked { Severity::Alert } else { Severity::Warn },
         }
     } else {
-        let lag = last.lateness.map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0);
-        let what = match rec.loops.first().map(|l| l.loop_kind) {
+        let lag = match last.lag_ms() {
+            Some(ms) => duration_ms(ms),
+            None => "unknown".to_string(),
+        };
+        let what = match rec.loops.get(shown).map(|l| l.loop_kind) {
             Some(LoopKind::Uvloop) => "idle in epoll (uvloop)",
             _ => "idle in select",
         };
@@ -260,7 +294,7 @@ fn state_line(rec: &Recording, analysis: &Analysis, ui: &UiState, target: &Targe
             })
             .unwrap_or_default();
         StateLine {
-            text: format!("{what}: lag {}, {} ready{previous}", duration_ms(lag), last.ready),
+            text: format!("{what}: lag {lag}, {} ready{previous}", last.ready),
             severity: if last.state == crate::asyncio::loopstate::LoopState::Unknown { Severity::Info } else { Severity::Ok },
         }
     }
@@ -275,19 +309,26 @@ fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
     }
 }
 
-/// Build the model. Figures cover the whole session (since start or reset); the charts the
-/// last minute.
-pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
-    let analysis =
-        metrics::analyze(rec, &Options { threshold: ui.threshold, window: 1.0, since: rec.samples.last().map(|s| s.t - ANALYSIS_SECS) });
-    let mut frames = analysis.blocking_frames.clone();
+/// Build the model from the live stream: figures cover the session (since start or reset),
+/// the charts the last minute. Costs the same however long `top` has run (the stream holds
+/// per-second windows and the episodes kept, not every sample).
+pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
+    let analysis = metrics::analysis_of(stream, rec, ui.threshold);
+    let shown = match ui.loop_choice {
+        LoopChoice::Fixed(i) if (i as usize) < rec.loops.len() => i as usize,
+        _ => worst_loop(rec, stream),
+    };
+    let summary = analysis.loops.get(shown);
+    // The frames table: the loop shown's episodes.
+    let shown_episodes: Vec<&Episode> = summary.map(|l| l.episodes.iter().collect()).unwrap_or_default();
+    let mut frames = metrics::blocking_frames(&shown_episodes);
     sort_frames(&mut frames, ui.sort);
     for f in &mut frames {
         f.file = e(crate::output::flamegraph::short_path(&f.file, target.cwd.as_deref())).into_owned();
         f.function = e(&f.function).into_owned();
         f.waiting_in = f.waiting_in.as_deref().map(|w| e(w).into_owned());
     }
-    let mut episodes: Vec<Episode> = analysis.loops.first().map(|l| l.episodes.clone()).unwrap_or_default();
+    let mut episodes: Vec<Episode> = summary.map(|l| l.episodes.clone()).unwrap_or_default();
     episodes.reverse();
     for ep in &mut episodes {
         ep.function = e(&ep.function).into_owned();
@@ -299,23 +340,24 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
         .map(|e| rec.stack(e.stack).map(|f| crate::output::flamegraph::frame_label(f, target.cwd.as_deref())).collect())
         .unwrap_or_default();
 
-    let windows = analysis.loops.first().map(|l| l.windows.clone()).unwrap_or_default();
+    let windows = summary.map(|l| l.windows.clone()).unwrap_or_default();
     let keep = WINDOW_SECS as usize;
     let tail = &windows[windows.len().saturating_sub(keep)..];
-    let recent_samples = recent(rec, 1.0);
-    let busy_now_pct = if recent_samples.is_empty() {
-        0.0
-    } else {
-        100.0 * recent_samples.iter().filter(|s| is_busy(s.state)).count() as f64 / recent_samples.len() as f64
-    };
-    let last = rec.samples.iter().rev().find(|s| s.loop_index == 0);
+    let ls = stream.loop_stream(shown);
+    let last = ls.and_then(|l| l.last());
+    let busy_now_pct = ls.map(|l| l.busy_now_pct(&stream.opts)).unwrap_or(0.0);
     let failed_pct = rec.failed_pct();
+    let which = match (rec.loops.len(), ui.loop_choice) {
+        (0 | 1, _) => loop_name(rec, shown),
+        (n, LoopChoice::Worst) => format!("loop {}/{n} (worst now, l switches): {}", shown + 1, loop_name(rec, shown)),
+        (n, LoopChoice::Fixed(_)) => format!("loop {}/{n} (l switches): {}", shown + 1, loop_name(rec, shown)),
+    };
     let header = format!(
         "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
         target.pid,
         e(&target.command),
         target.python,
-        loop_label(rec),
+        which,
         rate_hz,
         rec.samples.len(),
         failed_pct,
@@ -323,12 +365,12 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
     );
     TopModel {
         header,
-        state: state_line(rec, &analysis, ui, target),
+        state: state_line(rec, stream, shown, summary, ui, target),
         lag_max_ms: tail.iter().map(|w| w.lag_max_ms.round() as u64).collect(),
         ready_max: tail.iter().map(|w| w.ready_max as u64).collect(),
         busy_pct: tail.iter().map(|w| w.busy_pct.round() as u64).collect(),
-        lag_now_ms: last.and_then(|s| s.lateness).map(|l| (l as f64 * 1e3).max(0.0)).unwrap_or(0.0),
-        lag_p99_ms: analysis.loops.first().map(|l| l.lag.p99_ms).unwrap_or(0.0),
+        lag_now_ms: last.and_then(|s| s.lag_ms()).unwrap_or(0.0),
+        lag_p99_ms: summary.map(|l| l.lag.p99_ms).unwrap_or(0.0),
         lag_peak_ms: tail.iter().map(|w| w.lag_max_ms).fold(0.0, f64::max),
         ready_now: last.map(|s| s.ready).unwrap_or(0),
         busy_now_pct,
@@ -337,7 +379,15 @@ pub fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, rate_hz: f64, t
         stack,
         threshold_ms: ui.threshold * 1e3,
         sort: ui.sort,
-        tasks: tasks.cloned(),
+        // Task names and frames come from the target: escaped for the terminal here.
+        tasks: tasks.map(|p| {
+            let mut p = p.clone();
+            for row in &mut p.rows {
+                row.name = e(&row.name).into_owned();
+                row.at = e(&row.at).into_owned();
+            }
+            p
+        }),
         warning: crate::output::report::warnings(rec).into_iter().next(),
     }
 }

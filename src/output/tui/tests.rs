@@ -6,6 +6,7 @@ use ratatui::Terminal;
 
 use super::model::{self, TargetInfo, UiState};
 use super::view;
+use crate::analysis::stream::{Stream, StreamOptions};
 use crate::asyncio::eventloop::LoopKind;
 use crate::asyncio::loopstate::LoopState;
 use crate::capture::recording::{EndReason, LoopMeta, Recording, Sample, ThreadActivity};
@@ -67,9 +68,18 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
     rec
 }
 
+/// The live figures of a recording, as `top` keeps them (every threshold's episodes kept).
+fn stream(rec: &Recording) -> Stream {
+    Stream::over(rec, StreamOptions::for_recording(rec, crate::output::tui::keys::THRESHOLDS[0], 1.0))
+}
+
+fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, pane: Option<&crate::capture::task_pane::TaskPane>) -> model::TopModel {
+    model::build(rec, &stream(rec), target, ui, 100.0, pane)
+}
+
 fn screen(rec: &Recording, ui: &UiState, width: u16, height: u16) -> String {
     let target = TargetInfo { pid: 4242, command: "python3 app.py".into(), python: "3.12.1".into(), cwd: Some("/srv/app".into()) };
-    let m = model::build(rec, &target, ui, 100.0, None);
+    let m = build(rec, &target, ui, None);
     let mut term = Terminal::new(TestBackend::new(width, height)).unwrap();
     term.draw(|f| view::draw(f, &m, ui)).unwrap();
     let buf = term.backend().buffer().clone();
@@ -119,7 +129,7 @@ fn idle_after_a_block_at_160x50() {
     // The selected episode's stack, innermost first.
     let stack_at = s.find("fetch_user (db.py:42)").expect("stack");
     assert!(s[stack_at..].contains("handler (web.py:10)"), "{s}");
-    assert!(s.contains("PID 4242 python3 app.py | Py 3.12.1 _UnixSelectorEventLoop | 100 Hz"), "{s}");
+    assert!(s.contains("PID 4242 python3 app.py | Py 3.12.1 MainThread _UnixSelectorEventLoop | 100 Hz"), "{s}");
 }
 
 #[test]
@@ -160,7 +170,7 @@ fn help_overlay_and_no_colour() {
     let mut ui = UiState::new(0.1, false);
     ui.help = true;
     let target = TargetInfo::default();
-    let m = model::build(&rec, &target, &ui, 100.0, None);
+    let m = build(&rec, &target, &ui, None);
     let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
     term.draw(|f| view::draw(f, &m, &ui)).unwrap();
     let buf = term.backend().buffer().clone();
@@ -179,7 +189,7 @@ fn help_overlay_and_no_colour() {
 #[test]
 fn plain_line_has_the_headline_figures() {
     let rec = recording(2.0, 1.84, false);
-    let m = model::build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), 100.0, None);
+    let m = build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), None);
     let line = model::plain_line(&m, "03:15:02Z");
     assert!(line.starts_with("03:15:02Z BLOCKED 1.8") && line.contains(" s in fetch_user"), "{line}");
     assert!(line.contains("ready 40") && line.contains("1 blocking episode"), "{line}");
@@ -191,22 +201,27 @@ fn task_pane_counts_rows_and_filter() {
     let mut ui = UiState::new(0.1, true);
     ui.pane = super::model::Pane::Tasks;
     ui.filter = "req".into();
-    let pane = super::model::TaskPane {
+    let pane = crate::capture::task_pane::TaskPane {
         counts: crate::asyncio::tasks::TaskCounts { total: 12_003, pending: 12_000, done: 2, cancelled: 1, unknown: 0 },
         rows: vec![
-            super::model::TaskRow {
+            crate::capture::task_pane::TaskRow {
                 name: "request-17".into(),
                 pending_for_s: 42.0,
                 at: "Queue.get (asyncio/queues.py:158)".into(),
                 running: false,
             },
-            super::model::TaskRow { name: "request-3".into(), pending_for_s: 0.0, at: "handler (web.py:10)".into(), running: true },
+            crate::capture::task_pane::TaskRow {
+                name: "request-3".into(),
+                pending_for_s: 0.0,
+                at: "handler (web.py:10)".into(),
+                running: true,
+            },
         ],
         matching: 2,
         age_s: 0.4,
     };
     let target = TargetInfo::default();
-    let m = model::build(&rec, &target, &ui, 100.0, Some(&pane));
+    let m = build(&rec, &target, &ui, Some(&pane));
     let mut term = Terminal::new(TestBackend::new(100, 30)).unwrap();
     term.draw(|f| view::draw(f, &m, &ui)).unwrap();
     let buf = term.backend().buffer().clone();
@@ -215,4 +230,49 @@ fn task_pane_counts_rows_and_filter() {
     assert!(s.contains("request-17") && s.contains(">= 42.00 s") && s.contains("Queue.get (asyncio/queues.py:158)"), "{s}");
     assert!(s.contains("request-3") && s.contains("RUNNING"), "{s}");
     assert!(model::plain_line(&m, "x").contains("12000 pending tasks"));
+}
+
+/// Three loops in three threads; the third blocks now. The headline follows it and names it;
+/// `l` shows the others in turn.
+#[test]
+fn several_loops_the_worst_is_shown_and_named() {
+    let meta = |i: usize| LoopMeta {
+        native_id: Some(100 + i as i32),
+        thread_name: Some(format!("loop-{i}")),
+        loop_class: "_UnixSelectorEventLoop".into(),
+        loop_kind: LoopKind::Selector,
+        selector: None,
+    };
+    let mut rec = Recording::new(100.0, (0..3).map(meta).collect(), 1000.0);
+    let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
+    let blocked =
+        rec.intern_stack(&[frame("crunch", "/srv/app/jobs.py", 7), frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84)]);
+    for k in 0..300 {
+        let t = 1000.0 + k as f64 * 0.01;
+        for li in 0..3u16 {
+            let busy = li == 2 && k >= 100;
+            rec.samples.push(Sample {
+                t: t + li as f64 * 1e-4,
+                loop_index: li,
+                state: if busy { LoopState::Callback } else { LoopState::Idle },
+                activity: if busy { ThreadActivity::OnCpu } else { ThreadActivity::Waiting(232) },
+                ready: 0,
+                lateness: None,
+                stack: if busy { blocked } else { idle },
+                loop_frames: 1,
+                callback: busy.then_some(0xc0de),
+                task: None,
+                busy_for: None,
+            });
+        }
+    }
+    rec.ended = 1003.0;
+    let s = screen(&rec, &UiState::new(0.1, false), 120, 30);
+    assert!(s.contains("loop 3/3 (worst now, l switches): loop-2 _UnixSelectorEventLoop"), "{s}");
+    assert!(s.lines().any(|l| l.contains("BLOCKED 2.0") && l.contains("in crunch (jobs.py:7)")), "{s}");
+    let mut ui = UiState::new(0.1, false);
+    ui.loop_choice = model::LoopChoice::Fixed(0);
+    let s = screen(&rec, &ui, 120, 30);
+    assert!(s.contains("loop 1/3 (l switches): loop-0") && s.contains("idle in select"), "{s}");
+    assert!(!s.contains("crunch"), "another loop's episodes are not this one's:\n{s}");
 }

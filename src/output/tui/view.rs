@@ -233,15 +233,13 @@ fn draw_help(f: &mut Frame, area: Rect) {
         Line::raw("State line: BLOCKED / busy (how long, where, which task, CPU or syscall),"),
         Line::raw("or idle in select with the lag and the ready queue."),
         Line::raw("Charts: per second over the last minute: max loop lag, max ready"),
-        Line::raw("depth, busy %. Tables cover the last 10 minutes."),
+        Line::raw("depth, busy %. Figures and tables cover the session (since r)."),
+        Line::raw("Several loops: the worst one now is shown; l switches."),
         Line::raw(""),
-        Line::raw("q / Ctrl-C  quit            p  pause / resume sampling"),
-        Line::raw("s  save an SVG flame graph of everything sampled so far"),
-        Line::raw("r  reset the figures        +/-  blocking threshold"),
-        Line::raw("o  sort the frames table    tab  frames <-> episodes"),
-        Line::raw("t  tasks pane (counts, longest pending)   /  filter tasks by name"),
-        Line::raw("up/down  select             ?  this help"),
-    ];
+    ]
+    .into_iter()
+    .chain(super::keys::help_lines().into_iter().map(Line::raw))
+    .collect::<Vec<_>>();
     let w = 76.min(area.width);
     let h = (text.len() as u16 + 2).min(area.height);
     let r = Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h };

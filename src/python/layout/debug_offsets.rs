@@ -13,6 +13,7 @@ pub const VERSION_AT: u64 = 8;
 pub const FREE_THREADED_AT: u64 = 16;
 
 const PY313: &[(&str, u64)] = &[
+    ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 88),
     ("thread_state.next", 168),
@@ -48,6 +49,7 @@ const PY313: &[(&str, u64)] = &[
 ];
 
 const PY314: &[(&str, u64)] = &[
+    ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 96),
     ("thread_state.next", 192),
@@ -87,6 +89,7 @@ const PY314: &[(&str, u64)] = &[
 ];
 
 const PY315: &[(&str, u64)] = &[
+    ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 96),
     ("thread_state.next", 192),

@@ -371,6 +371,9 @@ pub struct ThreadLayout {
 pub struct InterpLayout {
     pub threads_head: u64,
     pub modules: u64,
+    /// `_PyRuntimeState.interpreters.head`: where `_PyRuntime` (an exported symbol) keeps the
+    /// newest interpreter, the main one unless subinterpreters were made.
+    pub runtime_head: u64,
 }
 
 /// Where the task running on a loop is recorded.

@@ -118,14 +118,14 @@ pub const PY38: Layout = Layout {
         bottom: StackBottom::NotGenerator,
     },
     thread: thread(152, 176, None, HOLDER),
-    interp: InterpLayout { threads_head: 8, modules: 56 },
+    interp: InterpLayout { threads_head: 8, modules: 56, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 72, 112, 120, 104, TaskRegistry::AllTasksWeakSet),
 };
 
 pub const PY39: Layout = Layout {
     version: PyVersion::new(3, 9),
     types: types(864),
-    interp: InterpLayout { threads_head: 8, modules: 856 },
+    interp: InterpLayout { threads_head: 8, modules: 856, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 80, 152, 160, 144, TaskRegistry::AllTasksWeakSet),
     ..PY38
 };
@@ -147,7 +147,7 @@ pub const PY310: Layout = Layout {
         stack_top: StackTop::Depth { base: 64, depth: 80 },
         ..PY38.frame
     },
-    interp: InterpLayout { threads_head: 8, modules: 856 },
+    interp: InterpLayout { threads_head: 8, modules: 856, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168, 152, TaskRegistry::AllTasksWeakSet),
     ..PY38
 };
@@ -186,7 +186,7 @@ pub const PY311: Layout = Layout {
         bottom: StackBottom::NotGenerator,
     },
     thread: thread(128, 152, Some(160), HOLDER),
-    interp: InterpLayout { threads_head: 16, modules: 888 },
+    interp: InterpLayout { threads_head: 16, modules: 888, runtime_head: 40 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::AllTasksWeakSet),
     ..PY310
 };
@@ -217,7 +217,7 @@ pub const PY312: Layout = Layout {
         bottom: StackBottom::EntryFrame,
     },
     thread: thread(112, 136, Some(144), RunningLoop::InDict),
-    interp: InterpLayout { threads_head: 72, modules: 944 },
+    interp: InterpLayout { threads_head: 72, modules: 944, runtime_head: 40 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::ScheduledAndEager),
     ..PY311
 };
@@ -230,7 +230,7 @@ pub const PY313: Layout = Layout {
     attrs: AttrScheme::InlineValues { managed_dict: -24 },
     frame: FrameLayout { chain: FrameChain::Direct { tstate_current_frame: 72 }, ..PY312.frame },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 304 }),
-    interp: InterpLayout { threads_head: 7344, modules: 7656 },
+    interp: InterpLayout { threads_head: 7344, modules: 7656, runtime_head: 632 },
     asyncio: asyncio(CurrentTask::ModuleDict, 96, 120, 128, 112, TaskRegistry::ScheduledAndEager),
     ..PY312
 };
@@ -252,7 +252,7 @@ pub const PY314: Layout = Layout {
         bottom: StackBottom::EntryFrame,
     },
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 864 }),
-    interp: InterpLayout { threads_head: 7344, modules: 7688 },
+    interp: InterpLayout { threads_head: 7344, modules: 7688, runtime_head: 808 },
     asyncio: AsyncioLayout {
         awaited_by: Some(AWAITED_BY_314),
         ..asyncio(
@@ -273,7 +273,7 @@ pub const PY315: Layout = Layout {
     coro: CoroLayout { suspended: Suspension::CoroState { offset: 67, values: SUSPENDED_315 }, ..PY314.coro },
     types: types(888),
     thread: thread(152, 176, Some(184), RunningLoop::Field { offset: 1024 }),
-    interp: InterpLayout { threads_head: 7336, modules: 7592 },
+    interp: InterpLayout { threads_head: 7336, modules: 7592, runtime_head: 936 },
     asyncio: AsyncioLayout {
         awaited_by: Some(AWAITED_BY_314),
         ..asyncio(

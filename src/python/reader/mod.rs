@@ -14,7 +14,7 @@ mod watch;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::process::memory::{Memory, ReadError};
 use crate::python::layout::Layout;
@@ -152,7 +152,7 @@ pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>
 pub struct ObjectReader<M: Memory> {
     mem: M,
     layout: &'static Layout,
-    types: RefCell<FastMap<u64, Rc<TypeInfo>>>,
+    types: RefCell<FastMap<u64, Arc<TypeInfo>>>,
     /// `(keys table, name) → (entry index, key object)` of past string-key lookups.
     lookups: RefCell<FastMap<(u64, String), (u64, u64)>>,
     /// `(type, base name) → is a subclass`.

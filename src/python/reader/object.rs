@@ -1,6 +1,6 @@
 //! Object headers, types and the simple value types (str, int, float, sequences).
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::{address, flags, le, limits, Error, ObjectReader, PyStr, Result};
 use crate::process::memory::Memory;
@@ -46,7 +46,7 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     /// Facts about a type object, validated: its own type must be a type subclass.
-    pub fn type_info(&self, tp: u64) -> Result<Rc<TypeInfo>> {
+    pub fn type_info(&self, tp: u64) -> Result<Arc<TypeInfo>> {
         let tp = address(tp)?;
         if let Some(info) = self.types.borrow().get(&tp) {
             return Ok(info.clone());
@@ -59,7 +59,7 @@ impl<M: Memory> ObjectReader<M> {
         }
         let name_ptr = self.data_ptr(tp + t.tp_name)?;
         let name = self.c_string(name_ptr, limits::TYPE_NAME)?;
-        let info = Rc::new(TypeInfo {
+        let info = Arc::new(TypeInfo {
             addr: tp,
             name,
             flags: self.u64(tp + t.tp_flags)?,
@@ -74,7 +74,7 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     /// The type of `obj`, with its facts.
-    pub fn type_info_of(&self, obj: u64) -> Result<Rc<TypeInfo>> {
+    pub fn type_info_of(&self, obj: u64) -> Result<Arc<TypeInfo>> {
         let obj = address(obj)?;
         self.type_info(self.type_of(obj)?)
     }
@@ -86,7 +86,7 @@ impl<M: Memory> ObjectReader<M> {
     }
 
     /// Fail unless the object's type has the given fast-subclass flag.
-    fn expect_flag(&self, obj: u64, flag: u64, what: &str) -> Result<Rc<TypeInfo>> {
+    fn expect_flag(&self, obj: u64, flag: u64, what: &str) -> Result<Arc<TypeInfo>> {
         let info = self.type_info_of(obj)?;
         if !info.has(flag) {
             return Err(Error::invalid(obj, format!("expected {what}, found {}", info.name)));
