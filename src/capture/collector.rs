@@ -1,12 +1,15 @@
 //! A sampler on a thread of its own, for live views: it takes samples at the rate asked
 //! and sends what it recorded, in small batches, over a channel; the view applies them to its
 //! own [`Recording`] and never waits on the target. Controls (pause, the task filter, stop)
-//! come back over another channel.
+//! come back over another channel. The source is one process's [`Sampler`], or a
+//! [`FleetSampler`] for a process tree (`top --subprocesses`), which adds and closes
+//! processes in the recording as they start and end.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::capture::fleet_sampler::FleetSampler;
 use crate::capture::recording::{EndReason, Marks, Recording, RecordingDelta};
 use crate::capture::sampler::{SampleError, Sampler};
 use crate::capture::task_pane::{TaskPane, TaskTracker};
@@ -36,6 +39,36 @@ pub struct Batch {
     pub done: bool,
 }
 
+/// What the thread samples: one process, or the processes of a tree.
+pub enum Source {
+    One(Box<Sampler>),
+    Tree(Box<FleetSampler>),
+}
+
+impl Source {
+    fn now(&self) -> f64 {
+        match self {
+            Source::One(s) => s.now(),
+            Source::Tree(f) => f.now(),
+        }
+    }
+
+    fn sample(&mut self, rec: &mut Recording, budget: f64) -> Result<(), SampleError> {
+        match self {
+            Source::One(s) => s.sample(rec, budget),
+            Source::Tree(f) => f.sample(rec, budget),
+        }
+    }
+
+    /// The sampler whose tasks the pane shows for the recording's loop `focus`.
+    fn pane_sampler(&self, focus: u16) -> Option<&Sampler> {
+        match self {
+            Source::One(s) => Some(s),
+            Source::Tree(f) => f.sampler_of_loop(focus),
+        }
+    }
+}
+
 /// The sampling thread of a live view.
 pub struct Collector {
     rx: Receiver<Batch>,
@@ -47,6 +80,11 @@ impl Collector {
     /// Start sampling `sampler`'s target at `rate_hz` into batches; `rec` is the recording
     /// the batches extend (the view keeps its own copy, which starts equal).
     pub fn start(sampler: Sampler, rec: Recording) -> Collector {
+        Collector::start_source(Source::One(Box::new(sampler)), rec)
+    }
+
+    /// As [`Collector::start`], for any source.
+    pub fn start_source(sampler: Source, rec: Recording) -> Collector {
         let (batch_tx, rx) = mpsc::channel();
         let (tx, control_rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -89,7 +127,7 @@ impl Drop for Collector {
     }
 }
 
-fn run(mut sampler: Sampler, mut rec: Recording, out: Sender<Batch>, controls: Receiver<Control>) {
+fn run(mut sampler: Source, mut rec: Recording, out: Sender<Batch>, controls: Receiver<Control>) {
     let period = 1.0 / rec.rate_hz;
     // The view's copy starts equal: everything already in `rec` counts as sent.
     let mut marks = Marks::at(&rec);
@@ -117,6 +155,10 @@ fn run(mut sampler: Sampler, mut rec: Recording, out: Sender<Batch>, controls: R
                 }
                 Control::PaneLoop(l) => {
                     if l != focus {
+                        // Another process's tasks: nothing of the last one's applies.
+                        if matches!(sampler, Source::Tree(_)) {
+                            tasks = TaskTracker::default();
+                        }
                         focus = l;
                         tasks.counter = Default::default();
                     }
@@ -143,8 +185,8 @@ fn run(mut sampler: Sampler, mut rec: Recording, out: Sender<Batch>, controls: R
                 if next < now {
                     next = now + period;
                 }
-                if !done {
-                    tasks.refresh(&sampler, &mut rec, &filter, focus);
+                if let (false, Some(s)) = (done, sampler.pane_sampler(focus)) {
+                    tasks.refresh(s, &mut rec, &filter, focus);
                     if tasks.pane.is_some() {
                         pane = tasks.pane.clone();
                     }

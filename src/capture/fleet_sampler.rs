@@ -21,7 +21,7 @@ use crate::python::published::LayoutCheck;
 pub const SCAN_EVERY: f64 = 0.5;
 
 /// Turns a process's argv into the command line recorded (shortened, secrets redacted).
-pub type ShowCommand = Box<dyn Fn(&[String]) -> Vec<String>>;
+pub type ShowCommand = Box<dyn Fn(&[String]) -> Vec<String> + Send>;
 
 struct Member {
     /// Index in `Recording::processes`.
@@ -77,6 +77,16 @@ impl FleetSampler {
     /// The processes being sampled now.
     pub fn live(&self) -> usize {
         self.members.len()
+    }
+
+    /// The sampler of the process that runs the recording's loop `loop_index` (while it is
+    /// sampled), else the first process sampled.
+    pub fn sampler_of_loop(&self, loop_index: u16) -> Option<&Sampler> {
+        self.members
+            .iter()
+            .find(|m| m.sampler.loop_addresses().iter().any(|(l, _)| *l == loop_index))
+            .or(self.members.first())
+            .map(|m| &m.sampler)
     }
 
     fn join(&mut self, found: Found, rec: &mut Recording, now: f64) -> Result<(), Failure> {

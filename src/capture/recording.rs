@@ -363,6 +363,10 @@ impl Recording {
             paused: self.paused,
             ended: self.ended,
             end: self.end,
+            // A handful of processes: sent whole, as a process that left changes.
+            processes: self.processes.clone(),
+            loop_process: self.loop_process.clone(),
+            thread_process: self.thread_process.clone(),
         };
         *marks = Marks {
             loops: self.loops.len(),
@@ -398,6 +402,9 @@ impl Recording {
         self.paused = d.paused;
         self.ended = self.ended.max(d.ended);
         self.end = d.end;
+        self.processes = d.processes;
+        self.loop_process = d.loop_process;
+        self.thread_process = d.thread_process;
         from..self.samples.len()
     }
 
@@ -452,6 +459,11 @@ pub struct RecordingDelta {
     paused: f64,
     ended: f64,
     end: EndReason,
+    /// With `--subprocesses`: the processes as they are now (a process that left changed),
+    /// and the process of each loop and thread name.
+    processes: Vec<ProcessMeta>,
+    loop_process: Vec<u16>,
+    thread_process: Vec<u16>,
 }
 
 #[cfg(test)]

@@ -85,13 +85,15 @@ pub struct RenderArgs {
 
 const TOP_EXAMPLES: &str = "\
 Colours follow NO_COLOR. On a pipe (kubectl exec without -t) it prints one line per second.
-With several loops it shows the worst one now (l switches).
+With several loops it shows the worst one now (l switches). With --subprocesses it opens on
+an overview of the workers (one row each: lag, busy, blocked now); w or Enter focuses one.
 
 Examples:
   loopspy top --pid 4242
   loopspy top --pid 4242 --threshold 50
   kubectl exec POD -- loopspy top --pid 1 | tee top.log
-  loopspy top -- python3 app.py";
+  loopspy top -- python3 app.py
+  loopspy top --subprocesses --pid 4200     a gunicorn/uvicorn master: one row per worker";
 
 /// `top --help`'s tail: its keys, from their table, then notes and examples.
 fn top_help() -> String {
@@ -130,6 +132,13 @@ pub struct TopArgs {
     /// Show the target's command line whole (see record --full-argv).
     #[arg(long)]
     pub full_argv: bool,
+
+    /// Watch the process and every descendant that runs an event loop (a gunicorn or uvicorn
+    /// master and its workers, a multiprocessing pool): an overview with one row per worker
+    /// (lag, busy, blocked now), and each worker's dashboard on a key. Workers that start or
+    /// exit while watching are added or marked gone.
+    #[arg(long)]
+    pub subprocesses: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -78,6 +78,8 @@ pub struct TopConfig {
     /// One line per second even on a terminal.
     pub plain: bool,
     pub full_argv: bool,
+    /// Every process of the tree that runs a loop (an overview of workers).
+    pub subprocesses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +150,7 @@ impl Invocation {
                 duration: seconds(a.duration),
                 plain: a.plain,
                 full_argv: a.full_argv,
+                subprocesses: a.subprocesses,
             }),
             Command::Render(a) => Invocation::Render(RenderConfig {
                 capture: a.capture,

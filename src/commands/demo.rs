@@ -44,6 +44,7 @@ fn run_in(args: &DemoConfig, dir: &std::path::Path) -> Result<(), Failure> {
         duration: args.duration,
         plain: args.plain,
         full_argv: false,
+        subprocesses: false,
     };
     let r = super::top::run_on(target, &top, &stop);
     drop(child); // stops the demo

@@ -1,7 +1,9 @@
 //! `loopspy top`: a sampler thread ([`Collector`]) feeds batches of samples over a channel;
 //! this thread applies them to its recording and to a live [`Stream`] of the figures, turns
 //! keys into actions ([`keys`]) and draws the model (or, on a pipe, prints one plain line per
-//! second). Redrawing costs the same however long it has run.
+//! second). Redrawing costs the same however long it has run. With `--subprocesses` the
+//! sampler thread follows a process tree ([`FleetSampler`]) and the screen opens on the
+//! overview of workers.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,7 +14,8 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use crate::analysis::metrics;
 use crate::analysis::stream::{Stream, StreamOptions};
 use crate::base::error::Failure;
-use crate::capture::collector::{Batch, Collector, Control};
+use crate::capture::collector::{Batch, Collector, Control, Source};
+use crate::capture::fleet_sampler::FleetSampler;
 use crate::capture::recording::{EndReason, Recording};
 use crate::capture::sampler::{Sampler, SamplerOptions};
 use crate::capture::task_pane::TaskPane;
@@ -79,6 +82,25 @@ impl Session {
         model::build(&self.rec, &self.stream, &self.target, ui, self.rate, self.pane.as_ref())
     }
 
+    fn overview(&self, ui: &UiState) -> model::Overview {
+        model::overview(&self.rec, &self.stream, &self.target, ui, self.rate)
+    }
+
+    /// The loops the dashboard chooses among now (the focused worker's, or all).
+    fn loops_shown(&self, ui: &UiState) -> Vec<usize> {
+        model::loops_shown(&self.rec, ui.worker)
+    }
+
+    /// The recording's loop a choice among the loops shown means (for the task pane).
+    fn loop_of(&self, ui: &UiState, choice: LoopChoice) -> u16 {
+        let loops = self.loops_shown(ui);
+        let i = match choice {
+            LoopChoice::Fixed(i) => loops.get(i as usize).copied(),
+            LoopChoice::Worst => None,
+        };
+        i.unwrap_or_else(|| model::worst_of(&self.rec, &self.stream, &loops)) as u16
+    }
+
     /// Save a flame graph of everything sampled so far (same renderer as `record`).
     fn save_svg(&mut self, threshold: f64) -> String {
         let analysis = metrics::analyze(&self.rec, &metrics::Options { threshold, ..metrics::Options::default() });
@@ -110,24 +132,39 @@ impl Session {
 pub fn run(args: &TopConfig) -> Result<(), Failure> {
     let stop = super::stop_flag();
     let options = AttachOptions { blocking: args.blocking };
+    if args.subprocesses {
+        let (fleet, found, _spawned) = super::acquire_fleet(&args.target, options, &stop, None, args.full_argv)?;
+        let root = fleet.root;
+        let full_argv = args.full_argv;
+        let show = Box::new(move |a: &[String]| crate::output::argv::shown_list(a, full_argv));
+        let (fs, rec) = FleetSampler::start(fleet, found, SamplerOptions::default(), args.rate_hz, show)?;
+        let python = fs.first.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
+        return watch(root, python, Source::Tree(Box::new(fs)), rec, args, &stop);
+    }
     let (target, _spawned) = super::acquire(&args.target, options, &stop)?;
     run_on(target, args, &stop)
 }
 
 /// Run the dashboard on an attached target (shared with `demo`).
 pub fn run_on(target: crate::python::target::Target, args: &TopConfig, stop: &Stop) -> Result<(), Failure> {
-    let pid = target.pid;
+    let (pid, python) = (target.pid, target.version_text.clone());
+    let (sampler, metas) = Sampler::start(target, SamplerOptions::default())?;
+    let start = sampler.now();
+    let rec = Recording::new(args.rate_hz, metas, start);
+    watch(pid, python, Source::One(Box::new(sampler)), rec, args, stop)
+}
+
+/// Run the dashboard on a source (one process, or a tree rooted at `pid`).
+fn watch(pid: i32, python: String, source: Source, rec: Recording, args: &TopConfig, stop: &Stop) -> Result<(), Failure> {
+    let fleet = matches!(source, Source::Tree(_));
     let cwd = procfs::cwd(pid).ok().map(|p| p.display().to_string());
     let info = TargetInfo {
         pid,
         command: model::short_command(&crate::output::argv::shown_list(&procfs::cmdline(pid).unwrap_or_default(), args.full_argv)),
-        python: target.version_text.clone(),
+        python,
         cwd: cwd.clone(),
     };
-    let (sampler, metas) = Sampler::start(target, SamplerOptions::default())?;
-    let start = sampler.now();
-    let rec = Recording::new(args.rate_hz, metas, start);
-    let collector = Collector::start(sampler, rec.clone());
+    let collector = Collector::start_source(source, rec.clone());
     let mut session = Session {
         stream: Stream::new(Session::stream_options(&rec)),
         rec,
@@ -141,6 +178,7 @@ pub fn run_on(target: crate::python::target::Target, args: &TopConfig, stop: &St
     let deadline = args.duration.map(|d| Instant::now() + d);
     let plain = args.plain || !std::io::stdout().is_terminal();
     let mut ui = UiState::new(args.threshold, color_wanted() && !plain);
+    ui.fleet = fleet;
     let result = if plain {
         plain_loop(&mut session, &collector, &mut ui, stop, deadline)
     } else {
@@ -152,8 +190,12 @@ pub fn run_on(target: crate::python::target::Target, args: &TopConfig, stop: &St
     result?;
     let analysis = metrics::analysis_of(&session.stream, &session.rec, ui.threshold);
     let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    let processes = match session.rec.processes.len() {
+        0 => String::new(),
+        n => format!("{n} process{} with loops, ", if n == 1 { "" } else { "es" }),
+    };
     eprintln!(
-        "loopspy top: PID {pid}: {} samples, {} blocking episode{}{}{}",
+        "loopspy top: PID {pid}: {processes}{} samples, {} blocking episode{}{}{}",
         session.rec.samples.len(),
         episodes,
         if episodes == 1 { "" } else { "s" },
@@ -179,11 +221,13 @@ fn plain_loop(s: &mut Session, c: &Collector, ui: &mut UiState, stop: &Stop, dea
         }
         if last_line.elapsed().as_secs_f64() >= 1.0 || s.done {
             last_line = Instant::now();
-            let m = s.model(ui);
             let stamp = outputs::timestamp();
             let clock = format!("{}:{}:{}Z", &stamp[9..11], &stamp[11..13], &stamp[13..15]);
-            let line = model::plain_line(&m, &clock);
-            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            // One line per worker with --subprocesses, else one line.
+            let lines =
+                if ui.fleet { model::plain_overview(&s.overview(ui), &clock) } else { vec![model::plain_line(&s.model(ui), &clock)] };
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
                 // The reader went away (a closed pipe): stop quietly.
                 return Ok(());
             }
@@ -205,7 +249,15 @@ fn tui_loop(s: &mut Session, c: &Collector, ui: &mut UiState, stop: &Stop, deadl
         while let Some(b) = c.try_next() {
             s.apply(b);
         }
-        if dirty || last_draw.is_none_or(|t| t.elapsed().as_secs_f64() >= REDRAW_EVERY) {
+        if (dirty || last_draw.is_none_or(|t| t.elapsed().as_secs_f64() >= REDRAW_EVERY)) && ui.overview() {
+            let ov = s.overview(ui);
+            ui.selected_worker = ui.selected_worker.min(ov.rows.len().saturating_sub(1));
+            term.terminal
+                .draw(|f| view::draw_overview(f, &ov, ui))
+                .map_err(|e| Failure::OutputFailed { path: "the terminal".into(), detail: e.to_string() })?;
+            last_draw = Some(Instant::now());
+            dirty = false;
+        } else if dirty || last_draw.is_none_or(|t| t.elapsed().as_secs_f64() >= REDRAW_EVERY) {
             let m = s.model(ui);
             let clamp = |sel: &mut usize, len: usize| *sel = (*sel).min(len.saturating_sub(1));
             clamp(&mut ui.selected_frame, m.frames.len());
@@ -225,7 +277,7 @@ fn tui_loop(s: &mut Session, c: &Collector, ui: &mut UiState, stop: &Stop, deadl
                 continue;
             }
             dirty = true;
-            match keys::handle(ui, key, s.rec.loops.len()) {
+            match keys::handle(ui, key, s.loops_shown(ui).len()) {
                 Effect::None => {}
                 Effect::Quit => return Ok(()),
                 Effect::Save => ui.message = Some(s.save_svg(ui.threshold)),
@@ -235,13 +287,10 @@ fn tui_loop(s: &mut Session, c: &Collector, ui: &mut UiState, stop: &Stop, deadl
                 }
                 Effect::Pause(p) => c.control(Control::Pause(p)),
                 Effect::Filter(f) => c.control(Control::Filter(f)),
-                Effect::Loop(choice) => {
-                    let shown = match choice {
-                        LoopChoice::Fixed(i) => i,
-                        LoopChoice::Worst => model::worst_loop(&s.rec, &s.stream) as u16,
-                    };
-                    c.control(Control::PaneLoop(shown));
-                }
+                Effect::Loop(choice) => c.control(Control::PaneLoop(s.loop_of(ui, choice))),
+                // The task pane follows the worker shown.
+                Effect::Worker(Some(_)) => c.control(Control::PaneLoop(s.loop_of(ui, LoopChoice::Worst))),
+                Effect::Worker(None) => {}
             }
         }
     }

@@ -2,7 +2,7 @@
 //! `loopspy top --help` and docs/cli.md come from (a test checks the docs); [`action`] maps a
 //! key press to an [`Action`], and [`apply`] changes the UI state for it (pure functions, unit
 //! tested). What an action asks of the rest of `top` (quit, save, reset, pause, a new task
-//! filter, another loop) comes back as an [`Effect`].
+//! filter, another loop, another worker) comes back as an [`Effect`].
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -21,6 +21,7 @@ pub enum Action {
     Tasks,
     Filter,
     NextLoop,
+    Worker,
     Help,
     SwitchFocus,
     Up,
@@ -40,6 +41,7 @@ pub const KEYS: &[(&str, Action, &str)] = &[
     ("t", Action::Tasks, "tasks pane (counts, longest pending) / episodes"),
     ("/", Action::Filter, "filter tasks by name (Enter keeps it, Esc clears it)"),
     ("l", Action::NextLoop, "show another loop (the worst one now, then each in turn)"),
+    ("w Enter", Action::Worker, "--subprocesses: the selected worker's dashboard / back to the overview of workers"),
     ("Tab", Action::SwitchFocus, "move the cursor between frames and episodes"),
     ("Up k", Action::Up, "select the row above"),
     ("Down j", Action::Down, "select the row below"),
@@ -61,6 +63,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('t') => Action::Tasks,
         KeyCode::Char('/') => Action::Filter,
         KeyCode::Char('l') => Action::NextLoop,
+        KeyCode::Char('w') | KeyCode::Enter => Action::Worker,
         KeyCode::Char('?') | KeyCode::Char('h') => Action::Help,
         KeyCode::Tab | KeyCode::BackTab => Action::SwitchFocus,
         KeyCode::Up | KeyCode::Char('k') => Action::Up,
@@ -82,6 +85,9 @@ pub enum Effect {
     Filter(String),
     /// Another loop is shown.
     Loop(LoopChoice),
+    /// This worker's dashboard is shown (its index in the recording's processes), or the
+    /// overview (`None`).
+    Worker(Option<u16>),
 }
 
 /// Blocking thresholds `+`/`-` step through, in seconds.
@@ -144,8 +150,24 @@ pub fn apply(ui: &mut UiState, a: Action, loops: usize) -> Effect {
             ui.selected_frame = 0;
             return Effect::Loop(ui.loop_choice);
         }
+        Action::Worker => {
+            if !ui.fleet {
+                ui.message = Some("w: workers are watched with --subprocesses".into());
+                return Effect::None;
+            }
+            ui.worker = match ui.worker {
+                None => Some(ui.selected_worker.min(u16::MAX as usize) as u16),
+                Some(_) => None,
+            };
+            ui.loop_choice = LoopChoice::Worst;
+            ui.selected_episode = 0;
+            ui.selected_frame = 0;
+            return Effect::Worker(ui.worker);
+        }
         Action::Help => ui.help = !ui.help,
         Action::SwitchFocus => ui.focus = if ui.focus == Focus::Frames { Focus::Episodes } else { Focus::Frames },
+        Action::Up if ui.overview() => ui.selected_worker = ui.selected_worker.saturating_sub(1),
+        Action::Down if ui.overview() => ui.selected_worker += 1,
         Action::Up => match ui.focus {
             Focus::Frames => ui.selected_frame = ui.selected_frame.saturating_sub(1),
             Focus::Episodes => ui.selected_episode = ui.selected_episode.saturating_sub(1),
@@ -179,6 +201,7 @@ mod tests {
             "Tab" => press(KeyCode::Tab),
             "Up" => press(KeyCode::Up),
             "Down" => press(KeyCode::Down),
+            "Enter" => press(KeyCode::Enter),
             "Ctrl-C" => KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
             c if c.chars().count() == 1 => press(KeyCode::Char(c.chars().next().unwrap())),
             other => panic!("no key named {other}"),
@@ -236,6 +259,35 @@ mod tests {
         let mut ui = UiState::new(0.1, false);
         let Effect::Loop(c) = apply(&mut ui, Action::NextLoop, 1) else { panic!() };
         assert_eq!(c, LoopChoice::Worst);
+    }
+
+    #[test]
+    fn w_focuses_the_selected_worker_and_comes_back() {
+        let mut ui = UiState::new(0.1, false);
+        // One process: nothing to focus, and it says why.
+        assert_eq!(apply(&mut ui, Action::Worker, 1), Effect::None);
+        assert!(ui.message.is_some() && ui.worker.is_none());
+        let mut ui = UiState::new(0.1, false);
+        ui.fleet = true;
+        assert!(ui.overview());
+        // Up and down move the overview's cursor, not the dashboard's.
+        apply(&mut ui, Action::Down, 1);
+        apply(&mut ui, Action::Down, 1);
+        apply(&mut ui, Action::Up, 1);
+        assert_eq!((ui.selected_worker, ui.selected_episode), (1, 0));
+        ui.loop_choice = LoopChoice::Fixed(2);
+        assert_eq!(handle(&mut ui, press(KeyCode::Enter), 3), Effect::Worker(Some(1)));
+        assert!(!ui.overview());
+        assert_eq!(ui.loop_choice, LoopChoice::Worst);
+        // In a worker's dashboard, up and down are the dashboard's again.
+        apply(&mut ui, Action::Down, 1);
+        assert_eq!((ui.selected_worker, ui.selected_episode), (1, 1));
+        assert_eq!(handle(&mut ui, press(KeyCode::Char('w')), 3), Effect::Worker(None));
+        assert!(ui.overview());
+        // Enter while typing a filter keeps the filter: it does not focus a worker.
+        handle(&mut ui, press(KeyCode::Char('/')), 3);
+        assert_eq!(handle(&mut ui, press(KeyCode::Enter), 3), Effect::Filter(String::new()));
+        assert!(ui.overview());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! What the dashboard shows, as plain data computed from a recording: the header, the state
 //! line ("is the loop blocked right now?"), the last minute of lag, ready depth and busy %,
-//! the top blocking frames and the recent episodes. Pure: the rendering tests feed it known
+//! the top blocking frames and the recent episodes. With `--subprocesses`, an [`Overview`] of
+//! the workers comes first (one row per process: lag, busy, blocked now, or gone), and a
+//! worker's dashboard shows that process's loops only. Pure: the rendering tests feed it known
 //! samples and check the screen.
 
 use crate::analysis::metrics::{self, is_busy, BlockingFrame, Episode, LoopSummary};
 use crate::analysis::stream::Stream;
 use crate::asyncio::eventloop::LoopKind;
-use crate::capture::recording::{EndReason, Recording, ThreadActivity};
+use crate::capture::recording::{EndReason, ProcessEnd, Recording, ThreadActivity};
 use crate::capture::task_pane::TaskPane;
 use crate::output::report::duration_ms;
 
@@ -100,6 +102,13 @@ pub struct UiState {
     /// The filter is being typed.
     pub editing_filter: bool,
     pub loop_choice: LoopChoice,
+    /// `--subprocesses`: several processes are watched (the overview of workers exists).
+    pub fleet: bool,
+    /// The worker whose dashboard is shown (its index in the recording's processes); `None`
+    /// shows the overview (with `fleet`).
+    pub worker: Option<u16>,
+    /// The overview's selected row.
+    pub selected_worker: usize,
 }
 
 impl UiState {
@@ -118,7 +127,15 @@ impl UiState {
             filter: String::new(),
             editing_filter: false,
             loop_choice: LoopChoice::Worst,
+            fleet: false,
+            worker: None,
+            selected_worker: 0,
         }
+    }
+
+    /// Is the overview of workers shown (rather than one dashboard)?
+    pub fn overview(&self) -> bool {
+        self.fleet && self.worker.is_none()
     }
 }
 
@@ -205,9 +222,23 @@ fn loop_name(rec: &Recording, i: usize) -> String {
     }
 }
 
+/// The loops a dashboard chooses among (indices in the recording): the focused worker's with
+/// `--subprocesses`, else all of them.
+pub fn loops_shown(rec: &Recording, worker: Option<u16>) -> Vec<usize> {
+    match worker {
+        Some(p) if rec.is_fleet() => (0..rec.loops.len()).filter(|l| rec.process_of_loop(*l as u16) == Some(p)).collect(),
+        _ => (0..rec.loops.len()).collect(),
+    }
+}
+
 /// The loop that is worst now: blocked in a callback longest, else busiest in its current
 /// second, else with the most lag.
 pub fn worst_loop(rec: &Recording, stream: &Stream) -> usize {
+    worst_of(rec, stream, &(0..rec.loops.len()).collect::<Vec<_>>())
+}
+
+/// The worst loop now among `loops` (the first of them, or 0, when none has a sample).
+pub fn worst_of(rec: &Recording, stream: &Stream, loops: &[usize]) -> usize {
     let score = |i: usize| -> (u8, f64) {
         let Some(l) = stream.loop_stream(i) else { return (0, 0.0) };
         if let Some(run) = l.current_run(rec, &stream.opts) {
@@ -219,7 +250,7 @@ pub fn worst_loop(rec: &Recording, stream: &Stream) -> usize {
         }
         (1, l.last().and_then(|s| s.lag_ms()).unwrap_or(0.0))
     };
-    (0..rec.loops.len()).max_by(|a, b| score(*a).partial_cmp(&score(*b)).unwrap_or(std::cmp::Ordering::Equal).then(b.cmp(a))).unwrap_or(0)
+    loops.iter().copied().max_by(|a, b| score(*a).partial_cmp(&score(*b)).unwrap_or(std::cmp::Ordering::Equal).then(b.cmp(a))).unwrap_or(0)
 }
 
 /// The state line: is the loop blocked right now?
@@ -230,7 +261,18 @@ fn state_line(
     summary: Option<&LoopSummary>,
     ui: &UiState,
     target: &TargetInfo,
+    gone: Option<ProcessEnd>,
 ) -> StateLine {
+    if let Some(end) = gone {
+        let how = match end {
+            ProcessEnd::Exited => "exited",
+            ProcessEnd::Exec => "replaced its program (exec)",
+        };
+        return StateLine {
+            text: format!("WORKER GONE: PID {} {how}; these are its last figures (w: all workers)", target.pid),
+            severity: Severity::Info,
+        };
+    }
     if rec.end == EndReason::TargetExited {
         return StateLine { text: "TARGET EXITED: the process ended; these are its last figures".into(), severity: Severity::Info };
     }
@@ -314,10 +356,23 @@ fn sort_frames(frames: &mut [BlockingFrame], sort: SortBy) {
 /// per-second windows and the episodes kept, not every sample).
 pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState, rate_hz: f64, tasks: Option<&TaskPane>) -> TopModel {
     let analysis = metrics::analysis_of(stream, rec, ui.threshold);
-    let shown = match ui.loop_choice {
-        LoopChoice::Fixed(i) if (i as usize) < rec.loops.len() => i as usize,
-        _ => worst_loop(rec, stream),
+    // A worker's dashboard: its loops, its PID and command in the header.
+    let process = ui.worker.filter(|_| rec.is_fleet()).and_then(|p| rec.processes.get(p as usize).map(|m| (p, m)));
+    let worker_target;
+    let target = match process {
+        Some((_, m)) => {
+            worker_target =
+                TargetInfo { pid: m.pid, command: short_command(&m.command), python: m.python.clone(), cwd: target.cwd.clone() };
+            &worker_target
+        }
+        None => target,
     };
+    let candidates = loops_shown(rec, process.map(|(p, _)| p));
+    let shown = match ui.loop_choice {
+        LoopChoice::Fixed(i) if (i as usize) < candidates.len() => candidates[i as usize],
+        _ => worst_of(rec, stream, &candidates),
+    };
+    let position = candidates.iter().position(|l| *l == shown).unwrap_or(0);
     let summary = analysis.loops.get(shown);
     // The frames table: the loop shown's episodes.
     let shown_episodes: Vec<&Episode> = summary.map(|l| l.episodes.iter().collect()).unwrap_or_default();
@@ -347,13 +402,17 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
     let last = ls.and_then(|l| l.last());
     let busy_now_pct = ls.map(|l| l.busy_now_pct(&stream.opts)).unwrap_or(0.0);
     let failed_pct = rec.failed_pct();
-    let which = match (rec.loops.len(), ui.loop_choice) {
+    let which = match (candidates.len(), ui.loop_choice) {
         (0 | 1, _) => loop_name(rec, shown),
-        (n, LoopChoice::Worst) => format!("loop {}/{n} (worst now, l switches): {}", shown + 1, loop_name(rec, shown)),
-        (n, LoopChoice::Fixed(_)) => format!("loop {}/{n} (l switches): {}", shown + 1, loop_name(rec, shown)),
+        (n, LoopChoice::Worst) => format!("loop {}/{n} (worst now, l switches): {}", position + 1, loop_name(rec, shown)),
+        (n, LoopChoice::Fixed(_)) => format!("loop {}/{n} (l switches): {}", position + 1, loop_name(rec, shown)),
+    };
+    let worker = match process {
+        Some((p, _)) => format!("worker {}/{} (w: all) ", p as usize + 1, rec.processes.len()),
+        None => String::new(),
     };
     let header = format!(
-        "PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
+        "{worker}PID {} {} | Py {} {} | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
         target.pid,
         e(&target.command),
         target.python,
@@ -365,7 +424,7 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
     );
     TopModel {
         header,
-        state: state_line(rec, stream, shown, summary, ui, target),
+        state: state_line(rec, stream, shown, summary, ui, target, process.and_then(|(_, m)| m.end)),
         lag_max_ms: tail.iter().map(|w| w.lag_max_ms.round() as u64).collect(),
         ready_max: tail.iter().map(|w| w.ready_max as u64).collect(),
         busy_pct: tail.iter().map(|w| w.busy_pct.round() as u64).collect(),
@@ -416,4 +475,163 @@ pub fn plain_line(model: &TopModel, clock: &str) -> String {
             ))
             .unwrap_or_else(|| "-".into()),
     )
+}
+
+/// What a worker is doing now, as its worst loop says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerNow {
+    /// No sample of it yet.
+    Starting,
+    /// Idle in select (or epoll): nothing runs.
+    Idle,
+    /// In a callback for less than the threshold, in `function`.
+    Busy { ms: f64, function: String },
+    /// In a callback for at least the threshold: blocked, in `function`.
+    Blocked { ms: f64, function: String, waiting_in: String },
+    /// Stopped (SIGSTOP, a debugger).
+    Stopped,
+    /// It left the recording: exited, or replaced its program.
+    Gone(ProcessEnd),
+}
+
+impl WorkerNow {
+    pub fn text(&self) -> String {
+        match self {
+            WorkerNow::Starting => "waiting for the first sample".into(),
+            WorkerNow::Idle => "idle".into(),
+            WorkerNow::Busy { ms, function } => format!("busy {} in {function}", duration_ms(*ms)),
+            WorkerNow::Blocked { ms, function, waiting_in } => format!("BLOCKED {} in {function}, {waiting_in}", duration_ms(*ms)),
+            WorkerNow::Stopped => "STOPPED (SIGSTOP or a debugger)".into(),
+            WorkerNow::Gone(ProcessEnd::Exited) => "gone (exited)".into(),
+            WorkerNow::Gone(ProcessEnd::Exec) => "gone (exec)".into(),
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            WorkerNow::Blocked { .. } | WorkerNow::Stopped => Severity::Alert,
+            WorkerNow::Busy { .. } => Severity::Warn,
+            WorkerNow::Idle => Severity::Ok,
+            WorkerNow::Starting | WorkerNow::Gone(_) => Severity::Info,
+        }
+    }
+}
+
+/// One row of the overview: a process of the tree that runs a loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    /// Its index in the recording's processes (what `w` focuses).
+    pub process: u16,
+    pub pid: i32,
+    pub command: String,
+    pub python: String,
+    pub loops: usize,
+    /// The largest lag among its loops at their last sample (`None`: unknown).
+    pub lag_now_ms: Option<f64>,
+    /// The busiest of its loops, in the current second.
+    pub busy_now_pct: f64,
+    /// Blocking episodes (at the threshold) since the start or `r`.
+    pub episodes: usize,
+    pub now: WorkerNow,
+}
+
+/// The overview of workers (`top --subprocesses`).
+#[derive(Debug, Clone)]
+pub struct Overview {
+    pub header: String,
+    /// In the order the processes joined; those gone stay, marked.
+    pub rows: Vec<WorkerRow>,
+    pub threshold_ms: f64,
+    pub warning: Option<String>,
+}
+
+/// Build the overview: one row per process of the recording, from the live stream.
+pub fn overview(rec: &Recording, stream: &Stream, root: &TargetInfo, ui: &UiState, rate_hz: f64) -> Overview {
+    let analysis = metrics::analysis_of(stream, rec, ui.threshold);
+    let rows = rec
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(p, meta)| {
+            let loops = loops_shown(rec, Some(p as u16));
+            let streams: Vec<_> = loops.iter().filter_map(|l| stream.loop_stream(*l)).collect();
+            let lag_now_ms = streams.iter().filter_map(|s| s.last().and_then(|x| x.lag_ms())).reduce(f64::max);
+            let busy_now_pct = streams.iter().map(|s| s.busy_now_pct(&stream.opts)).fold(0.0, f64::max);
+            let episodes = loops.iter().filter_map(|l| analysis.loops.get(*l)).map(|l| l.episodes.len()).sum();
+            let now = match meta.end {
+                Some(end) => WorkerNow::Gone(end),
+                None => worker_now(rec, stream, &loops, ui.threshold, root.cwd.as_deref()),
+            };
+            WorkerRow {
+                process: p as u16,
+                pid: meta.pid,
+                command: e(&short_command(&meta.command)).into_owned(),
+                python: meta.python.clone(),
+                loops: loops.len(),
+                lag_now_ms,
+                busy_now_pct,
+                episodes,
+                now,
+            }
+        })
+        .collect::<Vec<_>>();
+    let live = rec.processes.iter().filter(|p| p.end.is_none()).count();
+    let header = format!(
+        "PID {} {} and its workers | {live} running, {} gone | {:.0} Hz | {} samples, {:.1}% failed | up {:.0} s",
+        root.pid,
+        e(&root.command),
+        rec.processes.len() - live,
+        rate_hz,
+        rec.samples.len(),
+        rec.failed_pct(),
+        rec.duration(),
+    );
+    Overview { header, rows, threshold_ms: ui.threshold * 1e3, warning: crate::output::report::warnings(rec).into_iter().next() }
+}
+
+/// What a process is doing now: its worst loop's state.
+fn worker_now(rec: &Recording, stream: &Stream, loops: &[usize], threshold: f64, cwd: Option<&str>) -> WorkerNow {
+    if loops.is_empty() {
+        return WorkerNow::Starting;
+    }
+    let worst = worst_of(rec, stream, loops);
+    let Some(l) = stream.loop_stream(worst) else { return WorkerNow::Starting };
+    let Some(last) = l.last() else { return WorkerNow::Starting };
+    if last.state == crate::asyncio::loopstate::LoopState::Stopped {
+        return WorkerNow::Stopped;
+    }
+    if !is_busy(last.state) {
+        return WorkerNow::Idle;
+    }
+    let run = l.current_run(rec, &stream.opts);
+    let function = match run.as_ref().and_then(|r| r.blame.as_ref()) {
+        _ if last.state == crate::asyncio::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
+        Some(b) => format!("{} ({}:{})", e(&b.function), e(crate::output::flamegraph::short_path(&b.file, cwd)), b.line),
+        None => "<no Python frame>".into(),
+    };
+    let ms = run.map(|r| r.duration_ms).unwrap_or(0.0);
+    if ms >= threshold * 1e3 {
+        WorkerNow::Blocked { ms, function, waiting_in: activity_text(last.activity) }
+    } else {
+        WorkerNow::Busy { ms, function }
+    }
+}
+
+/// The overview as plain lines, one per worker (for `top --subprocesses` on a pipe).
+pub fn plain_overview(ov: &Overview, clock: &str) -> Vec<String> {
+    ov.rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{clock} PID {} {} | {} | busy {:.0}% | lag now {} | {} blocking episode{}",
+                r.pid,
+                r.command,
+                r.now.text(),
+                r.busy_now_pct,
+                r.lag_now_ms.map(duration_ms).unwrap_or_else(|| "unknown".into()),
+                r.episodes,
+                if r.episodes == 1 { "" } else { "s" },
+            )
+        })
+        .collect()
 }

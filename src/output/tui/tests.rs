@@ -276,3 +276,133 @@ fn several_loops_the_worst_is_shown_and_named() {
     assert!(s.contains("loop 1/3 (l switches): loop-0") && s.contains("idle in select"), "{s}");
     assert!(!s.contains("crunch"), "another loop's episodes are not this one's:\n{s}");
 }
+
+/// `--subprocesses`: three workers sampled at 100 Hz for 1.5 s. PID 101 is idle for 1 s,
+/// then blocked in `fetch_user` to the end; PID 102 blocks 0.2 s at 0.3 s and is idle after;
+/// PID 103 is idle and exits at 0.6 s.
+fn fleet_recording() -> Recording {
+    use crate::capture::recording::{ProcessEnd, ProcessMeta};
+    let meta = |tid: i32| LoopMeta {
+        native_id: Some(tid),
+        thread_name: Some("MainThread".into()),
+        loop_class: "_UnixSelectorEventLoop".into(),
+        loop_kind: LoopKind::Selector,
+        selector: Some("EpollSelector".into()),
+    };
+    let mut rec = Recording::new(100.0, vec![meta(101), meta(102), meta(103)], 1000.0);
+    let process = |pid: i32, end: Option<ProcessEnd>| ProcessMeta {
+        pid,
+        parent_pid: Some(100),
+        command: vec!["/venv/bin/python".into(), "-m".into(), "gunicorn".into(), "app:app".into()],
+        python: "3.12.1".into(),
+        joined: 1000.0,
+        left: end.map(|_| 1000.6),
+        end,
+    };
+    rec.processes = vec![process(101, None), process(102, None), process(103, Some(ProcessEnd::Exited))];
+    rec.loop_process = vec![0, 1, 2];
+    let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
+    let blocked = rec.intern_stack(&[frame("fetch_user", "/srv/app/db.py", 42), frame("handler", "/srv/app/web.py", 10)]);
+    let sample = |loop_index: u16, t: f64, busy_since: Option<f64>| Sample {
+        t,
+        loop_index,
+        state: if busy_since.is_some() { LoopState::Callback } else { LoopState::Idle },
+        activity: if busy_since.is_some() { ThreadActivity::Waiting(45) } else { ThreadActivity::Waiting(232) },
+        ready: 0,
+        lateness: Some(busy_since.map(|b| (t - b) as f32).unwrap_or(-0.005)),
+        stack: if busy_since.is_some() { blocked } else { idle },
+        loop_frames: 1,
+        callback: busy_since.map(|b| 0xbeef + (b * 10.0) as u64),
+        task: None,
+        busy_for: None,
+    };
+    for i in 0..150 {
+        let s = i as f64 / 100.0;
+        let t = 1000.0 + s;
+        rec.samples.push(sample(0, t, (s >= 1.0).then_some(1000.995)));
+        rec.samples.push(sample(1, t, (0.3..0.5).contains(&s).then_some(1000.295)));
+        if s < 0.6 {
+            rec.samples.push(sample(2, t, None));
+        }
+        rec.ended = t;
+    }
+    rec
+}
+
+fn fleet_ui() -> UiState {
+    let mut ui = UiState::new(0.1, false);
+    ui.fleet = true;
+    ui
+}
+
+fn master() -> TargetInfo {
+    TargetInfo { pid: 100, command: "python -m gunicorn app:app".into(), python: "3.12.1".into(), cwd: Some("/srv/app".into()) }
+}
+
+#[test]
+fn the_overview_has_a_row_per_worker_from_its_samples() {
+    use model::WorkerNow;
+    let rec = fleet_recording();
+    let ov = model::overview(&rec, &stream(&rec), &master(), &fleet_ui(), 100.0);
+    assert_eq!(ov.rows.iter().map(|r| r.pid).collect::<Vec<_>>(), [101, 102, 103]);
+    assert!(ov.header.contains("PID 100 python -m gunicorn app:app and its workers | 2 running, 1 gone"), "{}", ov.header);
+    // 101: blocked since half-way between its last idle sample and its first busy one.
+    let r = &ov.rows[0];
+    let WorkerNow::Blocked { ms, function, waiting_in } = &r.now else { panic!("{:?}", r.now) };
+    assert!((ms - 495.0).abs() < 1.0, "{ms}");
+    assert_eq!((function.as_str(), waiting_in.as_str()), ("fetch_user (db.py:42)", "waiting in recvfrom"));
+    assert_eq!((r.episodes, r.busy_now_pct.round(), r.loops), (1, 100.0, 1));
+    assert!((r.lag_now_ms.unwrap() - 495.0).abs() < 1.0, "{:?}", r.lag_now_ms);
+    assert_eq!(r.command, "python -m gunicorn app:app");
+    // 102: idle again after one 0.2 s episode; no lag now, not busy this second.
+    let r = &ov.rows[1];
+    assert_eq!((&r.now, r.episodes, r.busy_now_pct, r.lag_now_ms), (&WorkerNow::Idle, 1, 0.0, Some(0.0)));
+    // 103: gone, its row kept.
+    assert_eq!(ov.rows[2].now, WorkerNow::Gone(crate::capture::recording::ProcessEnd::Exited));
+    assert_eq!(ov.rows[2].episodes, 0);
+    // A higher threshold: 101's 495 ms is busy, not blocked; 102's 200 ms is no episode.
+    let mut ui = fleet_ui();
+    ui.threshold = 0.5;
+    let ov = model::overview(&rec, &stream(&rec), &master(), &ui, 100.0);
+    assert!(matches!(ov.rows[0].now, WorkerNow::Busy { .. }), "{:?}", ov.rows[0].now);
+    assert_eq!(ov.rows[1].episodes, 0);
+    // On a pipe: one line per worker.
+    let lines = model::plain_overview(&ov, "09:00:00Z");
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0].starts_with("09:00:00Z PID 101 python -m gunicorn app:app | busy 495 ms in fetch_user (db.py:42) | busy 100%"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[2].contains("PID 103") && lines[2].contains("| gone (exited) |"), "{}", lines[2]);
+}
+
+#[test]
+fn a_workers_dashboard_shows_its_loops_only() {
+    let rec = fleet_recording();
+    let st = stream(&rec);
+    let mut ui = fleet_ui();
+    ui.worker = Some(1);
+    let m = model::build(&rec, &st, &master(), &ui, 100.0, None);
+    assert!(m.header.starts_with("worker 2/3 (w: all) PID 102 python -m gunicorn app:app"), "{}", m.header);
+    assert!(m.state.text.starts_with("idle in select"), "{}", m.state.text);
+    assert_eq!(m.episodes.len(), 1);
+    // The worst loop of all would be 101's; the worker's own is shown.
+    assert!((m.episodes[0].duration_ms - 200.0).abs() <= 10.0, "{:?}", m.episodes[0]);
+    ui.worker = Some(2);
+    let m = model::build(&rec, &st, &master(), &ui, 100.0, None);
+    assert!(m.state.text.starts_with("WORKER GONE: PID 103 exited"), "{}", m.state.text);
+    assert!(m.episodes.is_empty());
+    // The overview drawn: a row per worker, the blocked one saying where.
+    let ui = fleet_ui();
+    let ov = model::overview(&rec, &st, &master(), &ui, 100.0);
+    let mut term = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    term.draw(|f| view::draw_overview(f, &ov, &ui)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let s: String = (0..24).map(|y| (0..100).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>() + "\n").collect();
+    let row = |pid: &str| s.lines().find(|l| l.contains(pid)).unwrap_or_else(|| panic!("no row for {pid}:\n{s}")).to_string();
+    assert!(row("101").contains("BLOCKED 495 ms in fetch_user"), "{s}");
+    assert!(row("102").contains("idle"), "{s}");
+    assert!(row("103").contains("gone (exited)"), "{s}");
+    assert!(s.contains("w/Enter worker"), "{s}");
+}

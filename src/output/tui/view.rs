@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::model::{Focus, Pane, Severity, TopModel, UiState};
+use super::model::{Focus, Overview, Pane, Severity, TopModel, UiState};
 use crate::output::report::duration_ms;
 
 /// Styles that degrade to plain text without colour (`NO_COLOR`, dumb terminals).
@@ -163,6 +163,69 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     }
 }
 
+/// Draw the overview of workers (`--subprocesses`): one row per process.
+pub fn draw_overview(f: &mut Frame, ov: &Overview, ui: &UiState) {
+    let p = Palette { color: ui.color };
+    let area = f.area();
+    let header_lines = if ov.header.chars().count() + 12 > area.width as usize { 2 } else { 1 };
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(header_lines), Constraint::Fill(1), Constraint::Length(1)])
+        .split(area);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![Span::styled("loopspy top ", p.fg(Color::Cyan)), Span::raw(ov.header.as_str())]))
+            .wrap(Wrap { trim: true }),
+        rows[0],
+    );
+    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    let header = Row::new(["PID", "command", "lag now", "busy", "episodes", "now"]).style(Style::default().add_modifier(Modifier::BOLD));
+    let table_rows: Vec<Row> = ov
+        .rows
+        .iter()
+        .map(|r| {
+            Row::new(vec![
+                Cell::from(r.pid.to_string()),
+                Cell::from(r.command.clone()),
+                Cell::from(r.lag_now_ms.map(compact).unwrap_or_else(|| "?".into())),
+                Cell::from(format!("{:.0}%", r.busy_now_pct)),
+                Cell::from(r.episodes.to_string()),
+                Cell::from(Span::styled(r.now.text(), p.severity(r.now.severity()))),
+            ])
+        })
+        .collect();
+    let title = format!("Workers (>= {:.0} ms is blocked; up/down select, w or Enter: its dashboard)", ov.threshold_ms);
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(8),
+            Constraint::Fill(2),
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Fill(3),
+        ],
+    )
+    .header(header)
+    .block(block(&title))
+    .row_highlight_style(p.selected());
+    let mut ts = TableState::default();
+    if !ov.rows.is_empty() {
+        ts.select(Some(ui.selected_worker.min(ov.rows.len() - 1)));
+    }
+    f.render_stateful_widget(table, rows[1], &mut ts);
+    let warned = ui.message.is_none() && ov.warning.is_some();
+    let footer = match &ui.message {
+        Some(msg) => msg.clone(),
+        None if warned => ov.warning.clone().unwrap_or_default(),
+        None => format!("q quit  w/Enter worker  p pause  s save SVG  r reset  +/- threshold ({:.0} ms)  ? help", ov.threshold_ms),
+    };
+    let footer_style = if warned { p.severity(Severity::Alert) } else { p.fg(Color::DarkGray) };
+    f.render_widget(Paragraph::new(footer).style(footer_style), rows[2]);
+    if ui.help {
+        draw_help(f, area);
+    }
+}
+
 fn draw_tasks(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
     let Some(t) = &m.tasks else {
         f.render_widget(Paragraph::new("counting tasks...").block(block("Tasks (t: episodes)")), area);
@@ -235,6 +298,7 @@ fn draw_help(f: &mut Frame, area: Rect) {
         Line::raw("Charts: per second over the last minute: max loop lag, max ready"),
         Line::raw("depth, busy %. Figures and tables cover the session (since r)."),
         Line::raw("Several loops: the worst one now is shown; l switches."),
+        Line::raw("--subprocesses: an overview of the workers; w or Enter opens one."),
         Line::raw(""),
     ]
     .into_iter()
