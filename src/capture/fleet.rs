@@ -158,7 +158,7 @@ impl Fleet {
 
     /// Is anything of the tree left: the root, or a descendant?
     pub fn alive(&self) -> bool {
-        !procfs::is_dead(self.root) || !procfs::descendants(self.root).is_empty()
+        tree_alive(self.root)
     }
 
     /// The first Python process attached that runs no loop (in order of discovery).
@@ -208,6 +208,11 @@ fn refusal(f: &Failure) -> String {
         Failure::TargetExited { .. } | Failure::NoSuchProcess { .. } => "exited".into(),
         other => other.kind().replace('_', " "),
     }
+}
+
+/// Is anything of the tree of `root` left: the root, or a descendant?
+pub fn tree_alive(root: i32) -> bool {
+    !procfs::is_dead(root) || !procfs::descendants(root).is_empty()
 }
 
 pub fn is_python_name(exe: &Path) -> bool {

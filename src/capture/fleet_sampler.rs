@@ -1,13 +1,21 @@
 //! Sampling the event loops of a process tree into one recording (`--subprocesses`): one
 //! [`Sampler`] per process that runs a loop, each taking its sample in turn at every tick,
 //! so each process is sampled at the rate asked. The [`Fleet`] is scanned again twice a
-//! second: a process whose loop starts (a worker its master started, or started again) joins
-//! the recording as a new process; one that exits or runs `exec()` leaves it (its loops end
-//! there; after an `exec()` the new program joins as a new process).
+//! second, on a thread of its own (attaching to a new process reads its binary and can take a
+//! few hundred milliseconds: the workers being sampled must not wait for it): a process whose
+//! loop starts (a worker its master started, or started again) joins the recording as a new
+//! process at the next sample; one that exits or runs `exec()` leaves it (its loops end there;
+//! after an `exec()` the new program joins as a new process).
 //!
 //! Each process's loops are appended to the recording's one loop list and noted in
 //! `Recording::loop_process`; the per-process sampler is exactly the one a single-process
 //! recording uses, so a sample costs the same.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::base::error::Failure;
 use crate::capture::fleet::{Fleet, Found};
@@ -31,12 +39,65 @@ struct Member {
     tasks: TaskCounter,
 }
 
+/// The thread that scans the tree: it owns the [`Fleet`], sends the processes whose loop
+/// started, and forgets those the sampler lets go.
+struct Scanner {
+    found: Receiver<Found>,
+    release: Sender<Identity>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Scanner {
+    fn start(mut fleet: Fleet) -> Scanner {
+        let (found_tx, found) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<Identity>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("loopspy-scanner".into())
+            .spawn(move || {
+                let tick = Duration::from_millis(25);
+                let mut waited = Duration::ZERO;
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    if waited.as_secs_f64() < SCAN_EVERY {
+                        continue;
+                    }
+                    waited = Duration::ZERO;
+                    for id in release_rx.try_iter() {
+                        fleet.release(id);
+                    }
+                    for f in fleet.scan() {
+                        if found_tx.send(f).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .expect("spawning the scanner thread");
+        Scanner { found, release, stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 pub struct FleetSampler {
-    fleet: Fleet,
+    root: i32,
+    scanner: Option<Scanner>,
+    /// The tree before the scanner takes it (during [`FleetSampler::start`]).
+    fleet: Option<Fleet>,
     members: Vec<Member>,
     options: SamplerOptions,
     clock_offset: f64,
-    last_scan: f64,
     command: ShowCommand,
     /// The Python version and layout of the first process recorded (the report's target).
     pub first: Option<(String, LayoutCheck)>,
@@ -53,9 +114,10 @@ impl FleetSampler {
         command: ShowCommand,
     ) -> Result<(FleetSampler, Recording), Failure> {
         let clock_offset = procfs::monotonic_offset(fleet.root);
-        let mut s = FleetSampler { fleet, members: Vec::new(), options, clock_offset, last_scan: 0.0, command, first: None };
+        let root = fleet.root;
+        let mut s =
+            FleetSampler { root, scanner: None, fleet: Some(fleet), members: Vec::new(), options, clock_offset, command, first: None };
         let now = s.now();
-        s.last_scan = now;
         let mut rec = Recording::new(rate_hz, Vec::new(), now);
         let mut last = None;
         for f in found {
@@ -64,8 +126,9 @@ impl FleetSampler {
             }
         }
         if s.members.is_empty() {
-            return Err(last.unwrap_or(Failure::TargetExited { pid: s.fleet.root }));
+            return Err(last.unwrap_or(Failure::TargetExited { pid: root }));
         }
+        s.scanner = s.fleet.take().map(Scanner::start);
         Ok((s, rec))
     }
 
@@ -89,9 +152,19 @@ impl FleetSampler {
             .map(|m| &m.sampler)
     }
 
+    /// Let the tree forget a process (it is attached again if it is still there at a scan).
+    fn release(&mut self, id: Identity) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.release(id);
+        }
+        if let Some(s) = &self.scanner {
+            let _ = s.release.send(id);
+        }
+    }
+
     fn join(&mut self, found: Found, rec: &mut Recording, now: f64) -> Result<(), Failure> {
         if rec.processes.len() >= u16::MAX as usize {
-            self.fleet.release(found.id);
+            self.release(found.id);
             return Ok(());
         }
         let pid = found.id.pid;
@@ -119,7 +192,7 @@ impl FleetSampler {
             Err(e) => {
                 // Its loop ended before it could be sampled (or it exited): looked at again
                 // at the next scan if it is still there.
-                self.fleet.release(found.id);
+                self.release(found.id);
                 Err(e)
             }
         }
@@ -130,11 +203,9 @@ impl FleetSampler {
     /// `Exited` once no process is left and the tree is gone.
     pub fn sample(&mut self, rec: &mut Recording, budget: f64) -> Result<(), SampleError> {
         let now = self.now();
-        if now - self.last_scan >= SCAN_EVERY {
-            self.last_scan = now;
-            for f in self.fleet.scan() {
-                let _ = self.join(f, rec, now);
-            }
+        let new: Vec<Found> = self.scanner.as_ref().map(|s| s.found.try_iter().collect()).unwrap_or_default();
+        for f in new {
+            let _ = self.join(f, rec, now);
         }
         let share = budget / self.members.len().max(1) as f64;
         let mut i = 0;
@@ -156,9 +227,9 @@ impl FleetSampler {
             p.left = Some(self.now().max(p.joined));
             p.end = Some(end);
             // After an exec the new program is another process, attached again at a scan.
-            self.fleet.release(m.id);
+            self.release(m.id);
         }
-        if self.members.is_empty() && !self.fleet.alive() {
+        if self.members.is_empty() && !crate::capture::fleet::tree_alive(self.root) {
             return Err(SampleError::Exited);
         }
         Ok(())
