@@ -221,3 +221,79 @@ fn target_death_under_top() {
     assert!(screen.contains("the target exited"), "{screen}");
     drop(scenario);
 }
+
+/// `top --subprocesses` on `uvicorn --workers 3` (the framework venv of 3.13): the overview
+/// has a row per worker; Down and Enter open the second one's dashboard; that worker killed,
+/// its dashboard says it is gone; `w` goes back to the overview, where it is marked gone and
+/// the worker uvicorn started in its place has a row.
+#[test]
+fn workers_in_tmux() {
+    use std::collections::BTreeSet;
+    use std::os::unix::process::CommandExt;
+    let test = "top/workers";
+    let Some(python) = framework_python("3.13", test, "stock") else { return };
+    record(test, "3.13", "stock", "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth");
+    std::fs::create_dir(&truth).unwrap();
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+    let server = Group(
+        Command::new(&python)
+            .args(["-m", "uvicorn", "workers_app:app", "--workers", "3", "--port", "0", "--log-level", "warning", "--app-dir"])
+            .arg(targets_dir().join("apps"))
+            .env("LOOPSPY_TRUTH_DIR", &truth)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let ready = || -> BTreeSet<i32> {
+        std::fs::read_dir(&truth)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ready-")?.parse().ok())
+            .filter(|p: &i32| Path::new(&format!("/proc/{p}")).exists())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while ready().len() < 3 {
+        assert!(Instant::now() < deadline, "uvicorn's workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let workers = ready();
+    let tmux = Tmux::start("workers", dir.path(), &wrapped(&format!("top --subprocesses --pid {}", server.0.id())));
+    // The rows, in the order shown: the worker PIDs at the start of a table line.
+    let rows =
+        |s: &str| -> Vec<i32> { s.lines().filter_map(|l| l.trim_start_matches('│').split_whitespace().next()?.parse().ok()).collect() };
+    let screen = tmux.wait_for("a row per worker", Duration::from_secs(20), |s| workers.iter().all(|w| rows(s).contains(w)));
+    assert!(screen.contains("Workers (") && screen.contains("w/Enter worker"), "{screen}");
+    let chosen = rows(&screen).into_iter().filter(|p| workers.contains(p)).nth(1).unwrap();
+    let at = rows(&screen).iter().position(|p| *p == chosen).unwrap();
+    for _ in 0..at {
+        tmux.send("Down");
+    }
+    tmux.send("Enter");
+    tmux.wait_for("the worker's dashboard", Duration::from_secs(10), |s| s.contains(&format!("(w: all) PID {chosen} ")));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(chosen), nix::sys::signal::Signal::SIGKILL).unwrap();
+    tmux.wait_for("the worker gone", Duration::from_secs(10), |s| s.contains(&format!("WORKER GONE: PID {chosen} exited")));
+    tmux.send("w");
+    let screen = tmux.wait_for("the overview with the new worker", Duration::from_secs(20), |s| {
+        let now = ready();
+        let shown = rows(s);
+        now.iter().any(|p| !workers.contains(p) && shown.contains(p))
+    });
+    let gone = screen.lines().find(|l| l.contains(&chosen.to_string())).unwrap();
+    assert!(gone.contains("gone (exited)"), "{screen}");
+    tmux.send("q");
+    let screen = tmux.wait_for("loopspy to exit", Duration::from_secs(10), |s| s.contains("LOOPSPY-EXIT="));
+    assert!(screen.contains("LOOPSPY-EXIT=0") && screen.contains("TTY-RESTORED"), "{screen}");
+    record(test, "3.13", "stock", "pass");
+    drop(server);
+}

@@ -167,7 +167,9 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
 pub fn draw_overview(f: &mut Frame, ov: &Overview, ui: &UiState) {
     let p = Palette { color: ui.color };
     let area = f.area();
-    let header_lines = if ov.header.chars().count() + 12 > area.width as usize { 2 } else { 1 };
+    // The header wraps (a master's command can be long): up to 3 lines.
+    let width = (area.width as usize).max(1);
+    let header_lines = ((ov.header.chars().count() + 12).div_ceil(width) as u16).clamp(1, 3);
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([Constraint::Length(header_lines), Constraint::Fill(1), Constraint::Length(1)])
