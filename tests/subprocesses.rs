@@ -1,6 +1,7 @@
 //! `--subprocesses` against real worker fleets: `gunicorn -k uvicorn.workers.UvicornWorker -w 3`
 //! and `uvicorn --workers 3` (from the framework venvs of `scripts/framework-venvs.sh`), on
-//! one interpreter up to 3.10 and one from 3.13, serving tests/targets/apps/workers_app.py,
+//! one interpreter up to 3.10 and one from 3.13 (the workers run uvloop, which uvicorn picks
+//! when it is installed), serving tests/targets/apps/workers_app.py,
 //! whose workers each block their loop on a known schedule and write what they measured.
 //!
 //! Against that truth: `dump --subprocesses --json` reports every worker with its loop;
@@ -146,8 +147,8 @@ fn check_worker(ctx: &str, p: &Value, truth: &[(f64, f64)], window: (f64, f64)) 
 
 fn fleet(version: &str, server: &str) {
     let test = format!("subprocesses/{server}");
-    let Some(python) = framework_python(version, &test, "stock") else { return };
-    record(&test, version, "stock", "FAIL");
+    let Some(python) = framework_python(version, &test, "uvloop") else { return };
+    record(&test, version, "uvloop", "FAIL");
     let ctx = format!("Python {version} {server}");
     let dir = tempfile::tempdir().unwrap();
     let srv = start(server, &python, dir.path());
@@ -212,7 +213,7 @@ fn fleet(version: &str, server: &str) {
         }
         log(&format!("{ctx}: worker {w}: {matched} blocks matched ({} measured)", truth.len()));
     }
-    record(&test, version, "stock", "ok");
+    record(&test, version, "uvloop", "ok");
     drop(srv);
 }
 
@@ -220,8 +221,8 @@ fn fleet(version: &str, server: &str) {
 /// a worker shown blocked is blocked in `blocking_step`.
 fn top_plain(version: &str) {
     let test = "subprocesses/top";
-    let Some(python) = framework_python(version, test, "stock") else { return };
-    record(test, version, "stock", "FAIL");
+    let Some(python) = framework_python(version, test, "uvloop") else { return };
+    record(test, version, "uvloop", "FAIL");
     let dir = tempfile::tempdir().unwrap();
     let srv = start("uvicorn", &python, dir.path());
     let master = srv.child.id() as i32;
@@ -261,7 +262,7 @@ fn top_plain(version: &str) {
         assert!(surely <= got && got <= at_most, "worker {w}: {got} episodes shown, {surely}..{at_most} measured: {text}");
         assert!(surely >= 1, "worker {w}: no block measured while watched");
     }
-    record(test, version, "stock", "ok");
+    record(test, version, "uvloop", "ok");
     drop(srv);
 }
 

@@ -231,8 +231,8 @@ fn workers_in_tmux() {
     use std::collections::BTreeSet;
     use std::os::unix::process::CommandExt;
     let test = "top/workers";
-    let Some(python) = framework_python("3.13", test, "stock") else { return };
-    record(test, "3.13", "stock", "FAIL");
+    let Some(python) = framework_python("3.13", test, "uvloop") else { return };
+    record(test, "3.13", "uvloop", "FAIL");
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth");
     std::fs::create_dir(&truth).unwrap();
@@ -294,6 +294,6 @@ fn workers_in_tmux() {
     tmux.send("q");
     let screen = tmux.wait_for("loopspy to exit", Duration::from_secs(10), |s| s.contains("LOOPSPY-EXIT="));
     assert!(screen.contains("LOOPSPY-EXIT=0") && screen.contains("TTY-RESTORED"), "{screen}");
-    record(test, "3.13", "stock", "pass");
+    record(test, "3.13", "uvloop", "pass");
     drop(server);
 }
