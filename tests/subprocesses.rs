@@ -1,7 +1,8 @@
 //! `--subprocesses` against real worker fleets: `gunicorn -k uvicorn.workers.UvicornWorker -w 3`
 //! and `uvicorn --workers 3` (from the framework venvs of `scripts/framework-venvs.sh`), on
-//! one interpreter up to 3.10 and one from 3.13 (the workers run uvloop, which uvicorn picks
-//! when it is installed), serving tests/targets/apps/workers_app.py,
+//! one interpreter up to 3.10 and one from 3.13 (gunicorn's workers on uvloop, which uvicorn
+//! picks when it is installed; uvicorn's on asyncio's own loop), serving
+//! tests/targets/apps/workers_app.py,
 //! whose workers each block their loop on a known schedule and write what they measured.
 //!
 //! Against that truth: `dump --subprocesses --json` reports every worker with its loop;
@@ -52,6 +53,8 @@ fn start(server: &str, python: &Path, dir: &Path) -> Server {
             .arg("workers_app:app"),
         "uvicorn" => cmd
             .args(["-m", "uvicorn", "workers_app:app", "--workers", &WORKERS.to_string(), "--port", "0", "--log-level", "warning"])
+            // asyncio's own loop here, uvloop (uvicorn's pick when installed) under gunicorn.
+            .args(["--loop", "asyncio"])
             .arg("--app-dir")
             .arg(&apps),
         other => panic!("no server {other}"),
@@ -147,8 +150,9 @@ fn check_worker(ctx: &str, p: &Value, truth: &[(f64, f64)], window: (f64, f64)) 
 
 fn fleet(version: &str, server: &str) {
     let test = format!("subprocesses/{server}");
-    let Some(python) = framework_python(version, &test, "uvloop") else { return };
-    record(&test, version, "uvloop", "FAIL");
+    let flavor = if server == "uvicorn" { "stock" } else { "uvloop" };
+    let Some(python) = framework_python(version, &test, flavor) else { return };
+    record(&test, version, flavor, "FAIL");
     let ctx = format!("Python {version} {server}");
     let dir = tempfile::tempdir().unwrap();
     let srv = start(server, &python, dir.path());
@@ -195,6 +199,9 @@ fn fleet(version: &str, server: &str) {
         let p = procs.get(w).unwrap_or_else(|| panic!("{ctx}: worker {w} not in the recording: {:?}", procs.keys()));
         let joined = start_time + num(&p["joined_s"]);
         let left = p["left_s"].as_f64().map(|l| start_time + l);
+        let kinds: BTreeSet<&str> = p["loops"].as_array().unwrap().iter().filter_map(|l| l["loop_kind"].as_str()).collect();
+        let kind = if flavor == "uvloop" { "uvloop" } else { "selector" };
+        assert_eq!(kinds, BTreeSet::from([kind]), "{ctx}: worker {w}'s loops");
         let truth = blocks(dir.path(), *w);
         let matched = check_worker(&format!("{ctx} worker {w}"), p, &truth, (joined, left.unwrap_or(end_time)));
         if *w == victim {
@@ -213,7 +220,7 @@ fn fleet(version: &str, server: &str) {
         }
         log(&format!("{ctx}: worker {w}: {matched} blocks matched ({} measured)", truth.len()));
     }
-    record(&test, version, "uvloop", "ok");
+    record(&test, version, flavor, "ok");
     drop(srv);
 }
 
@@ -221,8 +228,8 @@ fn fleet(version: &str, server: &str) {
 /// a worker shown blocked is blocked in `blocking_step`.
 fn top_plain(version: &str) {
     let test = "subprocesses/top";
-    let Some(python) = framework_python(version, test, "uvloop") else { return };
-    record(test, version, "uvloop", "FAIL");
+    let Some(python) = framework_python(version, test, "stock") else { return };
+    record(test, version, "stock", "FAIL");
     let dir = tempfile::tempdir().unwrap();
     let srv = start("uvicorn", &python, dir.path());
     let master = srv.child.id() as i32;
@@ -262,7 +269,7 @@ fn top_plain(version: &str) {
         assert!(surely <= got && got <= at_most, "worker {w}: {got} episodes shown, {surely}..{at_most} measured: {text}");
         assert!(surely >= 1, "worker {w}: no block measured while watched");
     }
-    record(test, version, "uvloop", "ok");
+    record(test, version, "stock", "ok");
     drop(srv);
 }
 
