@@ -41,7 +41,7 @@ pub const KEYS: &[(&str, Action, &str)] = &[
     ("t", Action::Tasks, "tasks pane (counts, longest pending) / episodes"),
     ("/", Action::Filter, "filter tasks by name (Enter keeps it, Esc clears it)"),
     ("l", Action::NextLoop, "show another loop (the worst one now, then each in turn)"),
-    ("w Enter", Action::Worker, "--subprocesses: the selected worker's dashboard / back to the overview of workers"),
+    ("w Enter", Action::Worker, "--subprocesses: open the selected worker / back to all"),
     ("Tab", Action::SwitchFocus, "move the cursor between frames and episodes"),
     ("Up k", Action::Up, "select the row above"),
     ("Down j", Action::Down, "select the row below"),

@@ -176,6 +176,10 @@ fn help_overlay_and_no_colour() {
     let buf = term.backend().buffer().clone();
     let text: String = (0..24).flat_map(|y| (0..80).map(move |x| (x, y))).map(|p| buf[p].symbol().to_string()).collect();
     assert!(text.contains("save an SVG flame graph"), "{text}");
+    // Every key fits at 80x24, the last one too.
+    for (_, _, what) in crate::output::tui::keys::KEYS {
+        assert!(text.contains(what), "{what} not (whole) on the help at 80x24:\n{text}");
+    }
     // Without colour, nothing has a foreground or background colour.
     for y in 0..24 {
         for x in 0..80 {

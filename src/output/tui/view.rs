@@ -293,14 +293,13 @@ fn draw_episodes(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Pale
 
 fn draw_help(f: &mut Frame, area: Rect) {
     let text = vec![
+        // At most 7 lines here: with the keys and the border, the help fits 80x24.
         Line::raw("loopspy top: the event loop, live"),
-        Line::raw(""),
         Line::raw("State line: BLOCKED / busy (how long, where, which task, CPU or syscall),"),
-        Line::raw("or idle in select with the lag and the ready queue."),
-        Line::raw("Charts: per second over the last minute: max loop lag, max ready"),
-        Line::raw("depth, busy %. Figures and tables cover the session (since r)."),
-        Line::raw("Several loops: the worst one now is shown; l switches."),
-        Line::raw("--subprocesses: an overview of the workers; w or Enter opens one."),
+        Line::raw("or idle in select with the lag and the ready queue. Charts: per second"),
+        Line::raw("over the last minute: max loop lag, max ready depth, busy %. Figures and"),
+        Line::raw("tables cover the session (since r). Several loops: the worst one now"),
+        Line::raw("(l switches). --subprocesses: an overview of the workers, w opens one."),
         Line::raw(""),
     ]
     .into_iter()
