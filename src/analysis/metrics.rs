@@ -403,7 +403,7 @@ pub fn analysis_of(stream: &Stream, rec: &Recording, threshold: f64) -> Analysis
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::asyncio::eventloop::LoopKind;
     use crate::capture::recording::{LoopMeta, ThreadActivity};
@@ -416,7 +416,7 @@ mod tests {
     /// A recording at `rate` Hz from a compact script: one char per sample.
     /// `.` idle; `a`/`b` busy in callback A/B on CPU (in `app_a` / `app_b`); `s` busy in
     /// callback S sleeping (in `sleeper`); `?` unknown.
-    fn script(rate: f64, s: &str) -> Recording {
+    pub(crate) fn script(rate: f64, s: &str) -> Recording {
         let meta =
             LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
         let mut rec = Recording::new(rate, vec![meta], 100.0);

@@ -116,9 +116,48 @@ struct WindowAcc {
     samples: u32,
     weight: f64,
     busy: f64,
+    /// The lags of the window while it fills; once a later window has a sample it is
+    /// [`closed`](WindowAcc::close): the list gives way to its p99 and maximum (memory stays
+    /// one small entry per window, not one number per sample).
     lags: Vec<f64>,
+    closed_lag: Option<(f64, f64)>,
     ready_sum: f64,
     ready_max: u32,
+}
+
+impl WindowAcc {
+    fn close(&mut self) {
+        if self.closed_lag.is_none() {
+            self.closed_lag = Some(self.lag_p99_max());
+            self.lags = Vec::new();
+        }
+    }
+
+    /// (p99, max) of the window's lags, 0 without any.
+    fn lag_p99_max(&self) -> (f64, f64) {
+        if let Some(c) = self.closed_lag {
+            return c;
+        }
+        let mut lags = self.lags.clone();
+        lags.sort_by(f64::total_cmp);
+        (percentile(&lags, 0.99), lags.last().copied().unwrap_or(0.0))
+    }
+
+    fn window(&self, k: usize, rec: &Recording, opts: &StreamOptions, episodes: &[Episode]) -> Window {
+        let lo = opts.origin + k as f64 * opts.window;
+        let hi = lo + opts.window;
+        let (lag_p99_ms, lag_max_ms) = self.lag_p99_max();
+        Window {
+            start_s: lo - rec.started,
+            samples: self.samples,
+            busy_pct: if self.weight > 0.0 { 100.0 * self.busy / self.weight } else { 0.0 },
+            lag_p99_ms,
+            lag_max_ms,
+            ready_mean: if self.samples > 0 { self.ready_sum / self.samples as f64 } else { 0.0 },
+            ready_max: self.ready_max,
+            episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
+        }
+    }
 }
 
 /// Counts in first-seen order (ties of a mode go to the first seen).
@@ -317,6 +356,9 @@ impl LoopStream {
             if (0.0..1e9).contains(&k) {
                 let k = k as usize;
                 if self.windows.len() <= k {
+                    if let Some(last) = self.windows.last_mut() {
+                        last.close();
+                    }
                     self.windows.resize(k + 1, WindowAcc::default());
                 }
                 let acc = &mut self.windows[k];
@@ -424,26 +466,7 @@ impl LoopStream {
             let n = (((ended - opts.origin).max(0.0) / opts.window).ceil() as usize).max(1);
             windows.resize(n.max(windows.len()), WindowAcc::default());
             windows.truncate(n);
-            windows
-                .iter()
-                .enumerate()
-                .map(|(k, acc)| {
-                    let lo = opts.origin + k as f64 * opts.window;
-                    let hi = lo + opts.window;
-                    let mut lags = acc.lags.clone();
-                    lags.sort_by(f64::total_cmp);
-                    Window {
-                        start_s: lo - rec.started,
-                        samples: acc.samples,
-                        busy_pct: if acc.weight > 0.0 { 100.0 * acc.busy / acc.weight } else { 0.0 },
-                        lag_p99_ms: percentile(&lags, 0.99),
-                        lag_max_ms: lags.last().copied().unwrap_or(0.0),
-                        ready_mean: if acc.samples > 0 { acc.ready_sum / acc.samples as f64 } else { 0.0 },
-                        ready_max: acc.ready_max,
-                        episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
-                    }
-                })
-                .collect()
+            windows.iter().enumerate().map(|(k, acc)| acc.window(k, rec, opts, &episodes)).collect()
         } else {
             Vec::new()
         };
@@ -544,6 +567,26 @@ impl LoopStream {
             busy += opts.interval;
         }
         100.0 * busy / w
+    }
+
+    /// Windows complete so far: every one before the window the last sample falls in (its
+    /// samples are all settled). Window `k` of them is [`window`](LoopStream::window)`(k)`.
+    pub fn complete_windows(&self, opts: &StreamOptions) -> usize {
+        let Some(last) = &self.pending else { return 0 };
+        if opts.window <= 0.0 {
+            return 0;
+        }
+        let k = ((last.t - opts.origin) / opts.window).floor();
+        if (0.0..1e9).contains(&k) {
+            k as usize
+        } else {
+            0
+        }
+    }
+
+    /// Window `k`'s figures as they stand (episodes counted: those kept that started in it).
+    pub fn window(&self, rec: &Recording, opts: &StreamOptions, k: usize) -> Window {
+        self.windows.get(k).cloned().unwrap_or_default().window(k, rec, opts, &self.episodes)
     }
 
     /// Samples taken of this loop.

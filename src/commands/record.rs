@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::analysis::live::LiveEpisodes;
 use crate::analysis::metrics::{self, is_busy, Options};
+use crate::analysis::stream::{Stream, StreamOptions};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
@@ -15,7 +16,8 @@ use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
 use crate::cli::config::RecordConfig;
 use crate::output::argv;
-use crate::output::outputs::{self, Rendering};
+use crate::output::jsonl::{self, JsonlFeed, StartFacts};
+use crate::output::outputs::{self, LineSink, Rendering};
 use crate::output::report::{self, duration_ms, TargetFacts};
 use crate::process::procfs;
 use crate::python::target::AttachOptions;
@@ -77,6 +79,19 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let threshold = args.threshold;
     let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let mut live = LiveEpisodes::new(threshold);
+    // JSON lines go out as the recording goes (the other formats are written at the end).
+    let mut lines = LiveLines::open(
+        &outputs,
+        &rec,
+        StartFacts {
+            pid,
+            command: facts.command.clone(),
+            python: facts.python.clone(),
+            rate_hz: args.rate_hz,
+            threshold_ms: threshold * 1e3,
+        },
+        threshold,
+    );
     let mut tasks = TaskCounter::new();
     let tty = std::io::stderr().is_terminal();
     let mut last_status = start;
@@ -98,6 +113,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             continue;
         }
         let before = rec.samples.len();
+        let (failed_before, counts_before) = (rec.failures.len(), rec.task_counts.len());
         match sampler.sample(&mut rec, period / 2.0) {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
@@ -110,6 +126,9 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             let loops = sampler.loop_addresses();
             // A failed count is skipped; the next one comes at the usual time.
             let _ = tasks.count(&sampler.target, &loops, now, &mut rec);
+        }
+        if let Some(l) = &mut lines {
+            l.add(&rec, before, failed_before, counts_before, now);
         }
         if let Some(c) = &mut capture {
             c.sync(&rec);
@@ -152,7 +171,11 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let command = argv::display(&header.command, args.full_argv);
     let rendering =
         Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
-    let written = outputs::write_all(&outputs, &rendering, &format!("loopspy-{pid}-{stamp}"));
+    let at_end: Vec<outputs::Output> = outputs.iter().filter(|o| !o.format.is_streamed()).cloned().collect();
+    let mut written = outputs::write_all(&at_end, &rendering, &format!("loopspy-{pid}-{stamp}"));
+    if let Some(l) = lines.take() {
+        l.finish(&rec, &mut written, &format!("loopspy-{pid}-{stamp}"));
+    }
     // The capture stays when an output could not be written where asked (or when asked for).
     let capture_path = capture.map(|c| c.finish(&rec));
     let keep_capture = args.save.is_some() || !written.moved.is_empty() || !written.lost.is_empty();
@@ -255,5 +278,79 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
         say_raw(&format!("\r\x1b[K{line}"));
     } else {
         say(&line);
+    }
+}
+
+/// The JSON-lines outputs of a recording, fed as samples come in.
+struct LiveLines {
+    sinks: Vec<LineSink>,
+    feed: JsonlFeed,
+    stream: Stream,
+    facts: StartFacts,
+    /// When lines were last written (they go out a few times a second, not per sample).
+    last: f64,
+}
+
+/// How often new lines are looked for (seconds).
+const LINES_EVERY: f64 = 0.1;
+
+impl LiveLines {
+    fn open(outputs: &[outputs::Output], rec: &Recording, facts: StartFacts, threshold: f64) -> Option<LiveLines> {
+        let sinks: Vec<LineSink> = outputs.iter().filter(|o| o.format.is_streamed()).map(LineSink::open).collect();
+        if sinks.is_empty() {
+            return None;
+        }
+        let mut l = LiveLines {
+            sinks,
+            feed: JsonlFeed::new(),
+            stream: Stream::new(StreamOptions::for_recording(rec, threshold, 1.0)),
+            facts,
+            last: f64::MIN,
+        };
+        l.write_due(rec);
+        Some(l)
+    }
+
+    /// What the last look added (from these indices on), and the lines now due.
+    fn add(&mut self, rec: &Recording, samples: usize, failed: usize, counts: usize, now: f64) {
+        for s in rec.samples.get(samples..).unwrap_or(&[]) {
+            self.stream.push(rec, s);
+        }
+        for f in rec.failures.get(failed..).unwrap_or(&[]) {
+            self.feed.failed(&self.stream, f);
+        }
+        for c in rec.task_counts.get(counts..).unwrap_or(&[]) {
+            self.feed.tasks(c);
+        }
+        if now - self.last >= LINES_EVERY {
+            self.last = now;
+            self.write_due(rec);
+        }
+    }
+
+    fn write_due(&mut self, rec: &Recording) {
+        for line in self.feed.lines(rec, &self.stream, &self.facts) {
+            for s in &mut self.sinks {
+                s.write(&line);
+            }
+        }
+    }
+
+    /// The last lines; a sink that failed on the way is saved whole in the temp directory.
+    fn finish(mut self, rec: &Recording, written: &mut outputs::Written, stem: &str) {
+        for line in self.feed.finish(rec, &self.stream, &self.facts) {
+            for s in &mut self.sinks {
+                s.write(&line);
+            }
+        }
+        for s in &self.sinks {
+            match s.error() {
+                None => written.written.push(s.output.name()),
+                Some(why) => match outputs::save_in_temp(stem, "jsonl", jsonl::whole(rec, &self.facts).as_bytes()) {
+                    Ok(saved) => written.moved.push((s.output.name(), saved, why.to_string())),
+                    Err(e) => written.lost.push((s.output.name(), format!("{why}; saving it in the temp directory failed too ({e})"))),
+                },
+            }
+        }
     }
 }
