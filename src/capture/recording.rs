@@ -227,6 +227,17 @@ pub struct Recording {
     pub started: f64,
     pub ended: f64,
     pub end: EndReason,
+    /// What a live view let go of to keep its memory bounded ([`Recording::forget_before`]).
+    pub forgotten: Forgotten,
+}
+
+/// Samples and failed looks a live view no longer holds (they still count in its totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Forgotten {
+    pub samples: u64,
+    pub failures: u64,
+    /// The oldest time still held (0: nothing forgotten).
+    pub since: f64,
 }
 
 impl Recording {
@@ -246,7 +257,32 @@ impl Recording {
             started,
             ended: started,
             end: EndReason::Running,
+            forgotten: Forgotten::default(),
         }
+    }
+
+    /// Let go of the samples, failed looks and counts older than `t` (interned names stay):
+    /// a live view that runs for days keeps the last stretch, in bounded memory. `started`
+    /// moves to `t`, so what is rendered from the recording covers what it holds.
+    pub fn forget_before(&mut self, t: f64) {
+        let n = self.samples.partition_point(|s| s.t < t);
+        let f = self.failures.partition_point(|s| s.t < t);
+        if n == 0 && f == 0 {
+            return;
+        }
+        self.samples.drain(..n);
+        self.failures.drain(..f);
+        self.other_threads.retain(|s| s.t >= t);
+        self.task_counts.retain(|c| c.t >= t);
+        self.forgotten.samples += n as u64;
+        self.forgotten.failures += f as u64;
+        self.forgotten.since = t;
+        self.started = self.started.max(t);
+    }
+
+    /// Samples taken in all, the forgotten ones included.
+    pub fn total_samples(&self) -> u64 {
+        self.samples.len() as u64 + self.forgotten.samples
     }
 
     /// Intern a stack (frames innermost first).
@@ -267,11 +303,12 @@ impl Recording {
 
     /// Share of looks that failed, in percent (0 without looks).
     pub fn failed_pct(&self) -> f64 {
-        let all = self.samples.len() + self.failures.len();
+        let failed = self.failures.len() as u64 + self.forgotten.failures;
+        let all = self.total_samples() + failed;
         if all == 0 {
             0.0
         } else {
-            100.0 * self.failures.len() as f64 / all as f64
+            100.0 * failed as f64 / all as f64
         }
     }
 
@@ -349,6 +386,7 @@ impl Recording {
         self.paused = 0.0;
         self.started = now;
         self.ended = now;
+        self.forgotten = Forgotten::default();
     }
 }
 
@@ -452,5 +490,32 @@ mod tests {
             );
             assert_eq!(copy.tasks.get(s.task.unwrap()), src.tasks.get(s.task.unwrap()));
         }
+    }
+
+    /// Forgetting keeps the totals: samples and failed looks counted, the failed share the
+    /// same; what is held starts at the cut.
+    #[test]
+    fn forgetting_keeps_the_totals() {
+        let mut rec = Recording::new(100.0, vec![meta(1)], 10.0);
+        for i in 0..100 {
+            let s = sample(&mut rec, 10.0 + i as f64 * 0.01, "f", "T");
+            rec.samples.push(s);
+            if i % 10 == 0 {
+                rec.failures.push(FailedSample { t: 10.0 + i as f64 * 0.01 + 0.005, loop_index: 0, reason: FailReason::TornStack });
+            }
+        }
+        rec.ended = 11.0;
+        let pct = rec.failed_pct();
+        rec.forget_before(10.5);
+        assert_eq!(rec.samples.len(), 50);
+        assert_eq!(rec.samples[0].t, 10.5);
+        assert_eq!(rec.total_samples(), 100);
+        assert_eq!(rec.failures.len(), 5);
+        assert!((rec.failed_pct() - pct).abs() < 1e-9);
+        assert_eq!(rec.started, 10.5);
+        rec.forget_before(10.2);
+        assert_eq!(rec.total_samples(), 100, "nothing older left to forget");
+        rec.clear(11.0);
+        assert_eq!(rec.total_samples(), 0);
     }
 }

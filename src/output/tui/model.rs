@@ -359,9 +359,9 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
         target.python,
         which,
         rate_hz,
-        rec.samples.len(),
+        rec.total_samples(),
         failed_pct,
-        rec.duration(),
+        (rec.ended - stream.opts.started).max(0.0),
     );
     TopModel {
         header,
