@@ -100,7 +100,14 @@ fn schedule(version: &str, flavor: &str) {
             .find(|e| num(&e["start"]) < be && num(&e["end"]) > bs)
             .unwrap_or_else(|| panic!("{ctx}: no episode for block {b}"));
         let (truth_ms, got_ms) = ((be - bs) * 1e3, num(&e["duration_ms"]));
-        assert!((got_ms - truth_ms).abs() <= 2.0 * interval * 1e3, "{ctx}: {b} lasted {truth_ms:.1} ms, episode {got_ms:.1} ms");
+        // Two intervals at an even pace; when the sampler fell behind (a loaded machine), the
+        // error the episode states (its gaps at both ends) is what it promises.
+        let allowed_ms = (2.0 * interval * 1e3).max(num(&e["duration_error_ms"]));
+        assert!(
+            (got_ms - truth_ms).abs() <= allowed_ms,
+            "{ctx}: {b} lasted {truth_ms:.1} ms, episode {got_ms:.1} ms (± {:.1} stated)",
+            num(&e["duration_error_ms"])
+        );
         assert!((num(&e["start"]) - bs).abs() <= 2.0 * interval, "{ctx}: start of {b} vs {e}");
         assert_eq!(e["function"], b["function"], "{ctx}: {e}");
         assert_eq!(e["task"], "driver", "{ctx}: {e}");
