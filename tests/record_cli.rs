@@ -171,3 +171,35 @@ fn jsonl_lines_arrive_while_recording() {
     let seconds = arrived.iter().filter(|(_, v)| v["type"] == "second").count();
     assert!((4..=5).contains(&seconds), "{seconds} per-second lines in 4 s");
 }
+
+/// A recording longer than the samples it holds (at 1000 Hz, more than 8,192 samples: the
+/// older ones are let go of once written and folded) writes what a render of its capture,
+/// which has every sample, writes: the same figures, episodes and flame graph stacks.
+#[test]
+fn a_recording_that_lets_samples_go_writes_what_its_capture_renders() {
+    let scenario = Scenario::start(some_python(), "periodic_block.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let out = Command::new(loopspy_bin())
+        .args(["record", "--pid", &scenario.pid().to_string(), "-r", "1000", "-d", "10", "--save"])
+        .arg(p("r.lsrec"))
+        .args(["-o"])
+        .arg(p("a.json"))
+        .args(["-o"])
+        .arg(p("a.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        Command::new(loopspy_bin()).arg("render").arg(p("r.lsrec")).arg("-o").arg(p("b.json")).arg("-o").arg(p("b.txt")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(p("a.json")).unwrap()).unwrap();
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(p("b.json")).unwrap()).unwrap();
+    let samples = a["recording"]["samples"].as_u64().unwrap();
+    assert!(samples > 2 * 4096, "{samples} samples: too few to have let any go");
+    assert_eq!(a["recording"], b["recording"]);
+    assert_eq!(a["loops"], b["loops"]);
+    assert_eq!(a["blocking_frames"], b["blocking_frames"]);
+    assert!(!a["loops"][0]["episodes"].as_array().unwrap().is_empty(), "the target blocks about once a second");
+    assert_eq!(std::fs::read_to_string(p("a.txt")).unwrap(), std::fs::read_to_string(p("b.txt")).unwrap());
+}

@@ -63,6 +63,17 @@ pub struct ReadyStats {
     pub trend_per_s: f64,
 }
 
+/// What a sample's time counts as (in flame graphs): blocking the loop (inside a blocking
+/// episode), busy (shorter callbacks, loop bookkeeping), idle in select, unknown, stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Blocked,
+    Busy,
+    Idle,
+    Unknown,
+    Stopped,
+}
+
 /// One window of the per-second series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
@@ -390,6 +401,7 @@ pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
             started: rec.started,
             since,
             max_episodes: None,
+            fold: false,
         },
     );
     analysis_of(&stream, rec, opts.threshold)

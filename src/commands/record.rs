@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::analysis::live::LiveEpisodes;
-use crate::analysis::metrics::{self, is_busy, Options};
-use crate::analysis::stream::{Stream, StreamOptions};
+use crate::analysis::metrics::{self, is_busy};
+use crate::analysis::stream::{Stream, StreamOptions, ThreadsFold};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
@@ -16,7 +16,8 @@ use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
 use crate::cli::config::RecordConfig;
 use crate::output::argv;
-use crate::output::jsonl::{self, JsonlFeed, StartFacts};
+use crate::output::flamegraph;
+use crate::output::jsonl::{JsonlFeed, StartFacts};
 use crate::output::outputs::{self, LineSink, Rendering};
 use crate::output::report::{self, duration_ms, TargetFacts};
 use crate::process::procfs;
@@ -79,10 +80,17 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let threshold = args.threshold;
     let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let mut live = LiveEpisodes::new(threshold);
+    // The figures and the flame graph's stacks are computed as samples come; the samples
+    // themselves are let go of once written to the capture (memory stays flat however long
+    // the recording runs).
+    let mut stream = Stream::new(StreamOptions { fold: true, ..StreamOptions::for_recording(&rec, threshold, 1.0) });
+    let mut threads = ThreadsFold::new(rec.interval());
+    let hold = HOLD_SAMPLES.max(4 * args.rate_hz as usize);
     // JSON lines go out as the recording goes (the other formats are written at the end).
     let mut lines = LiveLines::open(
         &outputs,
         &rec,
+        &stream,
         StartFacts {
             pid,
             command: facts.command.clone(),
@@ -90,7 +98,6 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             rate_hz: args.rate_hz,
             threshold_ms: threshold * 1e3,
         },
-        threshold,
     );
     let mut tasks = TaskCounter::new();
     let tty = std::io::stderr().is_terminal();
@@ -113,7 +120,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             continue;
         }
         let before = rec.samples.len();
-        let (failed_before, counts_before) = (rec.failures.len(), rec.task_counts.len());
+        let (failed_before, counts_before, others_before) = (rec.failures.len(), rec.task_counts.len(), rec.other_threads.len());
         match sampler.sample(&mut rec, period / 2.0) {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
@@ -121,6 +128,10 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         }
         for s in &rec.samples[before..] {
             live.feed(s);
+            stream.push(&rec, s);
+        }
+        for s in &rec.other_threads[others_before..] {
+            threads.push(s);
         }
         if tasks.due(now) {
             let loops = sampler.loop_addresses();
@@ -128,10 +139,15 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             let _ = tasks.count(&sampler.target, &loops, now, &mut rec);
         }
         if let Some(l) = &mut lines {
-            l.add(&rec, before, failed_before, counts_before, now);
+            l.add(&rec, &stream, failed_before, counts_before, now);
         }
         if let Some(c) = &mut capture {
             c.sync(&rec);
+        }
+        if rec.samples.len() > 2 * hold {
+            // Written, counted and folded: only the last few are still needed (the status line).
+            let cut = rec.samples[rec.samples.len() - hold].t;
+            rec.forget_before(cut, false);
         }
         // Fixed schedule; if we fell behind (the machine was busy), do not burst to catch up.
         next += period;
@@ -166,15 +182,23 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
 
     // The layout as it ended up (3.14+ finds the asyncio offsets once the loop runs).
     facts.layout = sampler.target.layout_check.clone();
-    let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
+    let analysis = metrics::analysis_of(&stream, &rec, threshold);
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);
-    let rendering =
-        Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
+    let folded = flamegraph::fold_stream(&rec, &stream, args.all_threads.then_some(&threads), analysis.threshold_ms, cwd.as_deref());
+    let rendering = Rendering {
+        rec: &rec,
+        analysis: &analysis,
+        report: &rep,
+        cwd: cwd.as_deref(),
+        all_threads: args.all_threads,
+        command: &command,
+        folded: Some(&folded),
+    };
     let at_end: Vec<outputs::Output> = outputs.iter().filter(|o| !o.format.is_streamed()).cloned().collect();
     let mut written = outputs::write_all(&at_end, &rendering, &format!("loopspy-{pid}-{stamp}"));
     if let Some(l) = lines.take() {
-        l.finish(&rec, &mut written, &format!("loopspy-{pid}-{stamp}"));
+        l.finish(&rec, &stream, &mut written, &format!("loopspy-{pid}-{stamp}"));
     }
     // The capture stays when an output could not be written where asked (or when asked for).
     let capture_path = capture.map(|c| c.finish(&rec));
@@ -212,7 +236,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             what: format!("could not write {asked} ({why}); saved as {}", saved.display()),
         });
     }
-    if rec.samples.is_empty() && end == EndReason::TargetExited {
+    if rec.total_samples() == 0 && end == EndReason::TargetExited {
         return Err(Failure::TargetExited { pid });
     }
     match end {
@@ -267,8 +291,8 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     let pending = rec.task_counts.last().map(|c| format!(" | {} pending tasks", c.counts.pending)).unwrap_or_default();
     let line = format!(
         "loopspy: recording [{elapsed:.1} s] {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
-        rec.samples.len(),
-        rec.failures.len(),
+        rec.total_samples(),
+        rec.total_failures(),
         duration_ms(lag),
         busy * 100.0,
         live.count,
@@ -281,11 +305,14 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     }
 }
 
+/// Samples held in memory while recording (at least 4 s of them): the status line's last
+/// second; everything older has been written to the capture and folded into the figures.
+const HOLD_SAMPLES: usize = 4096;
+
 /// The JSON-lines outputs of a recording, fed as samples come in.
 struct LiveLines {
     sinks: Vec<LineSink>,
     feed: JsonlFeed,
-    stream: Stream,
     facts: StartFacts,
     /// When lines were last written (they go out a few times a second, not per sample).
     last: f64,
@@ -295,50 +322,43 @@ struct LiveLines {
 const LINES_EVERY: f64 = 0.1;
 
 impl LiveLines {
-    fn open(outputs: &[outputs::Output], rec: &Recording, facts: StartFacts, threshold: f64) -> Option<LiveLines> {
+    fn open(outputs: &[outputs::Output], rec: &Recording, stream: &Stream, facts: StartFacts) -> Option<LiveLines> {
         let sinks: Vec<LineSink> = outputs.iter().filter(|o| o.format.is_streamed()).map(LineSink::open).collect();
         if sinks.is_empty() {
             return None;
         }
-        let mut l = LiveLines {
-            sinks,
-            feed: JsonlFeed::new(),
-            stream: Stream::new(StreamOptions::for_recording(rec, threshold, 1.0)),
-            facts,
-            last: f64::MIN,
-        };
-        l.write_due(rec);
+        let mut l = LiveLines { sinks, feed: JsonlFeed::new(), facts, last: f64::MIN };
+        l.write_due(rec, stream);
         Some(l)
     }
 
-    /// What the last look added (from these indices on), and the lines now due.
-    fn add(&mut self, rec: &Recording, samples: usize, failed: usize, counts: usize, now: f64) {
-        for s in rec.samples.get(samples..).unwrap_or(&[]) {
-            self.stream.push(rec, s);
-        }
+    /// What the last look added (failed looks and task counts from these indices on; the
+    /// samples are in the stream), and the lines now due.
+    fn add(&mut self, rec: &Recording, stream: &Stream, failed: usize, counts: usize, now: f64) {
         for f in rec.failures.get(failed..).unwrap_or(&[]) {
-            self.feed.failed(&self.stream, f);
+            self.feed.failed(stream, f);
         }
         for c in rec.task_counts.get(counts..).unwrap_or(&[]) {
             self.feed.tasks(c);
         }
         if now - self.last >= LINES_EVERY {
             self.last = now;
-            self.write_due(rec);
+            self.write_due(rec, stream);
         }
     }
 
-    fn write_due(&mut self, rec: &Recording) {
-        for line in self.feed.lines(rec, &self.stream, &self.facts) {
+    fn write_due(&mut self, rec: &Recording, stream: &Stream) {
+        for line in self.feed.lines(rec, stream, &self.facts) {
             for s in &mut self.sinks {
                 s.write(&line);
             }
         }
     }
 
-    /// The last lines; a sink that failed on the way is saved whole in the temp directory.
-    fn finish(mut self, rec: &Recording, written: &mut outputs::Written, stem: &str) {
-        for line in self.feed.finish(rec, &self.stream, &self.facts) {
+    /// The last lines; the lines a sink could not write (from its failed write on) are saved in
+    /// the temp directory.
+    fn finish(mut self, rec: &Recording, stream: &Stream, written: &mut outputs::Written, stem: &str) {
+        for line in self.feed.finish(rec, stream, &self.facts) {
             for s in &mut self.sinks {
                 s.write(&line);
             }
@@ -346,8 +366,10 @@ impl LiveLines {
         for s in &self.sinks {
             match s.error() {
                 None => written.written.push(s.output.name()),
-                Some(why) => match outputs::save_in_temp(stem, "jsonl", jsonl::whole(rec, &self.facts).as_bytes()) {
-                    Ok(saved) => written.moved.push((s.output.name(), saved, why.to_string())),
+                Some(why) => match outputs::save_in_temp(stem, "jsonl", s.missed().as_bytes()) {
+                    Ok(saved) => {
+                        written.moved.push((s.output.name(), saved, format!("{why}; the lines from then on are in the saved file")))
+                    }
                     Err(e) => written.lost.push((s.output.name(), format!("{why}; saving it in the temp directory failed too ({e})"))),
                 },
             }

@@ -70,7 +70,7 @@ impl Session {
         if self.rec.samples.len() > KEEP_SAMPLES {
             // A tenth at a time, so that the drain is rare.
             let t = self.rec.samples[self.rec.samples.len() - KEEP_SAMPLES * 9 / 10].t;
-            self.rec.forget_before(t);
+            self.rec.forget_before(t, true);
         }
         if b.pane.is_some() {
             self.pane = b.pane;

@@ -158,8 +158,8 @@ impl JsonlFeed {
             "type": "end",
             "reason": rec.end,
             "duration_s": rec.duration(),
-            "samples": rec.samples.len(),
-            "failed": rec.failures.len(),
+            "samples": rec.total_samples(),
+            "failed": rec.total_failures(),
             "episodes": episodes,
         })));
         out
