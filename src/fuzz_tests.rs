@@ -10,6 +10,7 @@
 use proptest::prelude::*;
 
 use crate::analysis::metrics::{self, Options};
+use crate::analysis::stream::{Stream, StreamOptions, ThreadsFold};
 use crate::asyncio::eventloop::{LoopKind, LoopReaders};
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::{callback, tasks};
@@ -237,7 +238,31 @@ proptest! {
         rec.samples.sort_by(|a, b| a.t.total_cmp(&b.t));
         rec.ended = t[0].max(t[1]) + 1.0 / rate;
         let since = since_frac.map(|f| 10.0 + f * (rec.ended - 10.0));
+        for (k, (_, bits, _, _)) in kinds.iter().enumerate().filter(|(k, _)| k % 5 == 0) {
+            let thread = rec.threads.intern(format!("worker-{}", bits % 2));
+            rec.other_threads.push(crate::capture::recording::ThreadSample {
+                t: 10.0 + k as f64 / rate,
+                thread,
+                stack: stacks[((bits >> 3) % 16) as usize],
+            });
+        }
         let opts = Options { threshold: threshold_ms / 1e3, window, since };
+        // Folded as the samples come, the flame graph's weights are those of the whole
+        // recording, category by category.
+        if since.is_none() {
+            let whole = metrics::analyze(&rec, &opts);
+            let mut stream = Stream::new(StreamOptions { fold: true, ..StreamOptions::for_recording(&rec, opts.threshold, window) });
+            let mut threads = ThreadsFold::new(rec.interval());
+            for s in &rec.samples {
+                stream.push(&rec, s);
+            }
+            for s in &rec.other_threads {
+                threads.push(s);
+            }
+            let a = crate::output::flamegraph::fold(&rec, &whole, None, true);
+            let b = crate::output::flamegraph::fold_stream(&rec, &stream, Some(&threads), whole.threshold_ms, None);
+            prop_assert_eq!(a, b);
+        }
         let got = metrics::analyze(&rec, &opts);
         for (i, g) in got.loops.iter().enumerate() {
             let r = crate::analysis::reference::summarize_loop(&rec, i as u16, &opts);

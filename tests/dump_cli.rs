@@ -261,3 +261,29 @@ fn blocking_mode_reads_the_same_and_resumes_the_target() {
     let state = stat.rsplit(')').next().unwrap().trim_start().chars().next().unwrap();
     assert!(state != 'T' && state != 't', "target left stopped ({state})");
 }
+
+/// A loop of a class loopspy cannot read (a foreign loop registered as the running loop) is
+/// named with exit 12 when it is the only one; beside an asyncio loop, the asyncio loop is
+/// read and the foreign thread is listed without one.
+#[test]
+fn foreign_loops_are_named_or_passed_over() {
+    // 3.12 keeps the running loop in the thread-state dict, 3.13+ in a field: both if present.
+    for v in ["3.12", "3.15"] {
+        let Some(interp) = require(v, "dump_cli/foreign_loops") else { continue };
+        foreign_loops_on(interp);
+    }
+}
+
+fn foreign_loops_on(interp: &Interp) {
+    let alone = Scenario::start(interp, "foreign_loop.py", &[]);
+    let (out, _, _) = loopspy(&["dump", "--pid", &alone.pid().to_string()]);
+    assert_eq!(out.status.code(), Some(12), "{}", describe(&out));
+    assert!(stderr(&out).contains("ForeignEventLoop"), "{}", describe(&out));
+    let beside = Scenario::start(interp, "foreign_loop.py", &["--beside"]);
+    let (out, _, _) = loopspy(&["dump", "--json", "--pid", &beside.pid().to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report = json_of(&out);
+    assert_eq!(report["loop_count"], 1, "{report:#}");
+    assert!(report["loops"][0]["loop_class"].as_str().unwrap().contains("EventLoop"), "{report:#}");
+    assert!(report["threads"].as_array().unwrap().iter().any(|t| t["name"] == "foreign"), "{report:#}");
+}

@@ -63,11 +63,14 @@ fn schedule(version: &str, flavor: &str) {
     record(test, version, flavor, "FAIL");
     let dir = tempfile::tempdir().unwrap();
     let (truth_path, json_path, svg_path) = (dir.path().join("truth.json"), dir.path().join("r.json"), dir.path().join("r.svg"));
+    let jsonl_path = dir.path().join("r.jsonl");
     let mut cmd = std::process::Command::new(loopspy_bin());
     cmd.args(["record", "--rate", "100", "--duration", "6.5", "-o"])
         .arg(&json_path)
         .arg("-o")
         .arg(&svg_path)
+        .arg("-o")
+        .arg(&jsonl_path)
         .arg("--")
         .arg(&interp.path)
         .arg(targets_dir().join("schedule.py"))
@@ -97,7 +100,14 @@ fn schedule(version: &str, flavor: &str) {
             .find(|e| num(&e["start"]) < be && num(&e["end"]) > bs)
             .unwrap_or_else(|| panic!("{ctx}: no episode for block {b}"));
         let (truth_ms, got_ms) = ((be - bs) * 1e3, num(&e["duration_ms"]));
-        assert!((got_ms - truth_ms).abs() <= 2.0 * interval * 1e3, "{ctx}: {b} lasted {truth_ms:.1} ms, episode {got_ms:.1} ms");
+        // Two intervals at an even pace; when the sampler fell behind (a loaded machine), the
+        // error the episode states (its gaps at both ends) is what it promises.
+        let allowed_ms = (2.0 * interval * 1e3).max(num(&e["duration_error_ms"]));
+        assert!(
+            (got_ms - truth_ms).abs() <= allowed_ms,
+            "{ctx}: {b} lasted {truth_ms:.1} ms, episode {got_ms:.1} ms (± {:.1} stated)",
+            num(&e["duration_error_ms"])
+        );
         assert!((num(&e["start"]) - bs).abs() <= 2.0 * interval, "{ctx}: start of {b} vs {e}");
         assert_eq!(e["function"], b["function"], "{ctx}: {e}");
         assert_eq!(e["task"], "driver", "{ctx}: {e}");
@@ -140,6 +150,28 @@ fn schedule(version: &str, flavor: &str) {
 
     // The burst sat in the ready queue while the loop was blocked.
     assert_eq!(l["ready"]["max"], t["ready_burst"], "{ctx}");
+
+    // JSON lines: the same episodes and seconds as the JSON document, every line whole.
+    let text = std::fs::read_to_string(&jsonl_path).unwrap();
+    assert!(text.ends_with('\n'), "{ctx}: jsonl ends with a newline");
+    let lines: Vec<Value> =
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{ctx}: not JSON ({e}): {line}"))).collect();
+    let of = |kind: &str| -> Vec<&Value> { lines.iter().filter(|v| v["type"] == kind).collect() };
+    assert_eq!(lines[0]["type"], "start", "{ctx}");
+    assert_eq!(lines[lines.len() - 1]["type"], "end", "{ctx}");
+    assert_eq!(lines[lines.len() - 1]["episodes"], episodes.len(), "{ctx}");
+    let line_episodes = of("episode");
+    assert_eq!(line_episodes.len(), episodes.len(), "{ctx}: {line_episodes:#?}");
+    for (a, b) in line_episodes.iter().zip(episodes) {
+        assert_eq!(a["function"], b["function"], "{ctx}");
+        assert!((num(&a["duration_ms"]) - num(&b["duration_ms"])).abs() < 1e-6, "{ctx}: {a} vs {b}");
+    }
+    let seconds = of("second");
+    assert_eq!(seconds.len(), l["series"].as_array().unwrap().len(), "{ctx}: one line per second");
+    for (a, b) in seconds.iter().zip(l["series"].as_array().unwrap()) {
+        assert!((num(&a["busy_pct"]) - num(&b["busy_pct"])).abs() < 0.01, "{ctx}: {a} vs {b}");
+        assert_eq!(a["samples"], b["samples"], "{ctx}");
+    }
 
     // The SVG: colours by category, the blocking functions present, figures as in the JSON.
     let svg = std::fs::read_to_string(&svg_path).unwrap();

@@ -138,3 +138,68 @@ fn collapsed_output_reads_like_flamegraph_pl_input() {
     assert!((800_000..=1_300_000).contains(&total), "{total} µs");
     assert!(text.contains("BLOCKING the loop") && text.contains("Blocker.block") || text.contains(";block ("), "{text}");
 }
+
+/// `record -f jsonl -o -` streams: each line is whole JSON when it arrives, episodes arrive
+/// while the recording runs (not all at the end), and the lines end with `end`.
+#[test]
+fn jsonl_lines_arrive_while_recording() {
+    use std::io::BufRead;
+    let scenario = Scenario::start(some_python(), "periodic_block.py", &[]);
+    let started = std::time::Instant::now();
+    let mut child = Command::new(loopspy_bin())
+        .args(["record", "--pid", &scenario.pid().to_string(), "-d", "4", "-f", "jsonl", "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut arrived: Vec<(f64, Value)> = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        arrived.push((started.elapsed().as_secs_f64(), v));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (end_at, end) = arrived.last().expect("lines").clone();
+    assert_eq!(end["type"], "end", "{end}");
+    let episodes: Vec<&(f64, Value)> = arrived.iter().filter(|(_, v)| v["type"] == "episode").collect();
+    // The target blocks 300 ms in slow_query about once a second: 3 or 4 in 4 s.
+    assert!(episodes.len() >= 3, "{arrived:#?}");
+    assert!(episodes.iter().all(|(_, e)| e["function"] == "slow_query"), "{episodes:#?}");
+    let (first_at, _) = episodes[0];
+    assert!(end_at - first_at >= 1.5, "the first episode came {:.2} s before the end: not streamed", end_at - first_at);
+    let seconds = arrived.iter().filter(|(_, v)| v["type"] == "second").count();
+    assert!((4..=5).contains(&seconds), "{seconds} per-second lines in 4 s");
+}
+
+/// A recording longer than the samples it holds (at 1000 Hz, more than 8,192 samples: the
+/// older ones are let go of once written and folded) writes what a render of its capture,
+/// which has every sample, writes: the same figures, episodes and flame graph stacks.
+#[test]
+fn a_recording_that_lets_samples_go_writes_what_its_capture_renders() {
+    let scenario = Scenario::start(some_python(), "periodic_block.py", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let out = Command::new(loopspy_bin())
+        .args(["record", "--pid", &scenario.pid().to_string(), "-r", "1000", "-d", "10", "--save"])
+        .arg(p("r.lsrec"))
+        .args(["-o"])
+        .arg(p("a.json"))
+        .args(["-o"])
+        .arg(p("a.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        Command::new(loopspy_bin()).arg("render").arg(p("r.lsrec")).arg("-o").arg(p("b.json")).arg("-o").arg(p("b.txt")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let a: Value = serde_json::from_str(&std::fs::read_to_string(p("a.json")).unwrap()).unwrap();
+    let b: Value = serde_json::from_str(&std::fs::read_to_string(p("b.json")).unwrap()).unwrap();
+    let samples = a["recording"]["samples"].as_u64().unwrap();
+    assert!(samples > 2 * 4096, "{samples} samples: too few to have let any go");
+    assert_eq!(a["recording"], b["recording"]);
+    assert_eq!(a["loops"], b["loops"]);
+    assert_eq!(a["blocking_frames"], b["blocking_frames"]);
+    assert!(!a["loops"][0]["episodes"].as_array().unwrap().is_empty(), "the target blocks about once a second");
+    assert_eq!(std::fs::read_to_string(p("a.txt")).unwrap(), std::fs::read_to_string(p("b.txt")).unwrap());
+}

@@ -63,6 +63,17 @@ pub struct ReadyStats {
     pub trend_per_s: f64,
 }
 
+/// What a sample's time counts as (in flame graphs): blocking the loop (inside a blocking
+/// episode), busy (shorter callbacks, loop bookkeeping), idle in select, unknown, stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Blocked,
+    Busy,
+    Idle,
+    Unknown,
+    Stopped,
+}
+
 /// One window of the per-second series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
@@ -390,6 +401,7 @@ pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
             started: rec.started,
             since,
             max_episodes: None,
+            fold: false,
         },
     );
     analysis_of(&stream, rec, opts.threshold)
@@ -403,7 +415,7 @@ pub fn analysis_of(stream: &Stream, rec: &Recording, threshold: f64) -> Analysis
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::asyncio::eventloop::LoopKind;
     use crate::capture::recording::{LoopMeta, ThreadActivity};
@@ -416,7 +428,7 @@ mod tests {
     /// A recording at `rate` Hz from a compact script: one char per sample.
     /// `.` idle; `a`/`b` busy in callback A/B on CPU (in `app_a` / `app_b`); `s` busy in
     /// callback S sleeping (in `sleeper`); `?` unknown.
-    fn script(rate: f64, s: &str) -> Recording {
+    pub(crate) fn script(rate: f64, s: &str) -> Recording {
         let meta =
             LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
         let mut rec = Recording::new(rate, vec![meta], 100.0);

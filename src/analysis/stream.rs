@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::metrics::{
-    blame_counts, is_busy, mode_weighted, CurrentRun, Episode, FrameInfo, LagStats, LoopSummary, ReadyStats, TaskPoint, TaskStats, Window,
-    MIN_EPISODE_SAMPLES,
+    blame_counts, is_busy, mode_weighted, Category, CurrentRun, Episode, FrameInfo, LagStats, LoopSummary, ReadyStats, TaskPoint,
+    TaskStats, Window, MIN_EPISODE_SAMPLES,
 };
 use crate::asyncio::loopstate::LoopState;
 use crate::capture::recording::{Recording, Sample, ThreadActivity};
@@ -116,9 +116,48 @@ struct WindowAcc {
     samples: u32,
     weight: f64,
     busy: f64,
+    /// The lags of the window while it fills; once a later window has a sample it is
+    /// [`closed`](WindowAcc::close): the list gives way to its p99 and maximum (memory stays
+    /// one small entry per window, not one number per sample).
     lags: Vec<f64>,
+    closed_lag: Option<(f64, f64)>,
     ready_sum: f64,
     ready_max: u32,
+}
+
+impl WindowAcc {
+    fn close(&mut self) {
+        if self.closed_lag.is_none() {
+            self.closed_lag = Some(self.lag_p99_max());
+            self.lags = Vec::new();
+        }
+    }
+
+    /// (p99, max) of the window's lags, 0 without any.
+    fn lag_p99_max(&self) -> (f64, f64) {
+        if let Some(c) = self.closed_lag {
+            return c;
+        }
+        let mut lags = self.lags.clone();
+        lags.sort_by(f64::total_cmp);
+        (percentile(&lags, 0.99), lags.last().copied().unwrap_or(0.0))
+    }
+
+    fn window(&self, k: usize, rec: &Recording, opts: &StreamOptions, episodes: &[Episode]) -> Window {
+        let lo = opts.origin + k as f64 * opts.window;
+        let hi = lo + opts.window;
+        let (lag_p99_ms, lag_max_ms) = self.lag_p99_max();
+        Window {
+            start_s: lo - rec.started,
+            samples: self.samples,
+            busy_pct: if self.weight > 0.0 { 100.0 * self.busy / self.weight } else { 0.0 },
+            lag_p99_ms,
+            lag_max_ms,
+            ready_mean: if self.samples > 0 { self.ready_sum / self.samples as f64 } else { 0.0 },
+            ready_max: self.ready_max,
+            episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
+        }
+    }
 }
 
 /// Counts in first-seen order (ties of a mode go to the first seen).
@@ -170,6 +209,9 @@ struct RunAcc {
     tasks: Tally<u32>,
     on_cpu: usize,
     waits: Tally<ThreadActivity>,
+    /// With folding on: µs per stack of the run's busy samples settled so far (blocking or
+    /// busy is known once the run ends).
+    weights: HashMap<u32, u64>,
 }
 
 /// The live state of one loop.
@@ -204,6 +246,9 @@ pub struct LoopStream {
     episodes_dropped: u64,
     /// The last sample whose state was known.
     last_known: Option<Sample>,
+    /// With folding on ([`StreamOptions::fold`]): µs per (stack, category) of the samples
+    /// settled, as a flame graph weighs them.
+    fold: HashMap<(u32, Category), u64>,
 }
 
 /// How a stream is set up.
@@ -223,6 +268,9 @@ pub struct StreamOptions {
     /// Episodes kept per loop, the oldest dropped first (a live view that runs for days);
     /// `None`: all.
     pub max_episodes: Option<usize>,
+    /// Fold samples into weighted stacks as they come ([`LoopStream::folded`]): a recording
+    /// need not keep its samples for its flame graph.
+    pub fold: bool,
 }
 
 impl StreamOptions {
@@ -237,6 +285,7 @@ impl StreamOptions {
             started: rec.started,
             since: f64::MIN,
             max_episodes: None,
+            fold: false,
         }
     }
 }
@@ -267,6 +316,7 @@ impl LoopStream {
             episodes: Vec::new(),
             episodes_dropped: 0,
             last_known: None,
+            fold: HashMap::new(),
         }
     }
 
@@ -304,6 +354,18 @@ impl LoopStream {
 
     /// Account a sample whose weight is now known.
     fn settle(&mut self, s: &Sample, w: f64, opts: &StreamOptions) {
+        if opts.fold {
+            let us = weight_us(w);
+            match category_of(s.state) {
+                // A busy sample belongs to the run in progress (the run it started or joined
+                // stays open until a later sample): blocking or busy once the run ends.
+                None => match &mut self.run {
+                    Some(run) => *run.weights.entry(s.stack).or_insert(0) += us,
+                    None => *self.fold.entry((s.stack, Category::Busy)).or_insert(0) += us,
+                },
+                Some(cat) => *self.fold.entry((s.stack, cat)).or_insert(0) += us,
+            }
+        }
         self.wall += w;
         match s.state {
             state if is_busy(state) => self.busy_w += w,
@@ -317,6 +379,9 @@ impl LoopStream {
             if (0.0..1e9).contains(&k) {
                 let k = k as usize;
                 if self.windows.len() <= k {
+                    if let Some(last) = self.windows.last_mut() {
+                        last.close();
+                    }
                     self.windows.resize(k + 1, WindowAcc::default());
                 }
                 let acc = &mut self.windows[k];
@@ -364,6 +429,7 @@ impl LoopStream {
                 tasks: Tally::default(),
                 on_cpu: 0,
                 waits: Tally::default(),
+                weights: HashMap::new(),
             };
             add_to_run(&mut run, s);
             self.run = Some(run);
@@ -371,16 +437,19 @@ impl LoopStream {
     }
 
     /// A run ended (`next`: the sample after it; `None`: the recording ended in it).
-    fn close_run(&mut self, rec: &Recording, opts: &StreamOptions, run: RunAcc, next: Option<f64>) {
-        if let Some(e) = run_episode(rec, opts, &run, next, self.loop_index) {
-            if e.end - e.start >= opts.keep_threshold {
-                self.episodes.push(e);
-                if let Some(max) = opts.max_episodes {
-                    if self.episodes.len() > max {
-                        let excess = self.episodes.len() - max;
-                        self.episodes.drain(..excess);
-                        self.episodes_dropped += excess as u64;
-                    }
+    fn close_run(&mut self, rec: &Recording, opts: &StreamOptions, mut run: RunAcc, next: Option<f64>) {
+        let episode = run_episode(rec, opts, &run, next, self.loop_index).filter(|e| e.end - e.start >= opts.keep_threshold);
+        let cat = if episode.is_some() { Category::Blocked } else { Category::Busy };
+        for (stack, us) in run.weights.drain() {
+            *self.fold.entry((stack, cat)).or_insert(0) += us;
+        }
+        if let Some(e) = episode {
+            self.episodes.push(e);
+            if let Some(max) = opts.max_episodes {
+                if self.episodes.len() > max {
+                    let excess = self.episodes.len() - max;
+                    self.episodes.drain(..excess);
+                    self.episodes_dropped += excess as u64;
                 }
             }
         }
@@ -424,26 +493,7 @@ impl LoopStream {
             let n = (((ended - opts.origin).max(0.0) / opts.window).ceil() as usize).max(1);
             windows.resize(n.max(windows.len()), WindowAcc::default());
             windows.truncate(n);
-            windows
-                .iter()
-                .enumerate()
-                .map(|(k, acc)| {
-                    let lo = opts.origin + k as f64 * opts.window;
-                    let hi = lo + opts.window;
-                    let mut lags = acc.lags.clone();
-                    lags.sort_by(f64::total_cmp);
-                    Window {
-                        start_s: lo - rec.started,
-                        samples: acc.samples,
-                        busy_pct: if acc.weight > 0.0 { 100.0 * acc.busy / acc.weight } else { 0.0 },
-                        lag_p99_ms: percentile(&lags, 0.99),
-                        lag_max_ms: lags.last().copied().unwrap_or(0.0),
-                        ready_mean: if acc.samples > 0 { acc.ready_sum / acc.samples as f64 } else { 0.0 },
-                        ready_max: acc.ready_max,
-                        episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
-                    }
-                })
-                .collect()
+            windows.iter().enumerate().map(|(k, acc)| acc.window(k, rec, opts, &episodes)).collect()
         } else {
             Vec::new()
         };
@@ -546,6 +596,51 @@ impl LoopStream {
         100.0 * busy / w
     }
 
+    /// Windows complete so far: every one before the window the last sample falls in (its
+    /// samples are all settled). Window `k` of them is [`window`](LoopStream::window)`(k)`.
+    pub fn complete_windows(&self, opts: &StreamOptions) -> usize {
+        let Some(last) = &self.pending else { return 0 };
+        if opts.window <= 0.0 {
+            return 0;
+        }
+        let k = ((last.t - opts.origin) / opts.window).floor();
+        if (0.0..1e9).contains(&k) {
+            k as usize
+        } else {
+            0
+        }
+    }
+
+    /// Window `k`'s figures as they stand (episodes counted: those kept that started in it).
+    pub fn window(&self, rec: &Recording, opts: &StreamOptions, k: usize) -> Window {
+        self.windows.get(k).cloned().unwrap_or_default().window(k, rec, opts, &self.episodes)
+    }
+
+    /// With [`StreamOptions::fold`]: µs per (stack, category) of every sample so far, as
+    /// `flamegraph::fold` weighs a whole recording (the last sample one interval; the run in
+    /// progress blocking if it is already an episode).
+    pub fn folded(&self, rec: &Recording, opts: &StreamOptions) -> HashMap<(u32, Category), u64> {
+        let mut out = self.fold.clone();
+        let mut open = self.run.as_ref().map(|r| r.weights.clone()).unwrap_or_default();
+        if let Some(p) = &self.pending {
+            let us = weight_us(opts.interval);
+            match (category_of(p.state), self.run.is_some()) {
+                (None, true) => *open.entry(p.stack).or_insert(0) += us,
+                (None, false) => *out.entry((p.stack, Category::Busy)).or_insert(0) += us,
+                (Some(cat), _) => *out.entry((p.stack, cat)).or_insert(0) += us,
+            }
+        }
+        if let Some(run) = &self.run {
+            let blocking =
+                run_episode(rec, opts, run, run.after_t, self.loop_index).is_some_and(|e| e.end - e.start >= opts.keep_threshold);
+            let cat = if blocking { Category::Blocked } else { Category::Busy };
+            for (stack, us) in open {
+                *out.entry((stack, cat)).or_insert(0) += us;
+            }
+        }
+        out
+    }
+
     /// Samples taken of this loop.
     pub fn sample_count(&self) -> u32 {
         self.samples
@@ -615,6 +710,23 @@ fn run_episode(rec: &Recording, opts: &StreamOptions, run: &RunAcc, next: Option
     })
 }
 
+/// A sample's weight in whole microseconds, as flame graphs count it.
+pub fn weight_us(seconds: f64) -> u64 {
+    (seconds * 1e6).round() as u64
+}
+
+/// The category of a sample's time when its state alone says it; `None` for a busy sample
+/// (blocking or busy depends on its run).
+fn category_of(state: LoopState) -> Option<Category> {
+    match state {
+        LoopState::Idle => Some(Category::Idle),
+        LoopState::Unknown => Some(Category::Unknown),
+        LoopState::Stopped => Some(Category::Stopped),
+        state if is_busy(state) => None,
+        _ => Some(Category::Unknown),
+    }
+}
+
 fn lag_ms(s: &Sample) -> Option<f64> {
     s.lag_ms()
 }
@@ -645,6 +757,37 @@ fn task_figures(rec: &Recording, loop_index: u16, since: f64) -> (Vec<TaskPoint>
         truncated: counts.iter().any(|c| c.truncated),
     });
     (series, stats)
+}
+
+/// Other threads' samples (`--all-threads`) folded as they come: µs per (thread, stack),
+/// each sample weighing the time to that thread's next (at most two intervals; the last one
+/// interval), as `flamegraph::fold` weighs them.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadsFold {
+    interval: f64,
+    pending: HashMap<u32, (f64, u32)>,
+    by: HashMap<(u32, u32), u64>,
+}
+
+impl ThreadsFold {
+    pub fn new(interval: f64) -> Self {
+        ThreadsFold { interval, ..Default::default() }
+    }
+
+    pub fn push(&mut self, s: &crate::capture::recording::ThreadSample) {
+        if let Some((t, stack)) = self.pending.insert(s.thread, (s.t, s.stack)) {
+            *self.by.entry((s.thread, stack)).or_insert(0) += weight_us((s.t - t).clamp(0.0, 2.0 * self.interval));
+        }
+    }
+
+    /// µs per (thread, stack) so far.
+    pub fn folded(&self) -> HashMap<(u32, u32), u64> {
+        let mut out = self.by.clone();
+        for (thread, (_, stack)) in &self.pending {
+            *out.entry((*thread, *stack)).or_insert(0) += weight_us(self.interval);
+        }
+        out
+    }
 }
 
 /// Every loop of a recording, streamed.

@@ -208,18 +208,22 @@ impl CaptureWriter {
         for (i, p) in rec.thread_process.iter().enumerate().skip(w.thread_process) {
             self.belongs(1, i, *p);
         }
-        for s in &rec.samples[w.samples..] {
+        // Sample, failure and other-thread counts are absolute: a recording may have let go
+        // of those already written ([`Recording::forget_before`]).
+        let fg = &rec.forgotten;
+        let held = |written: usize, forgotten: u64| written.saturating_sub(forgotten as usize);
+        for s in rec.samples.get(held(w.samples, fg.samples)..).unwrap_or(&[]) {
             let p = encode_sample(s);
             self.record(b's', &p);
         }
-        for f in &rec.failures[w.failures..] {
+        for f in rec.failures.get(held(w.failures, fg.failures)..).unwrap_or(&[]) {
             let mut p = Vec::with_capacity(11);
             p.extend_from_slice(&f.t.to_le_bytes());
             p.extend_from_slice(&f.loop_index.to_le_bytes());
             p.push(FailReason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0) as u8);
             self.record(b'x', &p);
         }
-        for o in &rec.other_threads[w.others..] {
+        for o in rec.other_threads.get(held(w.others, fg.other_threads)..).unwrap_or(&[]) {
             let mut p = Vec::with_capacity(16);
             p.extend_from_slice(&o.t.to_le_bytes());
             p.extend_from_slice(&o.thread.to_le_bytes());
@@ -254,9 +258,9 @@ impl CaptureWriter {
             stacks: rec.stacks.len(),
             tasks: rec.tasks.len(),
             threads: rec.threads.len(),
-            samples: rec.samples.len(),
-            failures: rec.failures.len(),
-            others: rec.other_threads.len(),
+            samples: rec.samples.len() + fg.samples as usize,
+            failures: rec.failures.len() + fg.failures as usize,
+            others: rec.other_threads.len() + fg.other_threads as usize,
             counts: rec.task_counts.len(),
             processes: rec.processes.len(),
             loop_process: rec.loop_process.len(),

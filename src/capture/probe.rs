@@ -129,6 +129,11 @@ impl LoopSample {
     }
 }
 
+/// The longest a read of a loop's figures may take for its lag to count (seconds), and how
+/// many reads are tried for one that quick.
+const MAX_FIGURES_SPAN: f64 = 0.002;
+const FIGURES_TRIES: u32 = 3;
+
 /// Slack on a process's start time (it is kept in clock ticks, 10 ms here; a second spares any
 /// rounding and clock adjustment).
 const BORN_SLACK: f64 = 1.0;
@@ -310,8 +315,26 @@ impl LoopProbe {
         self.also.clear();
         self.also.extend(self.running.addrs());
         let scan_ready = state == LoopState::Callback;
-        let mut figures = readers.quick(r, self.addr, &mut self.objects, &self.also, &mut self.words, scan_ready).map_err(fail)?;
-        let t = procfs::monotonic_now() + clock_offset;
+        // The timers are read somewhere between `before` and `now`: the lag is known to that
+        // span. A read normally takes tens of microseconds; one that took longer (loopspy was
+        // kept off the CPU meanwhile) is read again, and if none is quick the lag is left
+        // unknown rather than overstated.
+        let mut tries = 0;
+        let (mut figures, now) = loop {
+            tries += 1;
+            let before = procfs::monotonic_now();
+            let figures = readers.quick(r, self.addr, &mut self.objects, &self.also, &mut self.words, scan_ready).map_err(fail)?;
+            let now = procfs::monotonic_now();
+            if now - before <= MAX_FIGURES_SPAN {
+                break (figures, now);
+            }
+            if tries >= FIGURES_TRIES {
+                let mut figures = figures;
+                figures.forget_timers();
+                break (figures, now);
+            }
+        };
+        let t = now + clock_offset;
         if let Some(born) = self.born {
             figures.drop_timers_before(born + clock_offset - BORN_SLACK);
         }

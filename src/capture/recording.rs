@@ -266,6 +266,71 @@ pub struct Recording {
     pub loop_process: Vec<u16>,
     /// With `--subprocesses` and `--all-threads`: the process of each thread name in `threads`.
     pub thread_process: Vec<u16>,
+    /// What a live view let go of to keep its memory bounded ([`Recording::forget_before`]).
+    pub forgotten: Forgotten,
+}
+
+/// Samples and failed looks a recording no longer holds (a long `top` or `record` keeps
+/// what it needs as it goes): they still count in its totals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forgotten {
+    pub samples: u64,
+    pub failures: u64,
+    pub other_threads: u64,
+    /// Failed looks let go of, by reason (in [`FailReason::ALL`] order).
+    pub by_reason: Vec<u64>,
+    /// Per loop, the looks let go of.
+    pub spans: Vec<LoopSpan>,
+    /// The oldest time still held (0: nothing forgotten).
+    pub since: f64,
+}
+
+/// One loop's looks: how many, how many failed, and the first and last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopSpan {
+    pub looks: u64,
+    pub failed: u64,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl Default for LoopSpan {
+    fn default() -> Self {
+        LoopSpan { looks: 0, failed: 0, first: f64::MAX, last: f64::MIN }
+    }
+}
+
+impl LoopSpan {
+    fn add(&mut self, t: f64, failed: bool) {
+        self.looks += 1;
+        self.failed += failed as u64;
+        self.first = self.first.min(t);
+        self.last = self.last.max(t);
+    }
+
+    fn merge(&mut self, o: &LoopSpan) {
+        self.looks += o.looks;
+        self.failed += o.failed;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+
+    /// From its first look to one interval after its last.
+    pub fn lived(&self, interval: f64) -> f64 {
+        if self.looks == 0 {
+            0.0
+        } else {
+            (self.last - self.first).max(0.0) + interval
+        }
+    }
+
+    pub fn failed_pct(&self) -> f64 {
+        if self.looks == 0 {
+            0.0
+        } else {
+            100.0 * self.failed as f64 / self.looks as f64
+        }
+    }
 }
 
 impl Recording {
@@ -288,6 +353,7 @@ impl Recording {
             processes: Vec::new(),
             loop_process: Vec::new(),
             thread_process: Vec::new(),
+            forgotten: Forgotten::default(),
         }
     }
 
@@ -311,6 +377,80 @@ impl Recording {
         (0..self.loops.len() as u16).filter(|l| self.process_of_loop(*l) == Some(process)).collect()
     }
 
+    /// Let go of the samples, failed looks and other threads' samples older than `t`
+    /// (interned names and task counts stay): a recording that runs for hours keeps what it
+    /// needs as it goes, in bounded memory. Totals, per-loop looks and failure reasons keep
+    /// counting what was let go of. `started` moves to `t` when `move_start`, so what is
+    /// rendered from the samples held covers them (a live view); otherwise it stays (the
+    /// recording's figures come from a stream that saw every sample).
+    pub fn forget_before(&mut self, t: f64, move_start: bool) {
+        let n = self.samples.partition_point(|s| s.t < t);
+        let f = self.failures.partition_point(|s| s.t < t);
+        let o = self.other_threads.partition_point(|s| s.t < t);
+        if n == 0 && f == 0 && o == 0 {
+            return;
+        }
+        if self.forgotten.spans.len() < self.loops.len() {
+            self.forgotten.spans.resize(self.loops.len(), LoopSpan::default());
+        }
+        if self.forgotten.by_reason.len() < FailReason::ALL.len() {
+            self.forgotten.by_reason.resize(FailReason::ALL.len(), 0);
+        }
+        for s in self.samples.drain(..n) {
+            if let Some(span) = self.forgotten.spans.get_mut(s.loop_index as usize) {
+                span.add(s.t, false);
+            }
+        }
+        for x in self.failures.drain(..f) {
+            if let Some(span) = self.forgotten.spans.get_mut(x.loop_index as usize) {
+                span.add(x.t, true);
+            }
+            if let Some(i) = FailReason::ALL.iter().position(|r| *r == x.reason) {
+                self.forgotten.by_reason[i] += 1;
+            }
+        }
+        self.other_threads.drain(..o);
+        self.forgotten.samples += n as u64;
+        self.forgotten.failures += f as u64;
+        self.forgotten.other_threads += o as u64;
+        self.forgotten.since = t;
+        if move_start {
+            self.started = self.started.max(t);
+            self.task_counts.retain(|c| c.t >= t);
+        }
+    }
+
+    /// Per loop, its looks: how many, how many failed, the first and the last.
+    pub fn loop_spans(&self) -> Vec<LoopSpan> {
+        let mut spans = vec![LoopSpan::default(); self.loops.len()];
+        for (i, f) in self.forgotten.spans.iter().enumerate() {
+            if let Some(s) = spans.get_mut(i) {
+                s.merge(f);
+            }
+        }
+        for s in &self.samples {
+            if let Some(span) = spans.get_mut(s.loop_index as usize) {
+                span.add(s.t, false);
+            }
+        }
+        for f in &self.failures {
+            if let Some(span) = spans.get_mut(f.loop_index as usize) {
+                span.add(f.t, true);
+            }
+        }
+        spans
+    }
+
+    /// Failed looks in all, the forgotten ones included.
+    pub fn total_failures(&self) -> u64 {
+        self.failures.len() as u64 + self.forgotten.failures
+    }
+
+    /// Samples taken in all, the forgotten ones included.
+    pub fn total_samples(&self) -> u64 {
+        self.samples.len() as u64 + self.forgotten.samples
+    }
+
     /// Intern a stack (frames innermost first).
     pub fn intern_stack(&mut self, frames: &[StackFrame]) -> u32 {
         let ids: Vec<u32> = frames.iter().map(|f| self.frames.intern(f.clone())).collect();
@@ -324,16 +464,24 @@ impl Recording {
 
     /// Failed looks, by reason (every reason listed, in order).
     pub fn failures_by_reason(&self) -> Vec<(FailReason, u64)> {
-        FailReason::ALL.iter().map(|r| (*r, self.failures.iter().filter(|f| f.reason == *r).count() as u64)).collect()
+        FailReason::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let forgotten = self.forgotten.by_reason.get(i).copied().unwrap_or(0);
+                (*r, self.failures.iter().filter(|f| f.reason == *r).count() as u64 + forgotten)
+            })
+            .collect()
     }
 
     /// Share of looks that failed, in percent (0 without looks).
     pub fn failed_pct(&self) -> f64 {
-        let all = self.samples.len() + self.failures.len();
+        let failed = self.total_failures();
+        let all = self.total_samples() + failed;
         if all == 0 {
             0.0
         } else {
-            100.0 * self.failures.len() as f64 / all as f64
+            100.0 * failed as f64 / all as f64
         }
     }
 
@@ -418,6 +566,7 @@ impl Recording {
         self.paused = 0.0;
         self.started = now;
         self.ended = now;
+        self.forgotten = Forgotten::default();
     }
 }
 
@@ -526,5 +675,32 @@ mod tests {
             );
             assert_eq!(copy.tasks.get(s.task.unwrap()), src.tasks.get(s.task.unwrap()));
         }
+    }
+
+    /// Forgetting keeps the totals: samples and failed looks counted, the failed share the
+    /// same; what is held starts at the cut.
+    #[test]
+    fn forgetting_keeps_the_totals() {
+        let mut rec = Recording::new(100.0, vec![meta(1)], 10.0);
+        for i in 0..100 {
+            let s = sample(&mut rec, 10.0 + i as f64 * 0.01, "f", "T");
+            rec.samples.push(s);
+            if i % 10 == 0 {
+                rec.failures.push(FailedSample { t: 10.0 + i as f64 * 0.01 + 0.005, loop_index: 0, reason: FailReason::TornStack });
+            }
+        }
+        rec.ended = 11.0;
+        let pct = rec.failed_pct();
+        rec.forget_before(10.5, true);
+        assert_eq!(rec.samples.len(), 50);
+        assert_eq!(rec.samples[0].t, 10.5);
+        assert_eq!(rec.total_samples(), 100);
+        assert_eq!(rec.failures.len(), 5);
+        assert!((rec.failed_pct() - pct).abs() < 1e-9);
+        assert_eq!(rec.started, 10.5);
+        rec.forget_before(10.2, true);
+        assert_eq!(rec.total_samples(), 100, "nothing older left to forget");
+        rec.clear(11.0);
+        assert_eq!(rec.total_samples(), 0);
     }
 }

@@ -150,6 +150,8 @@ impl Looker {
                 Err(LookError::Unsupported(f)) => {
                     last = Some(f);
                     target.reader.clear_caches();
+                    // A loop being set up or torn down settles within milliseconds.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 Err(LookError::Read(e)) => {
                     let failure = target.explain(&e);
@@ -199,6 +201,7 @@ impl Looker {
         let clock_offset = procfs::monotonic_offset(pid);
         let mut briefs = Vec::new();
         let mut loops = Vec::new();
+        let mut unsupported = None;
         let task_set = match self.options.tasks {
             Some(_) => Some(tasks::enumerate(r, target.interp, &threads)?),
             None => None,
@@ -218,7 +221,14 @@ impl Looker {
             };
             let probe = match LoopProbe::new(pid, r, &mut self.loops, thread.clone(), addr)? {
                 Ok(p) => p,
-                Err(class) => return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid, class })),
+                // Not a loop loopspy reads (a Qt loop), or a pointer read while that thread's
+                // loop was being set or cleared: the thread is listed without a loop, and the
+                // process fails as unsupported only when no loop could be read.
+                Err(class) => {
+                    unsupported.get_or_insert(class);
+                    briefs.push(ThreadBrief { native_id: thread.native_id, host_tid: thread.host_tid, name, top_frame: None });
+                    continue;
+                }
             };
             let kernel = thread.host_tid.and_then(|t| kernels.get(&t).copied());
             let mut view = self.look_at_loop(r, probe, kernel, name.clone(), &tasks_source, clock_offset)?;
@@ -232,6 +242,9 @@ impl Looker {
                 view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
             }
             loops.push(view);
+        }
+        if let (true, Some(class)) = (loops.is_empty(), unsupported) {
+            return Err(LookError::Unsupported(Failure::UnsupportedLoop { pid, class }));
         }
         Ok(ProcessView { threads: briefs, loops })
     }

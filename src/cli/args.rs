@@ -181,6 +181,7 @@ Examples:
   loopspy record --pid 4242 -o incident.svg -o incident.json    (both from one recording)
   loopspy record --pid 4242 -o stacks.txt                       (collapsed: flamegraph.pl, speedscope)
   loopspy record --pid 4242 -d 10 -f json -o - | jq .blocking_frames
+  loopspy record --pid 4242 -f jsonl -o - | jq -c 'select(.type == \"episode\")'   (lines as they happen)
   loopspy record --rate 1000 --threshold 50 -- python3 app.py
   loopspy record --subprocesses --pid 4200 -d 60 -o fleet.svg -o fleet.json   (master + workers)";
 
@@ -193,7 +194,7 @@ pub struct RecordArgs {
     pub spawn: SpawnArgs,
 
     /// Output file; repeat for several (`-o incident.svg -o incident.json`). The format
-    /// follows the extension (.svg, .json, .txt/.folded/.collapsed), else --format; `-` is
+    /// follows the extension (.svg, .json, .jsonl, .txt/.folded/.collapsed), else --format; `-` is
     /// standard output [default: loopspy-PID-TIME.svg in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Vec<std::path::PathBuf>,

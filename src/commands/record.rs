@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::analysis::live::LiveEpisodes;
-use crate::analysis::metrics::{self, is_busy, Options};
+use crate::analysis::metrics::{self, is_busy};
+use crate::analysis::stream::{Stream, StreamOptions, ThreadsFold};
 use crate::base::error::Failure;
 use crate::base::escape;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
@@ -16,7 +17,9 @@ use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
 use crate::cli::config::RecordConfig;
 use crate::output::argv;
-use crate::output::outputs::{self, Rendering};
+use crate::output::flamegraph;
+use crate::output::jsonl::{JsonlFeed, StartFacts};
+use crate::output::outputs::{self, LineSink, Rendering};
 use crate::output::report::{self, duration_ms, TargetFacts};
 use crate::process::procfs;
 use crate::python::published::LayoutCheck;
@@ -148,6 +151,25 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let threshold = args.threshold;
     let deadline = args.duration.map(|d| start + d.as_secs_f64());
     let mut live = LiveEpisodes::new(threshold);
+    // The figures and the flame graph's stacks are computed as samples come; the samples
+    // themselves are let go of once written to the capture (memory stays flat however long
+    // the recording runs).
+    let mut stream = Stream::new(StreamOptions { fold: true, ..StreamOptions::for_recording(&rec, threshold, 1.0) });
+    let mut threads = ThreadsFold::new(rec.interval());
+    let hold = HOLD_SAMPLES.max(4 * args.rate_hz as usize);
+    // JSON lines go out as the recording goes (the other formats are written at the end).
+    let mut lines = LiveLines::open(
+        &outputs,
+        &rec,
+        &stream,
+        StartFacts {
+            pid,
+            command: facts.command.clone(),
+            python: facts.python.clone(),
+            rate_hz: args.rate_hz,
+            threshold_ms: threshold * 1e3,
+        },
+    );
     let tty = std::io::stderr().is_terminal();
     let mut last_status = start;
     let mut next = start;
@@ -168,6 +190,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             continue;
         }
         let before = rec.samples.len();
+        let (failed_before, counts_before, others_before) = (rec.failures.len(), rec.task_counts.len(), rec.other_threads.len());
         match source.sample(&mut rec, period / 2.0) {
             Ok(()) | Err(SampleError::Failed) => {}
             Err(SampleError::Exited) => break EndReason::TargetExited,
@@ -175,10 +198,22 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         }
         for s in &rec.samples[before..] {
             live.feed(s);
+            stream.push(&rec, s);
+        }
+        for s in &rec.other_threads[others_before..] {
+            threads.push(s);
         }
         source.count_tasks(now, &mut rec);
+        if let Some(l) = &mut lines {
+            l.add(&rec, &stream, failed_before, counts_before, now);
+        }
         if let Some(c) = &mut capture {
             c.sync(&rec);
+        }
+        if rec.samples.len() > 2 * hold {
+            // Written, counted and folded: only the last few are still needed (the status line).
+            let cut = rec.samples[rec.samples.len() - hold].t;
+            rec.forget_before(cut, false);
         }
         // Fixed schedule; if we fell behind (the machine was busy), do not burst to catch up.
         next += period;
@@ -218,12 +253,24 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     if let Some(layout) = source.layout() {
         facts.layout = layout;
     }
-    let analysis = metrics::analyze(&rec, &Options { threshold, ..Options::default() });
+    let analysis = metrics::analysis_of(&stream, &rec, threshold);
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);
-    let rendering =
-        Rendering { rec: &rec, analysis: &analysis, report: &rep, cwd: cwd.as_deref(), all_threads: args.all_threads, command: &command };
-    let written = outputs::write_all(&outputs, &rendering, &format!("loopspy-{pid}-{stamp}"));
+    let folded = flamegraph::fold_stream(&rec, &stream, args.all_threads.then_some(&threads), analysis.threshold_ms, cwd.as_deref());
+    let rendering = Rendering {
+        rec: &rec,
+        analysis: &analysis,
+        report: &rep,
+        cwd: cwd.as_deref(),
+        all_threads: args.all_threads,
+        command: &command,
+        folded: Some(&folded),
+    };
+    let at_end: Vec<outputs::Output> = outputs.iter().filter(|o| !o.format.is_streamed()).cloned().collect();
+    let mut written = outputs::write_all(&at_end, &rendering, &format!("loopspy-{pid}-{stamp}"));
+    if let Some(l) = lines.take() {
+        l.finish(&rec, &stream, &mut written, &format!("loopspy-{pid}-{stamp}"));
+    }
     // The capture stays when an output could not be written where asked (or when asked for).
     let capture_path = capture.map(|c| c.finish(&rec));
     let keep_capture = args.save.is_some() || !written.moved.is_empty() || !written.lost.is_empty();
@@ -260,7 +307,7 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             what: format!("could not write {asked} ({why}); saved as {}", saved.display()),
         });
     }
-    if rec.samples.is_empty() && end == EndReason::TargetExited {
+    if rec.total_samples() == 0 && end == EndReason::TargetExited {
         return Err(Failure::TargetExited { pid });
     }
     match end {
@@ -321,8 +368,8 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
     };
     let line = format!(
         "loopspy: recording [{elapsed:.1} s]{processes} {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
-        rec.samples.len(),
-        rec.failures.len(),
+        rec.total_samples(),
+        rec.total_failures(),
         duration_ms(lag),
         busy * 100.0,
         live.count,
@@ -332,5 +379,77 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
         say_raw(&format!("\r\x1b[K{line}"));
     } else {
         say(&line);
+    }
+}
+
+/// Samples held in memory while recording (at least 4 s of them): the status line's last
+/// second; everything older has been written to the capture and folded into the figures.
+const HOLD_SAMPLES: usize = 4096;
+
+/// The JSON-lines outputs of a recording, fed as samples come in.
+struct LiveLines {
+    sinks: Vec<LineSink>,
+    feed: JsonlFeed,
+    facts: StartFacts,
+    /// When lines were last written (they go out a few times a second, not per sample).
+    last: f64,
+}
+
+/// How often new lines are looked for (seconds).
+const LINES_EVERY: f64 = 0.1;
+
+impl LiveLines {
+    fn open(outputs: &[outputs::Output], rec: &Recording, stream: &Stream, facts: StartFacts) -> Option<LiveLines> {
+        let sinks: Vec<LineSink> = outputs.iter().filter(|o| o.format.is_streamed()).map(LineSink::open).collect();
+        if sinks.is_empty() {
+            return None;
+        }
+        let mut l = LiveLines { sinks, feed: JsonlFeed::new(), facts, last: f64::MIN };
+        l.write_due(rec, stream);
+        Some(l)
+    }
+
+    /// What the last look added (failed looks and task counts from these indices on; the
+    /// samples are in the stream), and the lines now due.
+    fn add(&mut self, rec: &Recording, stream: &Stream, failed: usize, counts: usize, now: f64) {
+        for f in rec.failures.get(failed..).unwrap_or(&[]) {
+            self.feed.failed(stream, f);
+        }
+        for c in rec.task_counts.get(counts..).unwrap_or(&[]) {
+            self.feed.tasks(c);
+        }
+        if now - self.last >= LINES_EVERY {
+            self.last = now;
+            self.write_due(rec, stream);
+        }
+    }
+
+    fn write_due(&mut self, rec: &Recording, stream: &Stream) {
+        for line in self.feed.lines(rec, stream, &self.facts) {
+            for s in &mut self.sinks {
+                s.write(&line);
+            }
+        }
+    }
+
+    /// The last lines; the lines a sink could not write (from its failed write on) are saved in
+    /// the temp directory.
+    fn finish(mut self, rec: &Recording, stream: &Stream, written: &mut outputs::Written, stem: &str) {
+        for line in self.feed.finish(rec, stream, &self.facts) {
+            for s in &mut self.sinks {
+                s.write(&line);
+            }
+        }
+        for s in &self.sinks {
+            match s.error() {
+                None => written.written.push(s.output.name()),
+                Some(why) => match outputs::save_in_temp(stem, "jsonl", s.missed().as_bytes()) {
+                    Ok(saved) => {
+                        written.moved.push((s.output.name(), saved, format!("{why}; the lines from then on are in the saved file")))
+                    }
+                    Err(e) => written.lost.push((s.output.name(), format!("{why}; saving it in the temp directory failed too ({e})"))),
+                },
+            }
+        }
     }
 }

@@ -42,8 +42,15 @@ pub fn run(args: &RenderConfig) -> Result<(), Failure> {
     };
     let rep = report::build(facts, rec, &analysis, h.blocking);
     let command = argv::display(&h.command, args.full_argv);
-    let rendering =
-        Rendering { rec, analysis: &analysis, report: &rep, cwd: h.cwd.as_deref(), all_threads: h.all_threads, command: &command };
+    let rendering = Rendering {
+        rec,
+        analysis: &analysis,
+        report: &rep,
+        cwd: h.cwd.as_deref(),
+        all_threads: h.all_threads,
+        command: &command,
+        folded: None,
+    };
     let stem_name = PathBuf::from(stem.file_name().unwrap_or_default()).display().to_string();
     let written = outputs::write_all(&outputs, &rendering, &format!("{stem_name}-render"));
     let _ = std::io::Write::write_all(&mut std::io::stderr(), report::summary(&rep, &written.written).as_bytes());

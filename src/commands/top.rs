@@ -34,6 +34,11 @@ use crate::python::target::AttachOptions;
 /// How often the screen is redrawn without a key press (seconds).
 const REDRAW_EVERY: f64 = 0.25;
 
+/// Samples held for `s` (saving a flame graph): the most recent ones, about 13 MB; 33 minutes
+/// at 100 Hz, 3.3 at 1000 Hz. The figures on screen come from the stream and cover the whole
+/// run; when older samples were let go the saved flame graph says which stretch it covers.
+const KEEP_SAMPLES: usize = 200_000;
+
 /// What the view holds: the recording as the batches built it, the live figures, the task
 /// pane, and what was saved.
 struct Session {
@@ -64,6 +69,11 @@ impl Session {
         for i in new {
             let s = self.rec.samples[i];
             self.stream.push(&self.rec, &s);
+        }
+        if self.rec.samples.len() > KEEP_SAMPLES {
+            // A tenth at a time, so that the drain is rare.
+            let t = self.rec.samples[self.rec.samples.len() - KEEP_SAMPLES * 9 / 10].t;
+            self.rec.forget_before(t, true);
         }
         if b.pane.is_some() {
             self.pane = b.pane;
@@ -105,8 +115,12 @@ impl Session {
     fn save_svg(&mut self, threshold: f64) -> String {
         let analysis = metrics::analyze(&self.rec, &metrics::Options { threshold, ..metrics::Options::default() });
         let folded = flamegraph::fold(&self.rec, &analysis, self.cwd.as_deref(), false);
+        let covers = match self.rec.forgotten.samples {
+            0 => String::new(),
+            _ => format!(" (the last {:.0} s: older samples are not kept)", self.rec.duration()),
+        };
         let header = Header {
-            title: format!("loopspy: PID {} {}", self.target.pid, self.target.command),
+            title: format!("loopspy: PID {} {}{covers}", self.target.pid, self.target.command),
             subtitle: report::headline(&self.rec, &analysis),
         };
         let mut bytes = Vec::new();
@@ -122,7 +136,7 @@ impl Session {
             Ok(path) => {
                 let shown = path.display().to_string();
                 self.saved.push(shown.clone());
-                format!("saved {shown} ({} samples)", self.rec.samples.len())
+                format!("saved {shown} ({} samples{covers})", self.rec.samples.len())
             }
             Err(_) => format!("could not write {stem}.svg here or in {}", std::env::temp_dir().display()),
         }
@@ -196,7 +210,7 @@ fn watch(pid: i32, python: String, source: Source, rec: Recording, args: &TopCon
     };
     eprintln!(
         "loopspy top: PID {pid}: {processes}{} samples, {} blocking episode{}{}{}",
-        session.rec.samples.len(),
+        session.rec.total_samples(),
         episodes,
         if episodes == 1 { "" } else { "s" },
         if session.rec.end == EndReason::TargetExited { "; the target exited" } else { "" },

@@ -20,15 +20,7 @@ use crate::base::escape::collapsed;
 use crate::capture::recording::Recording;
 use crate::python::frames::StackFrame;
 
-/// What a sample's time counts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Category {
-    Blocked,
-    Busy,
-    Idle,
-    Unknown,
-    Stopped,
-}
+pub use crate::analysis::metrics::Category;
 
 impl Category {
     pub(crate) fn label(self, threshold_ms: f64) -> String {
@@ -153,6 +145,10 @@ fn in_episode(episodes: &[crate::analysis::metrics::Episode], t: f64) -> bool {
     }
 }
 
+/// Weighted stacks before labelling: (root, stack id, category) → µs, where root is a loop
+/// index, or `u32::MAX - thread id` for a thread without a loop (category `None`).
+pub type StackWeights = HashMap<(u32, u32, Option<Category>), u64>;
+
 /// Fold a recording into weighted stacks: root (thread and loop), category, frames.
 ///
 /// Samples are summed per interned stack first, then each distinct stack is labelled once:
@@ -162,16 +158,53 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
     let interval = rec.interval();
     let weight_us = |t: f64, next: Option<f64>| -> u64 {
         let weight = next.map(|n| (n - t).clamp(0.0, 2.0 * interval)).unwrap_or(interval);
-        (weight * 1e6).round() as u64
+        crate::analysis::stream::weight_us(weight)
     };
-    // (root, stack id, category) → µs; root: loop index, or u32::MAX - thread id.
-    let mut by_stack: HashMap<(u32, u32, Option<Category>), u64> = HashMap::new();
+    let mut by_stack: StackWeights = HashMap::new();
     let mut next_of_loop: Vec<Option<f64>> = vec![None; rec.loops.len()];
     for (i, s) in rec.samples.iter().enumerate().rev() {
         let Some(next) = next_of_loop.get_mut(s.loop_index as usize) else { continue };
         *by_stack.entry((s.loop_index as u32, s.stack, Some(categories[i]))).or_insert(0) += weight_us(s.t, *next);
         *next = Some(s.t);
     }
+    if all_threads {
+        let mut next_of_thread: HashMap<u32, f64> = HashMap::new();
+        for s in rec.other_threads.iter().rev() {
+            let next = next_of_thread.insert(s.thread, s.t);
+            *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
+        }
+    }
+    label(rec, &by_stack, analysis.threshold_ms, cwd)
+}
+
+/// The same fold from a stream that folded the samples as they came
+/// ([`StreamOptions::fold`](crate::analysis::stream::StreamOptions::fold)), for a recording
+/// that did not keep them.
+pub fn fold_stream(
+    rec: &Recording,
+    stream: &crate::analysis::stream::Stream,
+    threads: Option<&crate::analysis::stream::ThreadsFold>,
+    threshold_ms: f64,
+    cwd: Option<&str>,
+) -> Folded {
+    let mut by_stack: StackWeights = HashMap::new();
+    for i in 0..rec.loops.len() {
+        let Some(l) = stream.loop_stream(i) else { continue };
+        for ((stack, cat), us) in l.folded(rec, &stream.opts) {
+            *by_stack.entry((i as u32, stack, Some(cat))).or_insert(0) += us;
+        }
+    }
+    if let Some(t) = threads {
+        for ((thread, stack), us) in t.folded() {
+            *by_stack.entry((u32::MAX - thread, stack, None)).or_insert(0) += us;
+        }
+    }
+    label(rec, &by_stack, threshold_ms, cwd)
+}
+
+/// Label weighted stacks: the roots (with several processes, the process; then the thread and
+/// loop), the category, the frames from the root.
+fn label(rec: &Recording, by_stack: &StackWeights, threshold_ms: f64, cwd: Option<&str>) -> Folded {
     // With several processes, each loop and thread sits under its process.
     let process_roots: Vec<String> = rec.processes.iter().map(|p| process_label(p, rec.started)).collect();
     let under = |process: Option<u16>, root: String| -> Vec<String> {
@@ -182,16 +215,6 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         vec![p, root]
     };
     let mut thread_roots: HashMap<u32, Vec<String>> = HashMap::new();
-    if all_threads {
-        let mut next_of_thread: HashMap<u32, f64> = HashMap::new();
-        for s in rec.other_threads.iter().rev() {
-            let next = next_of_thread.insert(s.thread, s.t);
-            *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
-            thread_roots.entry(s.thread).or_insert_with(|| {
-                under(rec.process_of_thread(s.thread), format!("{} (no event loop)", collapsed(rec.threads.get(s.thread))))
-            });
-        }
-    }
     let loop_roots: Vec<Vec<String>> = rec
         .loops
         .iter()
@@ -207,14 +230,21 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
         .collect();
     let mut labels: HashMap<u32, String> = HashMap::new();
     let mut folded = Folded { stacks: HashMap::new(), roots: if rec.is_fleet() { 2 } else { 1 } };
-    for ((root, stack, cat), us) in by_stack {
+    for (&(root, stack, cat), &us) in by_stack {
         let mut frames = Vec::new();
         match cat {
             Some(cat) => {
-                frames.extend(loop_roots[root as usize].iter().cloned());
-                frames.push(cat.label(analysis.threshold_ms));
+                let Some(r) = loop_roots.get(root as usize) else { continue };
+                frames.extend(r.iter().cloned());
+                frames.push(cat.label(threshold_ms));
             }
-            None => frames.extend(thread_roots[&(u32::MAX - root)].iter().cloned()),
+            None => {
+                let thread = u32::MAX - root;
+                let r = thread_roots.entry(thread).or_insert_with(|| {
+                    under(rec.process_of_thread(thread), format!("{} (no event loop)", collapsed(rec.threads.get(thread))))
+                });
+                frames.extend(r.iter().cloned());
+            }
         }
         for &frame in rec.stacks.get(stack).iter().rev() {
             frames.push(labels.entry(frame).or_insert_with(|| frame_label(rec.frames.get(frame), cwd)).clone());

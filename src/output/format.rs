@@ -9,6 +9,9 @@ pub enum RecordFormat {
     Collapsed,
     /// Every metric, the per-second series and every episode (docs/json-schema.md).
     Json,
+    /// JSON lines, written as the recording goes: one per second and loop, one per episode as
+    /// it ends, a last one at the end (docs/json-schema.md).
+    Jsonl,
 }
 
 impl RecordFormat {
@@ -17,6 +20,7 @@ impl RecordFormat {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "svg" => Some(RecordFormat::Svg),
             "json" => Some(RecordFormat::Json),
+            "jsonl" | "ndjson" => Some(RecordFormat::Jsonl),
             "txt" | "folded" | "collapsed" => Some(RecordFormat::Collapsed),
             _ => None,
         }
@@ -27,6 +31,12 @@ impl RecordFormat {
             RecordFormat::Svg => "svg",
             RecordFormat::Collapsed => "txt",
             RecordFormat::Json => "json",
+            RecordFormat::Jsonl => "jsonl",
         }
+    }
+
+    /// Written as the recording goes (by `record`), not once at the end.
+    pub fn is_streamed(self) -> bool {
+        self == RecordFormat::Jsonl
     }
 }

@@ -162,19 +162,32 @@ pub struct Rendering<'a> {
     pub all_threads: bool,
     /// The command line as shown (shortened, secrets redacted).
     pub command: &'a str,
+    /// The flame graph's stacks when they were folded as the samples came (a recording that
+    /// did not keep its samples); otherwise they are folded from `rec`.
+    pub folded: Option<&'a flamegraph::Folded>,
+}
+
+impl Rendering<'_> {
+    fn folded(&self) -> std::borrow::Cow<'_, flamegraph::Folded> {
+        match self.folded {
+            Some(f) => std::borrow::Cow::Borrowed(f),
+            None => std::borrow::Cow::Owned(flamegraph::fold(self.rec, self.analysis, self.cwd, self.all_threads)),
+        }
+    }
 }
 
 /// The bytes of one output.
 pub fn render(format: RecordFormat, r: &Rendering) -> io::Result<Vec<u8>> {
     Ok(match format {
         RecordFormat::Json => serde_json::to_vec_pretty(r.report).map_err(io::Error::other)?,
+        RecordFormat::Jsonl => super::jsonl::whole(r.rec, &start_facts(r)).into_bytes(),
         RecordFormat::Collapsed => {
-            let mut text = flamegraph::fold(r.rec, r.analysis, r.cwd, r.all_threads).collapsed().join("\n");
+            let mut text = r.folded().collapsed().join("\n");
             text.push('\n');
             text.into_bytes()
         }
         RecordFormat::Svg => {
-            let folded = flamegraph::fold(r.rec, r.analysis, r.cwd, r.all_threads);
+            let folded = r.folded();
             let header = Header {
                 title: match &r.report.processes {
                     Some(p) => format!(
@@ -193,6 +206,17 @@ pub fn render(format: RecordFormat, r: &Rendering) -> io::Result<Vec<u8>> {
             out
         }
     })
+}
+
+/// The `start` line of JSON lines, from what a rendering knows.
+pub fn start_facts(r: &Rendering) -> super::jsonl::StartFacts {
+    super::jsonl::StartFacts {
+        pid: r.report.target.pid,
+        command: r.report.target.command.clone(),
+        python: r.report.target.python.clone(),
+        rate_hz: r.rec.rate_hz,
+        threshold_ms: r.analysis.threshold_ms,
+    }
 }
 
 /// What writing the outputs did.
@@ -233,6 +257,76 @@ pub fn write_all(outputs: &[Output], r: &Rendering, stem: &str) -> Written {
         }
     }
     w
+}
+
+/// An output written a line at a time while recording (JSON lines): each line in one write,
+/// flushed at once, so that a reader (`tail -f`, `jq`, a log shipper) sees whole lines as
+/// they come, and a loopspy killed mid-run leaves only whole lines behind. A file is created
+/// anew (a symlink at its path is replaced, never followed). After the first failed write
+/// (a full disk, a closed pipe) nothing more is written; [`LineSink::error`] says why and
+/// [`LineSink::missed`] holds the lines from then on.
+#[derive(Debug)]
+pub struct LineSink {
+    pub output: Output,
+    file: Option<std::fs::File>,
+    error: Option<String>,
+    /// The lines from the failed write on ([`LineSink::missed`]).
+    missed: String,
+}
+
+impl LineSink {
+    pub fn open(output: &Output) -> LineSink {
+        let mut sink = LineSink { output: output.clone(), file: None, error: None, missed: String::new() };
+        if let Some(path) = &output.path {
+            match create_fresh(path) {
+                Ok(f) => sink.file = Some(f),
+                Err(e) => sink.error = Some(e.to_string()),
+            }
+        }
+        sink
+    }
+
+    pub fn write(&mut self, line: &str) {
+        if self.error.is_some() {
+            self.missed.push_str(line);
+            return;
+        }
+        let result = match &mut self.file {
+            Some(f) => f.write_all(line.as_bytes()),
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(line.as_bytes()).and_then(|_| out.flush())
+            }
+        };
+        if let Err(e) = result {
+            self.error = Some(e.to_string());
+            self.missed.push_str(line);
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// The lines not written, from the failed one on (a line may be there whole and also in
+    /// the output in part, if the failing write wrote some of it).
+    pub fn missed(&self) -> &str {
+        &self.missed
+    }
+}
+
+/// A new file at `path` for writing: a regular file or symlink there is removed first (so a
+/// symlink is never followed); a device or FIFO is opened as it is.
+fn create_fresh(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() || meta.is_file() {
+            std::fs::remove_file(path)?;
+        } else if !meta.is_dir() {
+            return std::fs::OpenOptions::new().write(true).open(path);
+        }
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// `20261122T031500Z`: UTC, from the system clock.

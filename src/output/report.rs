@@ -122,8 +122,8 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             start: rec.started,
             end_time: rec.ended,
             duration_s: rec.duration(),
-            samples: rec.samples.len(),
-            failed_samples: rec.failures.len() as u64,
+            samples: rec.total_samples() as usize,
+            failed_samples: rec.total_failures(),
             failed_pct: rec.failed_pct(),
             failed_by_reason: rec.failures_by_reason().into_iter().map(|(r, n)| (r.as_str(), n)).collect(),
             achieved_hz: achieved_hz(rec),
@@ -159,52 +159,11 @@ pub fn achieved_hz(rec: &Recording) -> f64 {
     }
 }
 
-/// One loop's looks: how many, how many failed, and the first and last.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LoopSpan {
-    pub looks: u64,
-    pub failed: u64,
-    pub first: f64,
-    pub last: f64,
-}
+pub use crate::capture::recording::LoopSpan;
 
-impl LoopSpan {
-    /// From its first look to one interval after its last.
-    pub fn lived(&self, interval: f64) -> f64 {
-        if self.looks == 0 {
-            0.0
-        } else {
-            (self.last - self.first).max(0.0) + interval
-        }
-    }
-
-    pub fn failed_pct(&self) -> f64 {
-        if self.looks == 0 {
-            0.0
-        } else {
-            100.0 * self.failed as f64 / self.looks as f64
-        }
-    }
-}
-
-/// Per loop of the recording, its looks.
+/// Per loop of the recording, its looks (those a bounded recording let go of included).
 pub fn loop_spans(rec: &Recording) -> Vec<LoopSpan> {
-    let mut spans = vec![LoopSpan { looks: 0, failed: 0, first: f64::MAX, last: f64::MIN }; rec.loops.len()];
-    let mut add = |i: usize, t: f64, failed: bool| {
-        if let Some(s) = spans.get_mut(i) {
-            s.looks += 1;
-            s.failed += failed as u64;
-            s.first = s.first.min(t);
-            s.last = s.last.max(t);
-        }
-    };
-    for s in &rec.samples {
-        add(s.loop_index as usize, s.t, false);
-    }
-    for f in &rec.failures {
-        add(f.loop_index as usize, f.t, true);
-    }
-    spans
+    rec.loop_spans()
 }
 
 /// Looks at a loop before its failed share is worth a warning of its own.
@@ -236,7 +195,7 @@ pub const PAUSED_WARN_PCT: f64 = 2.0;
 
 /// `torn_stack 12.0 %, changed 0.5 %`: the failed looks' reasons, as shares of all looks.
 pub fn failure_reasons(rec: &Recording) -> String {
-    let all = (rec.samples.len() + rec.failures.len()).max(1) as f64;
+    let all = (rec.total_samples() + rec.total_failures()).max(1) as f64;
     rec.failures_by_reason()
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -321,7 +280,7 @@ pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
         Some(l) => format!(
             "{:.1} s, {} samples at {:.0} Hz | busy {:.1}%, idle in select {:.1}% | lag p99 {}, max {} | {} blocking episode{} >= {:.0} ms",
             rec.duration(),
-            rec.samples.len(),
+            rec.total_samples(),
             rec.rate_hz,
             l.busy_pct,
             l.select_pct,

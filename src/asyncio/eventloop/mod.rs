@@ -51,20 +51,26 @@ pub struct LoopFigures {
     pub iteration: Option<u64>,
     /// The timer figures (`earliest_timer`, `ready_timer`) are complete. False when the
     /// timer heap or the ready queue kept changing while they were read (hundreds of timeouts
-    /// firing at once), or too many cancelled timers hid the earliest live one: the loop's
+    /// firing at once), too many cancelled timers hid the earliest live one, or loopspy was
+    /// kept off the CPU while it read them (more than 2 ms, three times): the loop's
     /// lag is then unknown for this look, while its state, stack and ready depth stand.
     pub timers_known: bool,
 }
 
 impl LoopFigures {
+    /// The timer figures of this look cannot be trusted (see `timers_known`).
+    pub fn forget_timers(&mut self) {
+        self.earliest_timer = None;
+        self.ready_timer = None;
+        self.timers_known = false;
+    }
+
     /// A timer due before `floor` (the target's start) was read from memory that no longer
     /// held it: the timer figures of this look are unknown, not a lag of hours.
     pub fn drop_timers_before(&mut self, floor: f64) {
         let torn = |w: Option<f64>| w.is_some_and(|w| !w.is_finite() || w < floor);
         if torn(self.earliest_timer) || torn(self.ready_timer) {
-            self.earliest_timer = None;
-            self.ready_timer = None;
-            self.timers_known = false;
+            self.forget_timers();
         }
     }
 }

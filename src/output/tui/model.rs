@@ -418,9 +418,9 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
         target.python,
         which,
         rate_hz,
-        rec.samples.len(),
+        rec.total_samples(),
         failed_pct,
-        rec.duration(),
+        (rec.ended - stream.opts.started).max(0.0),
     );
     TopModel {
         header,
@@ -582,7 +582,7 @@ pub fn overview(rec: &Recording, stream: &Stream, root: &TargetInfo, ui: &UiStat
         e(&root.command),
         rec.processes.len() - live,
         rate_hz,
-        rec.samples.len(),
+        rec.total_samples(),
         rec.failed_pct(),
         rec.duration(),
     );
