@@ -172,6 +172,8 @@ fn fleet(version: &str, server: &str) {
         .arg(master.to_string())
         .arg("-o")
         .arg(&out)
+        .arg("-o")
+        .arg(dir.path().join("r.jsonl"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -220,6 +222,17 @@ fn fleet(version: &str, server: &str) {
         }
         log(&format!("{ctx}: worker {w}: {matched} blocks matched ({} measured)", truth.len()));
     }
+    // The JSON lines say which process each loop runs in, and carry the same episodes.
+    let lines: Vec<Value> =
+        std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let loop_pids: BTreeSet<i32> =
+        lines.iter().filter(|l| l["type"] == "loop").filter_map(|l| l["pid"].as_i64()).map(|p| p as i32).collect();
+    for w in workers.iter().chain(&respawned) {
+        assert!(loop_pids.contains(w), "{ctx}: no loop line with pid {w}: {loop_pids:?}");
+    }
+    let json_episodes: usize =
+        procs.values().flat_map(|p| p["loops"].as_array().unwrap()).map(|l| l["episodes"].as_array().unwrap().len()).sum();
+    assert_eq!(lines.iter().filter(|l| l["type"] == "episode").count(), json_episodes, "{ctx}: episodes in JSON lines and JSON");
     record(&test, version, flavor, "ok");
     drop(srv);
 }

@@ -209,12 +209,17 @@ impl JsonlFeed {
 
 fn loop_line(rec: &Recording, i: usize) -> String {
     let m = &rec.loops[i];
-    line(json!({
+    let mut v = json!({
         "type": "loop",
         "loop": i,
         "thread": { "native_id": m.native_id, "name": m.thread_name },
         "loop_class": m.loop_class,
-    }))
+    });
+    // With --subprocesses: the process the loop runs in.
+    if let (Some(p), Value::Object(map)) = (rec.process_of_loop(i as u16).and_then(|p| rec.processes.get(p as usize)), &mut v) {
+        map.insert("pid".into(), json!(p.pid));
+    }
+    line(v)
 }
 
 fn episode_line(e: &Episode) -> String {
