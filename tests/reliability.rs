@@ -124,7 +124,7 @@ fn no_harm(version: &str) {
         return;
     }
     record(test, version, "stock", "FAIL");
-    let secs: f64 = std::env::var("LOOPSPY_NO_HARM_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60.0);
+    let secs: f64 = std::env::var("LOOPSPY_NO_HARM_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0);
     let run = |under_loopspy: bool, secs: f64| -> Value {
         let dir = tempfile::tempdir().unwrap();
         let truth = dir.path().join("t.json");
