@@ -71,9 +71,10 @@ Examples:
   loopspy serve --match 'gunicorn: worker' --rate 50
   curl -s localhost:9464/metrics | grep event_loop_lag";
 
+/// The processes `serve` samples: at least one, in any mix.
 #[derive(Debug, Clone, Args)]
-#[group(id = "serve_targets", required = true, multiple = true, args = ["pid", "pid_file", "matching"])]
-pub struct ServeArgs {
+#[group(required = true, multiple = true)]
+pub struct ServeTargetArgs {
     /// PID of a running Python process; repeat for several.
     #[arg(short, long, value_name = "PID", value_parser = parse_pid)]
     pub pid: Vec<i32>,
@@ -84,9 +85,15 @@ pub struct ServeArgs {
     pub pid_file: Vec<std::path::PathBuf>,
 
     /// Every process whose command line contains PATTERN (looked for again every few
-    /// seconds); repeat for several.
+    /// seconds); repeat for several. A pattern that starts with `-`: `--match=-m app`.
     #[arg(long = "match", id = "matching", value_name = "PATTERN", value_parser = parse_pattern)]
     pub matching: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub targets: ServeTargetArgs,
 
     /// Address and port to serve the metrics on.
     #[arg(short, long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = parse_listen)]

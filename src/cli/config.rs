@@ -173,11 +173,12 @@ impl Invocation {
             }),
             Command::Serve(a) => Invocation::Serve(ServeConfig {
                 targets: a
+                    .targets
                     .pid
                     .into_iter()
                     .map(ServeTarget::Pid)
-                    .chain(a.pid_file.into_iter().map(ServeTarget::PidFile))
-                    .chain(a.matching.into_iter().map(ServeTarget::Match))
+                    .chain(a.targets.pid_file.into_iter().map(ServeTarget::PidFile))
+                    .chain(a.targets.matching.into_iter().map(ServeTarget::Match))
                     .collect(),
                 listen: a.listen,
                 rate_hz: a.rate,
@@ -236,6 +237,9 @@ mod tests {
         assert_eq!(s.rate_hz, 20.0);
         assert_eq!(s.threshold, 0.1);
         assert!(Cli::try_parse_from(["loopspy", "serve"]).is_err(), "a target is needed");
+        assert!(Cli::try_parse_from(["loopspy", "serve", "--rate", "5"]).is_err(), "a target is needed");
+        let Invocation::Serve(s) = resolve(&["loopspy", "serve", "--match=-m app"]) else { panic!() };
+        assert_eq!(s.targets, [ServeTarget::Match("-m app".into())]);
         assert!(Cli::try_parse_from(["loopspy", "serve", "--match", ""]).is_err());
         assert!(Cli::try_parse_from(["loopspy", "serve", "--pid", "1", "--listen", "localhost"]).is_err());
     }
