@@ -90,6 +90,30 @@ impl Drop for Serve {
     }
 }
 
+/// `promtool check metrics` (Debian's `prometheus` package): the Go parser Prometheus
+/// itself uses, and its lint (help text, counter names). Outside CI, skipped loudly when
+/// missing; under CI it is required (.ci/run installs it).
+fn promtool_check(text: &str) {
+    let child =
+        Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if !in_ci() => {
+            eprintln!("SKIPPED promtool check: promtool not found ({e}); apt-get install prometheus");
+            return;
+        }
+        Err(e) => panic!("CI=true but promtool cannot run: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One sample as the parser read it.
 #[derive(Debug, Clone)]
 struct Sample {
@@ -187,6 +211,7 @@ fn serve_schedule(version: &str) {
     std::thread::sleep(Duration::from_millis(700));
     let text = serve.scrape();
     let after = parse(interp, &parser, &text);
+    promtool_check(&text);
     let now = monotonic();
     let interval = 1.0 / RATE;
 
@@ -262,6 +287,63 @@ fn serve_schedule(version: &str) {
     assert!(find(&back, "loopspy_up", &me).is_empty(), "the old PID's series are gone");
     assert_eq!(find(&back, "event_loop_lag_seconds_count", &[("pid", &new_pid)]).len(), 1);
     record("serve", version, "stock", "passed");
+}
+
+/// `--match`: the Python process whose command line holds a token is followed; the shell
+/// that started it (its command line holds the token too, but it is not Python) is left out,
+/// and so is loopspy itself; when the process is killed and another one with the token
+/// starts, that one is picked up.
+fn serve_match(version: &str) {
+    let Some(interp) = require(version, "serve_match") else { return };
+    let Some(parser) = parser_dir(version) else { return };
+    let token = format!("serve-match-token-{}-{}", std::process::id(), monotonic().to_bits());
+    let dir = tempfile::tempdir().unwrap();
+    let script = common::targets_dir().join("serve_schedule.py");
+    let start = |n: u32| {
+        let truth = dir.path().join(format!("truth{n}.json"));
+        // `; exit` keeps the shell from exec'ing Python: it stays, matching the pattern.
+        let line = format!("'{}' '{}' '{}' {token}; exit", interp.path.display(), script.display(), truth.display());
+        let mut child = Command::new("sh").args(["-c", &line]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+        let t = wait_for_json(&truth, &mut child, Duration::from_secs(30));
+        (child, t["pid"].as_i64().unwrap().to_string())
+    };
+    /// Kills the Python processes when the test ends, passed or not.
+    struct Kill(Vec<String>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                let _ = Command::new("kill").arg(pid).status();
+            }
+        }
+    }
+    let (mut shell, pid) = start(1);
+    let mut kill = Kill(vec![pid.clone()]);
+    let serve = Serve::start(&["--match", &token]);
+    let label = format!("match {token}");
+    let s = scrape_until(&serve, interp, &parser, Duration::from_secs(15), "the matched process", |s| {
+        find(s, "loopspy_up", &[("pid", &pid)]).first().is_some_and(|u| u.value == 1.0)
+    });
+    let ups = find(&s, "loopspy_up", &[("target", &label)]);
+    assert_eq!(ups.len(), 1, "only the Python process, not its shell nor loopspy: {ups:?}");
+    assert_eq!(find(&s, "event_loop_lag_seconds_count", &[("pid", &pid)]).len(), 1);
+
+    // The Python process dies (its shell exits after it); another one starts.
+    let _ = Command::new("kill").arg(&pid).status();
+    let _ = shell.wait();
+    let (mut shell2, pid2) = start(2);
+    kill.0.push(pid2.clone());
+    scrape_until(&serve, interp, &parser, Duration::from_secs(15), "the new matched process", |s| {
+        find(s, "loopspy_up", &[("pid", &pid2)]).first().is_some_and(|u| u.value == 1.0)
+            && find(s, "loopspy_up", &[("pid", &pid)]).is_empty()
+    });
+    let _ = Command::new("kill").arg(&pid2).status();
+    let _ = shell2.wait();
+    record("serve_match", version, "stock", "passed");
+}
+
+#[test]
+fn match_py3_13() {
+    serve_match("3.13");
 }
 
 /// One interpreter before 3.11 (co_name, the thread-state dict) and one after 3.13 (the

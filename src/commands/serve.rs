@@ -101,9 +101,7 @@ impl Monitor {
             Ok(()) | Err(SampleError::Failed) => true,
             Err(SampleError::Exited) | Err(SampleError::Exec) => false,
         };
-        while self.loops.len() < self.rec.loops.len() {
-            self.loops.push(LoopTotals::default());
-        }
+        self.track_loops();
         let taken = std::mem::take(&mut self.rec.samples);
         for s in &taken {
             self.stream.push(&self.rec, s);
@@ -146,6 +144,13 @@ impl Monitor {
         alive
     }
 
+    /// Totals for every loop the recording knows (loops found since are added).
+    fn track_loops(&mut self) {
+        while self.loops.len() < self.rec.loops.len() {
+            self.loops.push(LoopTotals::default());
+        }
+    }
+
     /// Forget the interned names and start a new stream, keeping the totals (a run in
     /// progress is lost: at worst one episode not counted).
     fn start_afresh(&mut self, now: f64) {
@@ -165,6 +170,7 @@ impl Monitor {
 
     /// The figures now, per loop.
     fn figures(&mut self) -> Vec<LoopFigures> {
+        self.track_loops();
         let now = self.rec.ended;
         let summaries = self.stream.summaries(&self.rec, self.threshold);
         let mut out = Vec::new();
