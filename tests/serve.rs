@@ -57,16 +57,19 @@ impl Serve {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut port = None;
+        let mut said = Vec::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(rest) = line.split("serving http://127.0.0.1:").nth(1) {
                 port = rest.split('/').next().and_then(|p| p.parse().ok());
                 break;
             }
+            said.push(line);
         }
         // Keep draining its messages so that it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Serve { child, port: port.expect("serve never said where it listens"), started }
+        let port = port.unwrap_or_else(|| panic!("serve never said where it listens:\n{}", said.join("\n")));
+        Serve { child, port, started }
     }
 
     /// GET /metrics: the body of a 200 answer.
