@@ -6,7 +6,8 @@
 #
 # 1. scripts/test-pythons.sh provisions CPython 3.8-3.15 and uvloop (cached after the first
 #    run; 3.8-3.13 must come from pyenv), scripts/framework-venvs.sh a venv per interpreter
-#    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached). Outside CI a failure there
+#    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached), scripts/prom-parser.sh
+#    Prometheus' own parser (prometheus_client) for the exporter's tests. Outside CI a failure there
 #    is reported and the tests run with what is present; under CI=true it is fatal.
 # 2. cargo fmt --check and cargo clippy (-D warnings, all targets) must pass.
 # 3. scripts/build-wheel.sh builds the shipped binary (static, musl) and the wheel carrying
@@ -37,6 +38,14 @@ if ! scripts/framework-venvs.sh; then
         exit 1
     fi
     echo "test.sh: WARNING: scripts/framework-venvs.sh failed; the framework tests will be skipped" >&2
+fi
+# Prometheus' own parser for the exporter's tests (tests/serve.rs).
+if ! scripts/prom-parser.sh; then
+    if $ci; then
+        echo "test.sh: provisioning prometheus_client failed (CI=true: fatal)" >&2
+        exit 1
+    fi
+    echo "test.sh: WARNING: scripts/prom-parser.sh failed; the serve tests will be skipped" >&2
 fi
 
 # The code's own checks: formatting (rustfmt.toml) and clippy on every target, benches

@@ -13,7 +13,7 @@
 //! | [`analysis`] | figures from samples: lag, busy share, blocking episodes, blame |
 //! | [`output`] | reports (text, JSON), flame graphs, the TUI, writing files |
 //! | [`cli`] | the command line: arguments and the configuration they resolve to |
-//! | [`commands`] | `dump`, `record`, `top`, `render`, `demo` |
+//! | [`commands`] | `dump`, `record`, `top`, `render`, `demo`, `serve` |
 //!
 //! `main.rs` parses the command line and dispatches to a command.
 

@@ -57,6 +57,7 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
         Invocation::Top(c) => commands::top::run(&c),
         Invocation::Render(c) => commands::render::run(&c),
         Invocation::Demo(c) => commands::demo::run(&c),
+        Invocation::Serve(c) => commands::serve::run(&c),
     }
 }
 

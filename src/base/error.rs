@@ -23,6 +23,7 @@ pub mod exit {
     pub const UNREADABLE: i32 = 11;
     pub const UNSUPPORTED_LOOP: i32 = 12;
     pub const TARGET_STOPPED: i32 = 13;
+    pub const LISTEN_FAILED: i32 = 14;
     /// Stopped by a signal: 128 + its number, the shell convention (what was recorded is
     /// written first).
     pub const HUNG_UP: i32 = 128 + 1;
@@ -122,6 +123,12 @@ pub const EXIT_CODES: &[(i32, &str, &str, &str)] = &[
         "`--blocking` asked for a stopped target (SIGSTOP, Ctrl-Z, a debugger)",
         "`kill -CONT PID`, or leave out `--blocking`",
     ),
+    (
+        exit::LISTEN_FAILED,
+        "could not listen",
+        "`serve` could not listen on the address asked (in use, not this machine's, or a port below 1024 without privilege)",
+        "pick another `--listen` address or port",
+    ),
     (exit::HUNG_UP, "stopped by SIGHUP", "the terminal hung up (SIGHUP)", "what was recorded was written first"),
     (exit::INTERRUPTED, "stopped by SIGINT", "interrupted (Ctrl-C, SIGINT)", "what was recorded was written first"),
     (exit::TERMINATED, "stopped by SIGTERM", "terminated (SIGTERM)", "what was recorded was written first"),
@@ -217,6 +224,11 @@ pub enum Failure {
     Signal {
         signal: i32,
     },
+    /// `serve` could not listen on its address.
+    ListenFailed {
+        addr: String,
+        detail: String,
+    },
     /// A command line that cannot work (beyond what the argument parser checks).
     Usage {
         detail: String,
@@ -245,6 +257,7 @@ impl Failure {
             Failure::TargetStopped { .. } => exit::TARGET_STOPPED,
             Failure::Signal { signal } => 128 + signal,
             Failure::Usage { .. } => exit::USAGE,
+            Failure::ListenFailed { .. } => exit::LISTEN_FAILED,
             Failure::Reported { code, .. } => *code,
         }
     }
@@ -265,6 +278,7 @@ impl Failure {
             Failure::TargetStopped { .. } => "target_stopped",
             Failure::Signal { .. } => "interrupted",
             Failure::Usage { .. } => "usage",
+            Failure::ListenFailed { .. } => "listen_failed",
             Failure::Reported { code, .. } if *code == exit::OUTPUT_FAILED => "output_failed",
             Failure::Reported { .. } => "failed",
         }
@@ -392,6 +406,11 @@ impl fmt::Display for Failure {
             },
             // Several lines (clap's message): each escaped, the breaks kept.
             Failure::Usage { detail } => write!(f, "{}", detail.lines().map(e).collect::<Vec<_>>().join("\n")),
+            Failure::ListenFailed { addr, detail } => write!(
+                f,
+                "could not listen on {addr}: {}.\n  Pick another address or port with --listen (port 0 lets the system choose).",
+                e(detail)
+            ),
             Failure::Reported { what, .. } => write!(f, "{}", e(what)),
         }
     }

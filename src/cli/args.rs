@@ -15,6 +15,7 @@ Examples:
   loopspy dump -- python3 app.py       start app.py, wait for its loop, dump it, stop it
   loopspy record --pid 4242 -d 30      30 s of samples: a flame graph of what blocked the loop
   loopspy top --pid 4242               watch it live
+  loopspy serve --pid 4242             Prometheus metrics at http://127.0.0.1:9464/metrics
   loopspy demo                         see it all on a bundled demo app";
 
 /// The root help's tail: examples, and the exit codes from their table.
@@ -51,6 +52,73 @@ pub enum Command {
     /// again: another threshold, another format, without the process.
     #[command(after_help = RENDER_HELP)]
     Render(RenderArgs),
+    /// Sample one or more processes continuously and serve their loops' figures over HTTP in
+    /// the Prometheus text format (lag histogram, busy ratio, blocking episodes by function,
+    /// pending tasks).
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+}
+
+const SERVE_HELP: &str = "\
+Metrics are served at http://LISTEN/metrics; what each one means: docs/serve.md. A target
+that exits is reported as loopspy_up 0 and loopspy keeps serving; with --pid-file or --match
+the process is looked for again every few seconds, so a restarted service is picked up.
+Binds 127.0.0.1 by default: the metrics carry function names from the target's code and
+the endpoint has no authentication (see docs/serve.md before binding wider).
+
+Examples:
+  loopspy serve --pid 4242
+  loopspy serve --pid-file /run/app.pid --listen 0.0.0.0:9464
+  loopspy serve --match 'gunicorn: worker' --rate 50
+  curl -s localhost:9464/metrics | grep event_loop_lag";
+
+/// The processes `serve` samples: at least one, in any mix.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = true)]
+pub struct ServeTargetArgs {
+    /// PID of a running Python process; repeat for several.
+    #[arg(short, long, value_name = "PID", value_parser = parse_pid)]
+    pub pid: Vec<i32>,
+
+    /// A file holding the PID of the process (read again every few seconds: a restarted
+    /// service is picked up); repeat for several.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Vec<std::path::PathBuf>,
+
+    /// Every process whose command line contains PATTERN (looked for again every few
+    /// seconds); repeat for several. A pattern that starts with `-`: `--match=-m app`.
+    #[arg(long = "match", id = "matching", value_name = "PATTERN", value_parser = parse_pattern)]
+    pub matching: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub targets: ServeTargetArgs,
+
+    /// Address and port to serve the metrics on.
+    #[arg(short, long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// Samples per second, per loop.
+    #[arg(short, long, value_name = "HZ", default_value_t = 20.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// A callback that keeps the loop busy this long is a blocking episode (ms).
+    #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
+    pub threshold: f64,
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| format!("`{s}` is not an address and port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:9464)"))
+}
+
+fn parse_pattern(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("an empty pattern would match every process".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 const RENDER_HELP: &str = "\
@@ -366,7 +434,7 @@ impl Cli {
             Command::Dump(args) => args.json,
             Command::Record(args) => args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-"),
             Command::Render(args) => args.format == Some(RecordFormat::Json) && args.output.iter().any(|o| o.as_os_str() == "-"),
-            Command::Top(_) | Command::Demo(_) => false,
+            Command::Top(_) | Command::Demo(_) | Command::Serve(_) => false,
         }
     }
 }

@@ -103,6 +103,26 @@ pub struct DemoConfig {
     pub plain: bool,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// The targets as given: PIDs, PID files, command-line patterns.
+    pub targets: Vec<ServeTarget>,
+    pub listen: std::net::SocketAddr,
+    pub rate_hz: f64,
+    /// Seconds.
+    pub threshold: f64,
+}
+
+/// How `serve` finds a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServeTarget {
+    Pid(i32),
+    /// The PID in this file, read again every few seconds.
+    PidFile(PathBuf),
+    /// Every process whose command line contains this, looked for again every few seconds.
+    Match(String),
+}
+
 /// A resolved command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -111,6 +131,7 @@ pub enum Invocation {
     Top(TopConfig),
     Render(RenderConfig),
     Demo(DemoConfig),
+    Serve(ServeConfig),
 }
 
 fn seconds(s: Option<f64>) -> Option<Duration> {
@@ -159,6 +180,19 @@ impl Invocation {
                 threshold: a.threshold / 1e3,
                 full_argv: a.full_argv,
             }),
+            Command::Serve(a) => Invocation::Serve(ServeConfig {
+                targets: a
+                    .targets
+                    .pid
+                    .into_iter()
+                    .map(ServeTarget::Pid)
+                    .chain(a.targets.pid_file.into_iter().map(ServeTarget::PidFile))
+                    .chain(a.targets.matching.into_iter().map(ServeTarget::Match))
+                    .collect(),
+                listen: a.listen,
+                rate_hz: a.rate,
+                threshold: a.threshold / 1e3,
+            }),
             Command::Demo(a) => Invocation::Demo(DemoConfig {
                 python: a.python,
                 uvloop: a.uvloop,
@@ -198,6 +232,28 @@ mod tests {
         );
         assert_eq!(t.threshold, 0.05);
         assert_eq!(t.target.kept_program().as_deref(), Some("python3 app.py"));
+    }
+
+    #[test]
+    fn serve_targets_in_order_and_defaults() {
+        let Invocation::Serve(s) =
+            resolve(&["loopspy", "serve", "--pid", "3", "--match", "app.py", "--pid", "4", "--pid-file", "/run/a.pid"])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            s.targets,
+            [ServeTarget::Pid(3), ServeTarget::Pid(4), ServeTarget::PidFile("/run/a.pid".into()), ServeTarget::Match("app.py".into())]
+        );
+        assert_eq!(s.listen, "127.0.0.1:9464".parse().unwrap());
+        assert_eq!(s.rate_hz, 20.0);
+        assert_eq!(s.threshold, 0.1);
+        assert!(Cli::try_parse_from(["loopspy", "serve"]).is_err(), "a target is needed");
+        assert!(Cli::try_parse_from(["loopspy", "serve", "--rate", "5"]).is_err(), "a target is needed");
+        let Invocation::Serve(s) = resolve(&["loopspy", "serve", "--match=-m app"]) else { panic!() };
+        assert_eq!(s.targets, [ServeTarget::Match("-m app".into())]);
+        assert!(Cli::try_parse_from(["loopspy", "serve", "--match", ""]).is_err());
+        assert!(Cli::try_parse_from(["loopspy", "serve", "--pid", "1", "--listen", "localhost"]).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod dump;
 pub mod record;
 pub mod render;
+pub mod serve;
 pub mod top;
 
 use std::time::Duration;

@@ -4,5 +4,6 @@ pub mod flamegraph;
 pub mod format;
 pub mod jsonl;
 pub mod outputs;
+pub mod prometheus;
 pub mod report;
 pub mod tui;
