@@ -89,6 +89,7 @@ impl Monitor {
             started: start,
             since: f64::MIN,
             max_episodes: Some(MAX_EPISODES),
+            fold: false,
         };
         Monitor { sampler, rec, stream: Stream::new(opts), tasks: TaskCounter::new(), loops: Vec::new(), opts, threshold }
     }
