@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 
-use crate::analysis::metrics::{self, Options};
+use crate::analysis::metrics::{self, LoopSummary, Options};
 use crate::analysis::stream::{Stream, StreamOptions, ThreadsFold};
 use crate::asyncio::eventloop::{LoopKind, LoopReaders};
 use crate::asyncio::loopstate::LoopState;
@@ -258,6 +258,17 @@ proptest! {
             }
             for s in &rec.other_threads {
                 threads.push(s);
+            }
+            // A live view keeps the last few windows: they are the whole run's last few, and
+            // every other figure is the same.
+            if window > 0.0 {
+                let capped = Stream::over(&rec, StreamOptions { max_windows: Some(3), ..StreamOptions::for_recording(&rec, opts.threshold, window) });
+                let full = Stream::over(&rec, StreamOptions::for_recording(&rec, opts.threshold, window));
+                for (c, f) in capped.summaries(&rec, opts.threshold).iter().zip(full.summaries(&rec, opts.threshold)) {
+                    let tail = &f.windows[f.windows.len().saturating_sub(3)..];
+                    prop_assert_eq!(&c.windows[..], tail);
+                    prop_assert_eq!(LoopSummary { windows: Vec::new(), ..c.clone() }, LoopSummary { windows: Vec::new(), ..f.clone() });
+                }
             }
             let a = crate::output::flamegraph::fold(&rec, &whole, None, true);
             let b = crate::output::flamegraph::fold_stream(&rec, &stream, Some(&threads), whole.threshold_ms, None);

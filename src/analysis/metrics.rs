@@ -402,6 +402,7 @@ pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
             since,
             max_episodes: None,
             fold: false,
+            max_windows: None,
         },
     );
     analysis_of(&stream, rec, opts.threshold)

@@ -235,6 +235,8 @@ pub struct LoopStream {
     ready_trend: Slope,
     /// Window `k` covers `[origin + k·width, origin + (k+1)·width)`.
     windows: Vec<WindowAcc>,
+    /// The window `windows[0]` is ([`StreamOptions::max_windows`] drops the oldest).
+    windows_base: usize,
     run: Option<RunAcc>,
     /// Time of the previous sample (any state).
     prev_t: Option<f64>,
@@ -271,6 +273,9 @@ pub struct StreamOptions {
     /// Fold samples into weighted stacks as they come ([`LoopStream::folded`]): a recording
     /// need not keep its samples for its flame graph.
     pub fold: bool,
+    /// Windows kept per loop, the oldest dropped first (a live view shows the last minute;
+    /// its redraw then costs the same however long it has run); `None`: all.
+    pub max_windows: Option<usize>,
 }
 
 impl StreamOptions {
@@ -286,6 +291,7 @@ impl StreamOptions {
             since: f64::MIN,
             max_episodes: None,
             fold: false,
+            max_windows: None,
         }
     }
 }
@@ -308,6 +314,7 @@ impl LoopStream {
             ready_last: 0,
             ready_trend: Slope::default(),
             windows: Vec::new(),
+            windows_base: 0,
             run: None,
             prev_t: None,
             busy_since: None,
@@ -376,14 +383,23 @@ impl LoopStream {
         }
         if opts.window > 0.0 {
             let k = ((s.t - opts.origin) / opts.window).floor();
-            if (0.0..1e9).contains(&k) {
-                let k = k as usize;
+            if (0.0..1e9).contains(&k) && k as usize >= self.windows_base {
+                let k = k as usize - self.windows_base;
                 if self.windows.len() <= k {
                     if let Some(last) = self.windows.last_mut() {
                         last.close();
                     }
                     self.windows.resize(k + 1, WindowAcc::default());
                 }
+                let k = match opts.max_windows {
+                    Some(max) if self.windows.len() > max.max(1) => {
+                        let excess = self.windows.len() - max.max(1);
+                        self.windows.drain(..excess);
+                        self.windows_base += excess;
+                        k - excess
+                    }
+                    _ => k,
+                };
                 let acc = &mut self.windows[k];
                 acc.samples += 1;
                 acc.weight += w;
@@ -464,7 +480,10 @@ impl LoopStream {
         let mut windows = self.windows.clone();
         if let Some(p) = &self.pending {
             let mut tail = self.clone_shares();
-            tail.settle_into(p, opts.interval, opts, &mut windows);
+            tail.windows_base = self.windows_base;
+            // The tail must not drop windows: the list is cut to `max_windows` below.
+            let opts_tail = StreamOptions { max_windows: None, ..*opts };
+            tail.settle_into(p, opts.interval, &opts_tail, &mut windows);
             wall += tail.wall;
             busy_w += tail.busy_w;
             idle_w += tail.idle_w;
@@ -490,10 +509,12 @@ impl LoopStream {
             _ => None,
         };
         let windows = if opts.window > 0.0 && self.samples > 0 {
-            let n = (((ended - opts.origin).max(0.0) / opts.window).ceil() as usize).max(1);
+            // Windows up to the end (those without samples too), from the oldest kept.
+            let n = (((ended - opts.origin).max(0.0) / opts.window).ceil() as usize).max(1).saturating_sub(self.windows_base).max(1);
             windows.resize(n.max(windows.len()), WindowAcc::default());
             windows.truncate(n);
-            windows.iter().enumerate().map(|(k, acc)| acc.window(k, rec, opts, &episodes)).collect()
+            let skip = opts.max_windows.map_or(0, |max| windows.len().saturating_sub(max.max(1)));
+            windows.iter().enumerate().skip(skip).map(|(k, acc)| acc.window(self.windows_base + k, rec, opts, &episodes)).collect()
         } else {
             Vec::new()
         };
@@ -535,6 +556,7 @@ impl LoopStream {
 
     fn settle_into(&mut self, s: &Sample, w: f64, opts: &StreamOptions, windows: &mut Vec<WindowAcc>) {
         std::mem::swap(&mut self.windows, windows);
+        // (`self` is a zeroed copy: its windows are the stream's, from the same base.)
         self.settle(s, w, opts);
         std::mem::swap(&mut self.windows, windows);
     }
@@ -586,7 +608,7 @@ impl LoopStream {
             return 0.0;
         }
         let k = ((last.t - opts.origin) / opts.window).floor();
-        let acc = if k >= 0.0 { self.windows.get(k as usize) } else { None };
+        let acc = if k >= 0.0 { (k as usize).checked_sub(self.windows_base).and_then(|i| self.windows.get(i)) } else { None };
         let (mut w, mut busy) = acc.map_or((0.0, 0.0), |a| (a.weight, a.busy));
         // The last sample itself, for one interval.
         w += opts.interval;
@@ -613,7 +635,7 @@ impl LoopStream {
 
     /// Window `k`'s figures as they stand (episodes counted: those kept that started in it).
     pub fn window(&self, rec: &Recording, opts: &StreamOptions, k: usize) -> Window {
-        self.windows.get(k).cloned().unwrap_or_default().window(k, rec, opts, &self.episodes)
+        k.checked_sub(self.windows_base).and_then(|i| self.windows.get(i)).cloned().unwrap_or_default().window(k, rec, opts, &self.episodes)
     }
 
     /// With [`StreamOptions::fold`]: µs per (stack, category) of every sample so far, as

@@ -90,6 +90,7 @@ impl Monitor {
             since: f64::MIN,
             max_episodes: Some(MAX_EPISODES),
             fold: false,
+            max_windows: None,
         };
         Monitor { sampler, rec, stream: Stream::new(opts), tasks: TaskCounter::new(), loops: Vec::new(), opts, threshold }
     }

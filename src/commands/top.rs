@@ -59,6 +59,9 @@ impl Session {
             // Every threshold `+`/`-` can reach: the tables filter the episodes kept.
             keep_threshold: THRESHOLDS[0],
             max_episodes: Some(EPISODES_KEPT),
+            // The sparklines show the last minute; older windows are not kept (a redraw costs
+            // the same after a day).
+            max_windows: Some(model::WINDOW_SECS as usize + 2),
             ..StreamOptions::for_recording(rec, THRESHOLDS[0], 1.0)
         }
     }
