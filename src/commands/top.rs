@@ -34,10 +34,11 @@ use crate::python::target::AttachOptions;
 /// How often the screen is redrawn without a key press (seconds).
 const REDRAW_EVERY: f64 = 0.25;
 
-/// Samples held for `s` (saving a flame graph): the most recent ones, about 13 MB; 33 minutes
-/// at 100 Hz, 3.3 at 1000 Hz. The figures on screen come from the stream and cover the whole
-/// run; when older samples were let go the saved flame graph says which stretch it covers.
-const KEEP_SAMPLES: usize = 200_000;
+/// Samples held for `s` (saving a flame graph): the most recent 120,000 (about 10 MB: 20
+/// minutes at 100 Hz, 2 at 1000 Hz). The figures on screen come from the stream and cover
+/// the whole run; when older samples were let go the saved flame graph says which stretch it
+/// covers.
+const KEEP_SAMPLES: usize = 120_000;
 
 /// What the view holds: the recording as the batches built it, the live figures, the task
 /// pane, and what was saved.
