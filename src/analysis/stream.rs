@@ -383,6 +383,11 @@ impl LoopStream {
         }
         if opts.window > 0.0 {
             let k = ((s.t - opts.origin) / opts.window).floor();
+            if self.windows.is_empty() && self.windows_base == 0 && (0.0..1e9).contains(&k) {
+                // A loop's windows start at its first second (a loop that appears an hour in
+                // does not hold an hour of empty windows).
+                self.windows_base = k as usize;
+            }
             if (0.0..1e9).contains(&k) && k as usize >= self.windows_base {
                 let k = k as usize - self.windows_base;
                 if self.windows.len() <= k {
@@ -616,6 +621,12 @@ impl LoopStream {
             busy += opts.interval;
         }
         100.0 * busy / w
+    }
+
+    /// The first window this loop has (its first second; later with
+    /// [`StreamOptions::max_windows`]).
+    pub fn first_window(&self) -> usize {
+        self.windows_base
     }
 
     /// Windows complete so far: every one before the window the last sample falls in (its

@@ -120,7 +120,11 @@ impl JsonlFeed {
                 out.push(episode_line(e));
             }
             self.cursor(i).episodes = total;
-            // Complete seconds.
+            // Complete seconds, from the loop's first.
+            let first = ls.first_window();
+            if self.cursor(i).windows < first {
+                self.cursor(i).windows = first;
+            }
             let complete = ls.complete_windows(&stream.opts);
             while self.cursor(i).windows < complete {
                 let k = self.cursor(i).windows;
@@ -145,10 +149,15 @@ impl JsonlFeed {
         let mut episodes = 0u64;
         for (i, s) in summaries.iter().enumerate() {
             let written = self.cursor(i).windows;
-            for (k, w) in s.windows.iter().enumerate().skip(written) {
-                out.push(self.second_line(i, k, w, &stream.opts));
+            // The summary's windows start at the loop's first.
+            let first = stream.loop_stream(i).map_or(0, |l| l.first_window());
+            for (j, w) in s.windows.iter().enumerate() {
+                let k = first + j;
+                if k >= written {
+                    out.push(self.second_line(i, k, w, &stream.opts));
+                }
             }
-            self.cursor(i).windows = s.windows.len().max(written);
+            self.cursor(i).windows = (first + s.windows.len()).max(written);
             for e in s.episodes.iter().filter(|e| e.ongoing) {
                 out.push(episode_line(e));
             }
@@ -348,5 +357,33 @@ mod tests {
         let ep = every.iter().position(|l| l.contains("\"episode\"")).unwrap();
         let later_seconds = every[ep..].iter().filter(|l| l.contains("\"second\"")).count();
         assert!(later_seconds >= 2, "{every:#?}");
+    }
+
+    /// A loop that appears late (a thread starting its loop 50 s in) has seconds from its
+    /// first on, in the lines and in the figures: no padding from the recording's start.
+    #[test]
+    fn a_late_loop_starts_at_its_first_second() {
+        let mut rec = script(100.0, &".".repeat(6000));
+        let mut second = rec.loops[0].clone();
+        second.native_id = Some(2);
+        rec.loops.push(second);
+        let late: Vec<crate::capture::recording::Sample> = rec
+            .samples
+            .iter()
+            .filter(|s| s.t >= 150.0)
+            .map(|s| crate::capture::recording::Sample { loop_index: 1, t: s.t + 0.001, ..*s })
+            .collect();
+        rec.samples.extend(late);
+        rec.samples.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let stream = Stream::over(&rec, StreamOptions::for_recording(&rec, 0.05, 1.0));
+        let summaries = stream.summaries(&rec, 0.05);
+        assert_eq!(summaries[0].windows.len(), 60);
+        assert_eq!(summaries[1].windows.len(), 10, "{:?}", summaries[1].windows.first());
+        assert_eq!(summaries[1].windows[0].start_s, 50.0);
+        let lines = parse(&whole(&rec, &facts()));
+        let late_seconds: Vec<&Value> = lines.iter().filter(|l| l["type"] == "second" && l["loop"] == 1).collect();
+        assert_eq!(late_seconds.len(), 10);
+        assert_eq!(late_seconds[0]["start_s"], 50.0);
+        assert!(late_seconds.iter().all(|l| l["samples"].as_u64().unwrap() > 0));
     }
 }
