@@ -310,6 +310,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
                 callback: None,
                 task: None,
                 busy_for: None,
+                gc: loopspy::python::gc::GcAt::Unknown,
                 loop_frames: 2,
             });
             t += 1e-3;
@@ -332,6 +333,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
                 callback: Some(0x7f00_0000 + callback * 64),
                 task,
                 busy_for: None,
+                gc: loopspy::python::gc::GcAt::Unknown,
                 loop_frames: 2,
             });
             t += 1e-3;

@@ -7,7 +7,8 @@
 # 1. scripts/test-pythons.sh provisions CPython 3.8-3.15 and uvloop (cached after the first
 #    run; 3.8-3.13 must come from pyenv), scripts/framework-venvs.sh a venv per interpreter
 #    with aiohttp, FastAPI, uvicorn and gunicorn (wheels cached), scripts/prom-parser.sh
-#    Prometheus' own parser (prometheus_client) for the exporter's tests. Outside CI a failure there
+#    Prometheus' own parser (prometheus_client) for the exporter's tests, scripts/perfetto-schema.sh
+#    Perfetto's trace schema (PyPI's perfetto + protobuf) for the .pftrace tests. Outside CI a failure there
 #    is reported and the tests run with what is present; under CI=true it is fatal.
 # 2. cargo fmt --check and cargo clippy (-D warnings, all targets) must pass.
 # 3. scripts/build-wheel.sh builds the shipped binary (static, musl) and the wheel carrying
@@ -46,6 +47,14 @@ if ! scripts/prom-parser.sh; then
         exit 1
     fi
     echo "test.sh: WARNING: scripts/prom-parser.sh failed; the serve tests will be skipped" >&2
+fi
+# Perfetto's own trace schema (PyPI's perfetto + protobuf) for the .pftrace tests (tests/perfetto.rs).
+if ! scripts/perfetto-schema.sh; then
+    if $ci; then
+        echo "test.sh: provisioning Perfetto's schema failed (CI=true: fatal)" >&2
+        exit 1
+    fi
+    echo "test.sh: WARNING: scripts/perfetto-schema.sh failed; the Perfetto tests will be skipped" >&2
 fi
 
 # The code's own checks: formatting (rustfmt.toml) and clippy on every target, benches

@@ -70,6 +70,8 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     for running in [false, true] {
         let _ = tasks::describe(&r, &mut StackReader::new(), obj, tasks::TaskState::Pending, running, &refs);
     }
+    let _ = tasks::wait_site(&r, &mut StackReader::new(), obj);
+    let _ = crate::capture::task_groups::group(&r, &mut StackReader::new(), &[obj, obj + 8, obj + 16], 3, 0.0, 0, 0.0);
     let _ = r.set_keys(obj, 1000);
     let _ = tasks::enumerate(&r, obj, &[]);
     let tasks = [1, 2, 3].map(|t| crate::process::procfs::TaskId { tid: t + 100, ns_tid: t });
@@ -83,6 +85,13 @@ fn exercise_everything(mem: &FakeMemory, row: usize, obj: u64) {
     let _ = callback::describe(&r, obj);
     let _ = callback::task_name(&r, obj);
     let _ = crate::asyncio::eventloop::kind_of(&r, obj);
+    // A garbage executor (or loop holding one), and worker threads whose states are garbage.
+    let mut executors = crate::asyncio::executor::ExecutorReader::new();
+    let _ = executors.default_executor(&r, LoopKind::Selector, obj);
+    let _ = executors.default_executor(&r, LoopKind::Uvloop, obj);
+    let thread = interp::PyThread { tstate: obj, ident: obj, native_id: Some(1), host_tid: Some(1), running_loop: None };
+    let _ = executors.read(&r, obj, &[thread], &mut StackReader::new());
+    let _ = crate::asyncio::executor::queue_depth(&r, obj);
     let mut readers = LoopReaders::new();
     let _ = readers.figures(&r, LoopKind::Selector, obj);
     let _ = readers.figures(&r, LoopKind::Uvloop, obj);
@@ -127,6 +136,46 @@ fn exercise_reader(r: &ObjectReader<&FakeMemory>, obj: u64) {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), .. ProptestConfig::default() })]
+
+    /// Per-loop spans counted as looks arrive (a live view asks at every redraw) equal a
+    /// count from scratch, whatever the looks, the forgetting and the new loops in between.
+    #[test]
+    fn loop_spans_counted_as_they_come_equal_a_fresh_count(
+        ops in proptest::collection::vec((0u8..6, 0u16..3, 0u32..40, any::<bool>()), 0..300),
+    ) {
+        let meta = |i: i32| LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let mut rec = Recording::new(100.0, vec![meta(0)], 10.0);
+        let mut t = 10.0;
+        for (op, lp, n, look) in ops {
+            match op {
+                0 | 1 => {
+                    for _ in 0..n {
+                        t += 0.01;
+                        let mut s = Sample {
+                            t, loop_index: lp % rec.loops.len() as u16, state: LoopState::Idle, activity: ThreadActivity::OnCpu, ready: 0,
+                            lateness: None, stack: 0, loop_frames: 0, callback: None, task: None, busy_for: None,
+                            gc: crate::python::gc::GcAt::Unknown,
+                        };
+                        s.t = t;
+                        rec.samples.push(s);
+                    }
+                }
+                2 => {
+                    t += 0.005;
+                    rec.failures.push(crate::capture::recording::FailedSample { t, loop_index: lp % rec.loops.len() as u16, reason: crate::capture::probe::FailReason::TornStack });
+                }
+                3 => rec.forget_before(t - (n % 8) as f64 * 0.01, n % 2 == 0),
+                4 if rec.loops.len() < 3 => rec.loops.push(meta(rec.loops.len() as i32)),
+                5 if n == 0 => rec.clear(t),
+                _ => {}
+            }
+            // Not after every change: a view looks now and then, several batches apart.
+            if look {
+                prop_assert_eq!(rec.loop_spans(), rec.clone().loop_spans());
+            }
+        }
+        prop_assert_eq!(rec.loop_spans(), rec.clone().loop_spans());
+    }
 
     /// Random bytes, read as threads, frames, coroutines, loops and tasks.
     #[test]
@@ -231,6 +280,7 @@ proptest! {
                 callback: busy.then_some(((bits >> 3) % 2) as u64),
                 task: (busy && bits % 5 != 0).then_some(tasks[((bits >> 4) % 3) as usize]),
                 busy_for: (busy && bits % 11 == 0).then_some(0.25),
+                gc: crate::python::gc::GcAt::Unknown,
             };
             rec.samples.push(s);
         }
@@ -270,9 +320,80 @@ proptest! {
                     prop_assert_eq!(LoopSummary { windows: Vec::new(), ..c.clone() }, LoopSummary { windows: Vec::new(), ..f.clone() });
                 }
             }
+            // A recording that lists at most 2 episodes per loop lists the longest 2; the
+            // others still count in the windows and the blocking frames, and every one is
+            // followed as it ends.
+            {
+                let listed = Stream::over(&rec, StreamOptions { max_listed: Some(2), ..StreamOptions::for_recording(&rec, opts.threshold, window) });
+                let full = Stream::over(&rec, StreamOptions { max_listed: None, ..StreamOptions::for_recording(&rec, opts.threshold, window) });
+                let (ls, fs) = (listed.summaries(&rec, opts.threshold), full.summaries(&rec, opts.threshold));
+                for (i, (l, f)) in ls.iter().zip(&fs).enumerate() {
+                    // The episodes that ended (the summary adds the run in progress to both).
+                    let closed = |st: &Stream| -> Vec<f64> {
+                        let mut d: Vec<f64> = st.loop_stream(i).map_or(Vec::new(), |s| s.episodes().iter().map(|e| e.duration_ms).collect());
+                        d.sort_by(|a, b| b.total_cmp(a));
+                        d
+                    };
+                    let (got, want) = (closed(&listed), closed(&full));
+                    prop_assert_eq!(&got[..], &want[..want.len().min(2)]);
+                    prop_assert_eq!(l.episodes_omitted as usize, want.len().saturating_sub(2));
+                    prop_assert_eq!(l.episodes.len() + l.episodes_omitted as usize, f.episodes.len());
+                    prop_assert_eq!(l.windows.iter().map(|w| w.episodes).collect::<Vec<_>>(), f.windows.iter().map(|w| w.episodes).collect::<Vec<_>>());
+                    let ended = full.loop_stream(i).map_or(0, |s| s.ended_total());
+                    prop_assert_eq!(listed.loop_stream(i).map_or(0, |s| s.ended_total()), ended);
+                }
+                let (lf, ff) = (metrics::blocking_frames_of(&ls), metrics::blocking_frames_of(&fs));
+                prop_assert_eq!(lf.len(), ff.len());
+                for (a, b) in lf.iter().zip(&ff) {
+                    prop_assert!(a.function == b.function && a.file == b.file && a.episodes == b.episodes, "{a:?} {b:?}");
+                    prop_assert!((a.blocked_ms - b.blocked_ms).abs() < 1e-6 && a.longest_ms == b.longest_ms, "{a:?} {b:?}");
+                }
+            }
+            // A live view that keeps the last 2 episodes per loop (`max_episodes`), summing the
+            // ones it drops at the thresholds it can show: at each of those, the same counts
+            // and blocking frames as keeping every episode; the kept ones are the last.
+            {
+                let higher = opts.threshold * 2.0;
+                let keep = StreamOptions { max_episodes: Some(2), ..StreamOptions::for_recording(&rec, opts.threshold, window) };
+                let kept = Stream::over_keeping_dropped(&rec, keep, &[higher, opts.threshold]);
+                let full = Stream::over(&rec, StreamOptions::for_recording(&rec, opts.threshold, window));
+                for at in [opts.threshold, higher] {
+                    let (ks, fs) = (kept.summaries(&rec, at), full.summaries(&rec, at));
+                    for (i, (k, f)) in ks.iter().zip(&fs).enumerate() {
+                        prop_assert_eq!(k.episodes.len() as u64 + k.episodes_omitted, f.episodes.len() as u64);
+                        let last = |st: &Stream| -> Vec<f64> { st.loop_stream(i).map_or(Vec::new(), |s| s.episodes().iter().map(|e| e.start).collect()) };
+                        let (got, want) = (last(&kept), last(&full));
+                        prop_assert_eq!(&got[..], &want[want.len().saturating_sub(2)..]);
+                    }
+                    let (kf, ff) = (metrics::blocking_frames_of(&ks), metrics::blocking_frames_of(&fs));
+                    prop_assert_eq!(kf.len(), ff.len());
+                    for (a, b) in kf.iter().zip(&ff) {
+                        prop_assert!(a.function == b.function && a.file == b.file && a.episodes == b.episodes, "{a:?} {b:?}");
+                        prop_assert!((a.blocked_ms - b.blocked_ms).abs() < 1e-6 && a.longest_ms == b.longest_ms, "{a:?} {b:?}");
+                    }
+                }
+            }
             let a = crate::output::flamegraph::fold(&rec, &whole, None, true);
             let b = crate::output::flamegraph::fold_stream(&rec, &stream, Some(&threads), whole.threshold_ms, None);
             prop_assert_eq!(a, b);
+            // And in every view (focus, idle hidden).
+            for view in crate::output::flamegraph::View::ALL {
+                let a = crate::output::flamegraph::fold_view(&rec, &whole, None, true, view);
+                let b = crate::output::flamegraph::fold_stream_view(&rec, &stream, Some(&threads), whole.threshold_ms, None, view);
+                prop_assert_eq!(a, b, "{:?}", view);
+            }
+            // The HTML page of any recording: one span per episode, never a panic.
+            let page = crate::output::html::page(&crate::output::html::Page {
+                rec: &rec,
+                analysis: &whole,
+                cwd: None,
+                title: "t",
+                subtitle: "s",
+                flames: Vec::new(),
+                initial: crate::output::flamegraph::View::default(),
+            });
+            let episodes: usize = whole.loops.iter().map(|l| l.episodes.len()).sum();
+            prop_assert_eq!(page.matches("<g class=\"episode\"").count(), episodes);
         }
         let got = metrics::analyze(&rec, &opts);
         for (i, g) in got.loops.iter().enumerate() {
@@ -331,6 +452,7 @@ proptest! {
                 callback: metrics::is_busy(state).then_some((*jitter % 3) as u64),
                 task: None,
                 busy_for: None,
+                gc: crate::python::gc::GcAt::Unknown,
             });
         }
         rec.ended = t + 1.0 / rate;

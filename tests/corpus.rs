@@ -3,7 +3,8 @@
 //! sqlite, subprocess, fsync, a coroutine that never awaits and a GC pause), recorded from
 //! outside on every interpreter, with asyncio's loop and with uvloop. Each true block must be
 //! exactly one episode, its duration within two sample intervals plus the jitter the target
-//! measures itself, blamed on the right function, on CPU or waiting in the right system call;
+//! measures itself, blamed on the right function (the GC pause on `<garbage collection>`, with
+//! the function it interrupted), on CPU or waiting in the right system call;
 //! no episode may be invented, and under 1 % of the looks may fail.
 
 mod common;
@@ -87,8 +88,23 @@ fn corpus(version: &str, flavor: &str) {
             errors
                 .push(format!("{function}: {got_ms:.0} ms (± {stated_ms:.0} stated), truth {truth_ms:.0} ms (allowed {allowed_ms:.0} ms)"));
         }
-        if e["function"] != function {
-            errors.push(format!("{function}: blamed on {} (innermost {})", e["function"], e["innermost"]["function"]));
+        // A collection is blamed on the collector, keeping the frame it interrupted. So is
+        // any block the collector ran for most of (a 5 MB json.loads allocates enough to set
+        // off collections; on 3.8 they took most of it in one CI run): allowed when the
+        // target timed the collector (gc.callbacks) near half of the block or more, within
+        // the sampling error of a share over the episode's samples.
+        let in_gc = e["function"] == "<garbage collection>" && e["gc_interrupted"]["function"] == function;
+        let gc_share = b["gc_share"].as_f64().unwrap_or(0.0);
+        let gc_margin = 3.0 * (0.25 / e["samples"].as_f64().unwrap_or(1.0).max(1.0)).sqrt();
+        let blamed_right = if function == "block_gc" { in_gc } else { e["function"] == function || (in_gc && gc_share >= 0.5 - gc_margin) };
+        if !blamed_right {
+            errors.push(format!(
+                "{function}: blamed on {} (innermost {}, interrupted {}; the target timed the collector {:.0} % of it)",
+                e["function"],
+                e["innermost"]["function"],
+                e["gc_interrupted"]["function"],
+                100.0 * gc_share
+            ));
         }
         // On CPU or waiting: the episode says what most of its samples saw. The target
         // measured the share of the block its thread was blocked in the kernel; a fast disk

@@ -287,3 +287,37 @@ fn foreign_loops_on(interp: &Interp) {
     assert!(report["loops"][0]["loop_class"].as_str().unwrap().contains("EventLoop"), "{report:#}");
     assert!(report["threads"].as_array().unwrap().iter().any(|t| t["name"] == "foreign"), "{report:#}");
 }
+
+/// `dump` of a loop stopped by the garbage collector says so, with the generation: the target
+/// (`gc_pauses.py --forever`) runs full collections back to back and measures the share of
+/// time it spends collecting; a few looks must catch one.
+fn dump_names_a_collection(version: &str) {
+    let test = "dump/gc_collecting";
+    let Some(interp) = require(version, test) else { return };
+    record(test, version, "stock", "FAIL");
+    let scenario = Scenario::start(interp, "gc_pauses.py", &["--forever"]);
+    let share = scenario.truth["collecting_share"].as_f64().unwrap();
+    assert!(share > 0.5, "Python {version}: the target collected only {share:.2} of the time");
+    let pid = scenario.pid().to_string();
+    let mut seen = None;
+    for _ in 0..8 {
+        let (out, _, _) = loopspy(&["dump", "--pid", &pid, "--json"]);
+        let state = json_of(&out)["loops"][0]["state"].clone();
+        assert!(state["gc_collecting"].is_boolean(), "Python {version}: the GC state was not read: {state}");
+        if state["gc_collecting"] == true {
+            seen = Some(state);
+            break;
+        }
+    }
+    let state = seen.unwrap_or_else(|| panic!("Python {version}: 8 looks, none while collecting ({share:.2} of the time)"));
+    assert_eq!(state["gc_generation"], scenario.truth["generation"], "Python {version}: {state}");
+    // The text says it too (one look: it may land between two collections).
+    let (out, _, _) = loopspy(&["dump", "--pid", &pid]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("gc ") {
+        assert!(text.contains("collecting now (generation 2)"), "Python {version}: {text}");
+    }
+    record(test, version, "stock", "pass");
+}
+
+version_tests!(mod gc_collecting, dump_names_a_collection);

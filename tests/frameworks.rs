@@ -218,6 +218,23 @@ fn service(version: &str, framework: &str, flavor: &str) {
     if (lag_max - beat_max).abs() > tol_ms.max(10.0 + 1e3 / RATE) {
         errors.push(format!("lag max {lag_max:.1} ms, heartbeat's worst lateness {beat_max:.1} ms"));
     }
+    // Diagnoses: the /sleep handler's time.sleep is synchronous I/O (a sleep, blamed on the
+    // handler), /cpu and /big are CPU-bound; healthy /ping traffic is no overload.
+    let diagnoses = diagnosis::parse(&l["diagnoses"]);
+    let of = |kind: &str| diagnoses.iter().find(|d| d.kind == kind);
+    match of("sync_io") {
+        Some(d)
+            if d.ev("syscall").ends_with("(sleep)")
+                && d.ev("blamed frame").starts_with("sleep (")
+                && d.next_step.contains("asyncio.sleep") => {}
+        other => errors.push(format!("no synchronous I/O diagnosis of the /sleep handler's time.sleep: {other:?}")),
+    }
+    if of("cpu_bound").is_none() {
+        errors.push(format!("no CPU-bound diagnosis for /cpu and /big: {diagnoses:?}"));
+    }
+    if of("overload").is_some() {
+        errors.push(format!("overload diagnosed on a loop that keeps up: {diagnoses:?}"));
+    }
     assert!(errors.is_empty(), "{ctx}: {} problem(s):\n  {}", errors.len(), errors.join("\n  "));
     let recalled = outcome.iter().filter(|o| **o == Some(true)).count();
     record(

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use loopspy::python::layout::{
-    debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, InstrPointer, KeysFormat, LineTableFormat,
-    LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
+    debug_offsets, for_version, AttrScheme, CoroFrame, CurrentTask, EntryMarker, FrameChain, GcHome, InstrPointer, KeysFormat,
+    LineTableFormat, LongEncoding, RunningLoop, StackTop, Suspension, TaskRegistry, SUPPORTED,
 };
 
 fn probe(file: &str) -> HashMap<String, i64> {
@@ -291,6 +291,15 @@ fn rows_match_the_headers_and_the_empirical_probe() {
         c.first("threads head", row.interp.threads_head, &["PyInterpreterState.tstate_head", "PyInterpreterState.threads.head"]);
         c.first("modules", row.interp.modules, &["PyInterpreterState.modules", "PyInterpreterState.imports.modules"]);
         c.eq("runtime interpreters head", row.interp.runtime_head, "_PyRuntimeState.interpreters.head");
+        let g = row.gc;
+        match g.home {
+            GcHome::Runtime { offset } => c.eq("gc state in _PyRuntime", offset, "_PyRuntimeState.gc"),
+            GcHome::Interp { offset } => c.eq("gc state in the interpreter", offset, "PyInterpreterState.gc"),
+        }
+        c.eq("gc collecting", g.collecting, "_gc_runtime_state.collecting");
+        c.eq("gc generations", g.generations, "_gc_runtime_state.generations");
+        c.eq("gc generation size", g.generation_size, "sizeof(gc_generation)");
+        c.eq("gc generation count", g.count, "gc_generation.count");
         let a = row.asyncio;
         match a.current_task {
             CurrentTask::ThreadField { offset } => c.eq("asyncio_running_task", offset, "_PyThreadStateImpl.asyncio_running_task"),

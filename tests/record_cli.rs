@@ -188,11 +188,22 @@ fn a_recording_that_lets_samples_go_writes_what_its_capture_renders() {
         .arg(p("a.json"))
         .args(["-o"])
         .arg(p("a.txt"))
+        .args(["-o"])
+        .arg(p("a.pftrace"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let out =
-        Command::new(loopspy_bin()).arg("render").arg(p("r.lsrec")).arg("-o").arg(p("b.json")).arg("-o").arg(p("b.txt")).output().unwrap();
+    let out = Command::new(loopspy_bin())
+        .arg("render")
+        .arg(p("r.lsrec"))
+        .arg("-o")
+        .arg(p("b.json"))
+        .arg("-o")
+        .arg(p("b.txt"))
+        .arg("-o")
+        .arg(p("b.pftrace"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let a: Value = serde_json::from_str(&std::fs::read_to_string(p("a.json")).unwrap()).unwrap();
     let b: Value = serde_json::from_str(&std::fs::read_to_string(p("b.json")).unwrap()).unwrap();
@@ -203,4 +214,6 @@ fn a_recording_that_lets_samples_go_writes_what_its_capture_renders() {
     assert_eq!(a["blocking_frames"], b["blocking_frames"]);
     assert!(!a["loops"][0]["episodes"].as_array().unwrap().is_empty(), "the target blocks about once a second");
     assert_eq!(std::fs::read_to_string(p("a.txt")).unwrap(), std::fs::read_to_string(p("b.txt")).unwrap());
+    // The Perfetto trace draws every sample: record reads back the ones it let go of.
+    assert!(std::fs::read(p("a.pftrace")).unwrap() == std::fs::read(p("b.pftrace")).unwrap(), "record's trace differs from render's");
 }

@@ -7,12 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::{in_ci, monotonic, record, require, wait_for_json, Interp, Scenario};
 use serde_json::Value;
 
@@ -34,63 +34,6 @@ fn parser_dir(version: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED serve: prometheus_client is not in {} (scripts/prom-parser.sh)", dir.display());
     record("serve", version, "stock", "skipped (no prometheus_client)");
     None
-}
-
-/// `loopspy serve` running; killed on drop.
-struct Serve {
-    child: Child,
-    port: u16,
-    started: f64,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let started = monotonic();
-        let mut child = Command::new(common::loopspy_bin())
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut port = None;
-        let mut said = Vec::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.split("serving http://127.0.0.1:").nth(1) {
-                port = rest.split('/').next().and_then(|p| p.parse().ok());
-                break;
-            }
-            said.push(line);
-        }
-        // Keep draining its messages so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let port = port.unwrap_or_else(|| panic!("serve never said where it listens:\n{}", said.join("\n")));
-        Serve { child, port, started }
-    }
-
-    /// GET /metrics: the body of a 200 answer.
-    fn scrape(&self) -> String {
-        let mut c = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut raw = String::new();
-        c.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-        body.to_string()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package): the Go parser Prometheus

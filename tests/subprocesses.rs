@@ -11,7 +11,11 @@
 //! interval, and no episode the workers did not measure; a worker killed (SIGKILL) during the
 //! recording keeps the samples taken before (its episodes are in the report, it is marked
 //! exited), and the worker its master starts in its place joins the recording and is held to
-//! the same truth. `top --subprocesses --plain` prints one line per worker every second.
+//! the same truth; the same recording as a Perfetto trace has a process track per worker with
+//! its episodes as slices on its loop's thread. `top --subprocesses --plain` prints one line
+//! per worker every second. `serve --subprocesses` serves every worker (and not the master,
+//! which runs no loop), counts each worker's blocks against its truth, drops a killed worker
+//! and picks up its successor.
 
 mod common;
 
@@ -21,6 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::*;
 use serde_json::Value;
 
@@ -174,6 +179,8 @@ fn fleet(version: &str, server: &str) {
         .arg(&out)
         .arg("-o")
         .arg(dir.path().join("r.jsonl"))
+        .arg("-o")
+        .arg(dir.path().join("r.pftrace"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -233,6 +240,21 @@ fn fleet(version: &str, server: &str) {
     let json_episodes: usize =
         procs.values().flat_map(|p| p["loops"].as_array().unwrap()).map(|l| l["episodes"].as_array().unwrap().len()).sum();
     assert_eq!(lines.iter().filter(|l| l["type"] == "episode").count(), json_episodes, "{ctx}: episodes in JSON lines and JSON");
+    // The Perfetto trace: a process track per process recorded, each worker's loop thread
+    // under its own pid, and its episodes as slices there.
+    if let Some(schema) = perfetto_schema(&test, None) {
+        let v = check_pftrace(&schema, &dir.path().join("r.pftrace"));
+        let traced: BTreeSet<i32> = v["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_i64().unwrap() as i32).collect();
+        assert_eq!(traced, procs.keys().copied().collect::<BTreeSet<i32>>(), "{ctx}: process tracks");
+        for (pid, p) in &procs {
+            let threads: Vec<&Value> = v["threads"].as_array().unwrap().iter().filter(|t| t["pid"] == *pid).collect();
+            let loops = p["loops"].as_array().unwrap();
+            assert_eq!(threads.len(), loops.len(), "{ctx}: worker {pid}'s loop threads");
+            let episodes: usize = loops.iter().map(|l| l["episodes"].as_array().unwrap().len()).sum();
+            let slices = v["slices"].as_array().unwrap().iter().filter(|s| threads.iter().any(|t| t["uuid"] == s["track"])).count();
+            assert_eq!(slices, episodes, "{ctx}: worker {pid}'s slices");
+        }
+    }
     record(&test, version, flavor, "ok");
     drop(srv);
 }
@@ -284,6 +306,82 @@ fn top_plain(version: &str) {
     }
     record(test, version, "stock", "ok");
     drop(srv);
+}
+
+/// The value of `name` for the process `pid` (and `extra` label text, e.g. a function), if served.
+fn value_of(s: &[(String, String, f64)], name: &str, pid: i32, extra: &str) -> Option<f64> {
+    let pid = format!("pid=\"{pid}\"");
+    s.iter().find(|(n, l, _)| n == name && l.split(',').any(|x| x == pid) && l.contains(extra)).map(|x| x.2)
+}
+
+/// `serve --subprocesses --pid MASTER` on `uvicorn --workers 3`.
+fn serve_tree(version: &str) {
+    let test = "subprocesses/serve";
+    let Some(python) = framework_python(version, test, "stock") else { return };
+    record(test, version, "stock", "FAIL");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start("uvicorn", &python, dir.path());
+    let master = srv.child.id() as i32;
+    let workers = ready_workers(dir.path(), WORKERS, Instant::now() + Duration::from_secs(40));
+    let serve = Serve::start(&["--subprocesses", "--rate", "50", "--pid", &master.to_string()]);
+
+    // Every worker is served, up, as soon as it is sampled; the master (no loop) is not.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut up_at: BTreeMap<i32, f64> = BTreeMap::new();
+    while up_at.len() < workers.len() {
+        let s = serve.samples();
+        for w in &workers {
+            if value_of(&s, "loopspy_up", *w, "") == Some(1.0) {
+                up_at.entry(*w).or_insert_with(monotonic);
+            }
+        }
+        assert!(Instant::now() < deadline, "workers up: {up_at:?} of {workers:?}: {:?}", serve.said());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let s = serve.samples();
+    let at = monotonic();
+    assert_eq!(value_of(&s, "loopspy_up", master, ""), None, "the master runs no loop: not a target that is down");
+    for w in &workers {
+        // Blocks wholly after the worker was first seen up and ended by 0.5 s before the
+        // scrape (figures are published every 0.25 s) are surely counted; at most those that
+        // overlap the whole time served.
+        let truth = blocks(dir.path(), *w);
+        let surely = truth.iter().filter(|(b, e)| *b >= up_at[w] && *e <= at - 0.5).count();
+        let at_most = truth.iter().filter(|(_, e)| *e >= up_at[w] - 2.0).count();
+        let got = value_of(&s, "event_loop_blocking_episodes_total", *w, "function=\"blocking_step\"").unwrap_or(0.0) as usize;
+        assert!(surely >= 2 && surely <= got && got <= at_most, "worker {w}: {got} episodes served, {surely}..{at_most} measured");
+        assert!(value_of(&s, "event_loop_lag_seconds_count", *w, "").is_some_and(|n| n > 0.0), "worker {w}: no lag");
+    }
+
+    // A worker killed leaves the metrics; the one its master starts in its place joins them.
+    let victim = *workers.iter().next().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let successor = loop {
+        let now = ready_workers(dir.path(), WORKERS, deadline);
+        if let Some(s) = now.difference(&workers).next() {
+            break *s;
+        }
+        assert!(Instant::now() < deadline, "no worker started in place of {victim}: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = serve.samples();
+        if value_of(&s, "loopspy_up", successor, "") == Some(1.0) && value_of(&s, "loopspy_up", victim, "").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the successor {successor} of {victim} was not picked up: {:?}", serve.said());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    record(test, version, "stock", "ok");
+    drop(srv);
+}
+
+#[test]
+fn serve_uvicorn_workers_py3_13() {
+    serve_tree("3.13");
 }
 
 #[test]

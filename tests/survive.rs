@@ -357,7 +357,11 @@ fn slowing_down_is_reported() {
         let err = String::from_utf8_lossy(&out.stderr);
         let achieved = rec["achieved_hz"].as_f64().unwrap();
         let looks = rec["samples"].as_f64().unwrap() + rec["failed_samples"].as_f64().unwrap();
-        assert!((achieved - looks / rec["duration_s"].as_f64().unwrap()).abs() < 0.5, "{what}: achieved_hz is the real rate");
+        assert!(
+            (achieved - looks / rec["duration_s"].as_f64().unwrap()).abs() < 0.5,
+            "{what}: achieved_hz {achieved} is not the real rate: {looks} looks in {} s",
+            rec["duration_s"]
+        );
         // Said in the JSON and in the summary whenever it happened.
         assert_eq!(achieved < 90.0, warnings.contains("Hz of the 100 Hz asked"), "{what}: {achieved} Hz, {warnings}");
         assert_eq!(achieved < 90.0, err.contains("Hz of the 100 Hz asked"), "{what}: {err}");

@@ -139,6 +139,10 @@ fn top_in_tmux(version: &str) {
     assert!(total >= longest, "{screen}");
     assert!(screen.contains("PID ") && screen.contains("100 Hz"), "{screen}");
     assert!(tmux.alternate_screen_on(), "the dashboard uses the alternate screen");
+    // The diagnosis line: time.sleep in slow_query is synchronous I/O, a sleep.
+    let screen = tmux.wait_for("the diagnosis line", Duration::from_secs(10), |s| s.contains("DIAGNOSIS: synchronous I/O on the loop"));
+    let line = screen.lines().find(|l| l.contains("DIAGNOSIS: ")).unwrap();
+    assert!(line.contains("episode") && screen.contains(": sleep"), "Python {version}: {line}\n{screen}");
 
     // s: an SVG of everything so far.
     tmux.send("s");
@@ -199,6 +203,9 @@ fn plain_lines_on_a_pipe() {
         assert!(!l.contains('\x1b'), "no escape codes on a pipe: {l:?}");
     }
     assert!(text.contains("slow_query"), "{text}");
+    // By the last line, the 300 ms sleeps are diagnosed, with their next step.
+    let last = lines.last().unwrap();
+    assert!(last.contains(" | DIAGNOSIS: synchronous I/O on the loop: ") && last.contains("Next: `time.sleep` blocks the loop"), "{last}");
 }
 
 version_tests!(top_in_tmux);

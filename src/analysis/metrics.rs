@@ -14,6 +14,7 @@ use super::stream::{Stream, StreamOptions};
 use crate::asyncio::loopstate::LoopState;
 use crate::capture::recording::{Recording, Sample};
 use crate::python::frames::{is_library_file, is_stdlib_file as stdlib_dir};
+use crate::python::gc::GcAt;
 
 /// Default blocking threshold: asyncio's own `slow_callback_duration`.
 pub const DEFAULT_THRESHOLD: f64 = 0.100;
@@ -123,6 +124,73 @@ pub struct Episode {
     /// Interned stack seen most often in the episode.
     #[serde(skip)]
     pub stack: u32,
+    /// Share of its samples, in percent, in which the interpreter was collecting garbage;
+    /// `None` when the GC state could not be read (see [`GcShare`]).
+    pub gc_pct: Option<f64>,
+    /// The generation collected in most of those samples, where the counts tell it.
+    pub gc_generation: Option<u8>,
+    /// When the episode is blamed on the garbage collector (`function` is
+    /// [`GC_FUNCTION`]): the frame that would have been blamed, the one the collection
+    /// interrupted (it allocated, or called `gc.collect()`).
+    pub gc_interrupted: Option<FrameInfo>,
+}
+
+/// What an episode mostly spent collecting garbage is blamed on.
+pub const GC_FUNCTION: &str = crate::python::gc::GC_FRAME;
+
+/// An episode is blamed on the garbage collector when at least this share (percent) of its
+/// samples were taken while the interpreter was collecting.
+pub const GC_BLAME_PCT: f64 = 50.0;
+
+/// The GC state of a run's busy samples, counted as they come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcShare {
+    /// Samples whose GC state was read.
+    pub known: u32,
+    /// Of them, taken while collecting.
+    pub collecting: u32,
+    /// Collecting samples per generation named.
+    pub generations: [u32; 3],
+}
+
+impl GcShare {
+    pub fn add(&mut self, gc: GcAt) {
+        match gc {
+            GcAt::Unknown => {}
+            GcAt::Idle => self.known += 1,
+            GcAt::Collecting(g) => {
+                self.known += 1;
+                self.collecting += 1;
+                if let Some(g) = g.filter(|g| *g <= 2) {
+                    self.generations[g as usize] += 1;
+                }
+            }
+        }
+    }
+
+    pub fn pct(&self) -> Option<f64> {
+        (self.known > 0).then(|| 100.0 * self.collecting as f64 / self.known as f64)
+    }
+
+    /// The generation named most often (ties: the older one).
+    pub fn generation(&self) -> Option<u8> {
+        (0..3u8).rev().max_by_key(|g| self.generations[*g as usize]).filter(|g| self.generations[*g as usize] > 0)
+    }
+
+    /// Set an episode's GC figures, and blame the collector when it held most of it.
+    pub fn apply(&self, e: &mut Episode) {
+        e.gc_pct = self.pct();
+        e.gc_generation = if self.collecting > 0 { self.generation() } else { None };
+        if e.gc_pct.is_some_and(|p| p >= GC_BLAME_PCT) {
+            let was = FrameInfo {
+                function: std::mem::replace(&mut e.function, GC_FUNCTION.into()),
+                file: std::mem::take(&mut e.file),
+                line: e.line,
+            };
+            e.line = 0;
+            e.gc_interrupted = Some(was);
+        }
+    }
 }
 
 /// A frame, by name.
@@ -181,6 +249,14 @@ pub struct LoopSummary {
     #[serde(rename = "series")]
     pub windows: Vec<Window>,
     pub episodes: Vec<Episode>,
+    /// Episodes not listed in `episodes` (a long recording lists the longest, at most
+    /// `analysis::stream::MAX_LISTED_EPISODES`); they count in the series and the blocking
+    /// frames.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub episodes_omitted: u64,
+    /// Those episodes, summed by frame.
+    #[serde(skip)]
+    pub omitted_frames: FrameTotals,
     /// Pending tasks over the recording (counted about once a second).
     pub tasks: Option<TaskStats>,
     pub task_series: Vec<TaskPoint>,
@@ -206,6 +282,9 @@ pub struct Analysis {
     pub loops: Vec<LoopSummary>,
     /// Frames that blocked the loop, most blocked time first.
     pub blocking_frames: Vec<BlockingFrame>,
+    /// Why the loops are slow and what to do (`analysis::diagnosis`), per loop, most urgent
+    /// first.
+    pub diagnoses: Vec<crate::analysis::diagnosis::Diagnosis>,
 }
 
 /// Anonymous helper frames (generator expressions, comprehensions, lambdas): they stand for
@@ -261,7 +340,9 @@ pub fn blame_counts(rec: &Recording, stacks: &[((u32, u16), u32)]) -> Option<Bla
         let weight = weight as usize;
         let all: Vec<_> = rec.stack(stack).collect();
         let keep = all.len().saturating_sub(loop_frames as usize);
-        let frames = &all[..keep];
+        // The collector's frame on top of a sample taken while collecting is not code.
+        let skip = all[..keep].iter().take_while(|f| crate::python::gc::is_gc_frame(f)).count();
+        let frames = &all[skip..keep];
         let Some(top) = frames.first() else { continue };
         n += weight;
         innermost.push(((top.function.to_string(), top.file.to_string(), top.line), weight));
@@ -343,47 +424,153 @@ pub struct CurrentRun {
     pub task: Option<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Frames that blocked, summed over the episodes of these loops, listed or not.
+pub fn blocking_frames_of<'a>(loops: impl IntoIterator<Item = &'a LoopSummary>) -> Vec<BlockingFrame> {
+    let mut totals = FrameTotals::default();
+    for l in loops {
+        for e in &l.episodes {
+            totals.add(e);
+        }
+        totals.merge(&l.omitted_frames);
+    }
+    totals.frames()
+}
+
 /// Frames that blocked, summed over episodes.
 pub fn blocking_frames(episodes: &[&Episode]) -> Vec<BlockingFrame> {
-    let mut by_frame: Vec<BlockingFrame> = Vec::new();
-    let mut lines: HashMap<(String, String), Vec<i32>> = HashMap::new();
-    let mut activity: HashMap<(String, String), (u32, Vec<String>)> = HashMap::new();
+    let mut totals = FrameTotals::default();
     for e in episodes {
-        let key = (e.function.clone(), e.file.clone());
-        lines.entry(key.clone()).or_default().push(e.line);
-        let a = activity.entry(key.clone()).or_default();
-        if e.on_cpu {
-            a.0 += 1;
-        } else if let Some(w) = &e.waiting_in {
-            a.1.push(w.clone());
-        }
-        match by_frame.iter_mut().find(|f| f.function == key.0 && f.file == key.1) {
-            Some(f) => {
-                f.blocked_ms += e.duration_ms;
-                f.episodes += 1;
-                f.longest_ms = f.longest_ms.max(e.duration_ms);
+        totals.add(e);
+    }
+    totals.frames()
+}
+
+/// Episodes summed by the frame blamed, as [`blocking_frames`] reports them: what a stream
+/// keeps of the episodes it no longer lists (`StreamOptions::max_listed`), in memory that
+/// grows with the frames, not the episodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameTotals {
+    order: Vec<FrameAcc>,
+    /// Function → file → position in `order` (looked up by `&str`, without a copy).
+    index: HashMap<String, HashMap<String, usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct FrameAcc {
+    function: String,
+    file: String,
+    blocked_ms: f64,
+    episodes: u32,
+    longest_ms: f64,
+    lines: super::stream::Tally<i32>,
+    on_cpu: u32,
+    waits: super::stream::Tally<String>,
+    waited: u32,
+}
+
+/// Distinct frames a [`FrameTotals`] keeps; episodes of any other frame are summed as
+/// [`OTHER_FRAMES`] (a target that makes up new functions cannot grow it without end).
+pub const MAX_TOTALLED_FRAMES: usize = 2000;
+/// The function name of the frames past [`MAX_TOTALLED_FRAMES`].
+pub const OTHER_FRAMES: &str = "<other frames>";
+
+impl FrameTotals {
+    /// The totals of `function` in `file` (those of [`OTHER_FRAMES`] past the cap).
+    fn slot(&mut self, function: &str, file: &str) -> &mut FrameAcc {
+        let known = self.index.get(function).and_then(|files| files.get(file)).copied();
+        let i = match known {
+            Some(i) => i,
+            None => {
+                let (function, file) = if self.order.len() >= MAX_TOTALLED_FRAMES { (OTHER_FRAMES, "") } else { (function, file) };
+                match self.index.get(function).and_then(|files| files.get(file)) {
+                    Some(i) => *i,
+                    None => {
+                        self.order.push(FrameAcc {
+                            function: function.to_string(),
+                            file: file.to_string(),
+                            blocked_ms: 0.0,
+                            episodes: 0,
+                            longest_ms: 0.0,
+                            lines: Default::default(),
+                            on_cpu: 0,
+                            waits: Default::default(),
+                            waited: 0,
+                        });
+                        self.index.entry(function.to_string()).or_default().insert(file.to_string(), self.order.len() - 1);
+                        self.order.len() - 1
+                    }
+                }
             }
-            None => by_frame.push(BlockingFrame {
-                function: key.0,
-                file: key.1,
-                line: e.line,
-                blocked_ms: e.duration_ms,
-                episodes: 1,
-                longest_ms: e.duration_ms,
-                on_cpu: false,
-                waiting_in: None,
-            }),
+        };
+        &mut self.order[i]
+    }
+
+    pub fn add(&mut self, e: &Episode) {
+        let f = self.slot(&e.function, &e.file);
+        f.blocked_ms += e.duration_ms;
+        f.episodes += 1;
+        f.longest_ms = f.longest_ms.max(e.duration_ms);
+        f.lines.add(e.line);
+        if e.on_cpu {
+            f.on_cpu += 1;
+        } else if let Some(w) = &e.waiting_in {
+            f.waits.add(w.clone());
+            f.waited += 1;
         }
     }
-    for f in &mut by_frame {
-        let key = (f.function.clone(), f.file.clone());
-        f.line = mode(lines[&key].iter().copied()).unwrap_or(f.line);
-        let (cpu, waits) = &activity[&key];
-        f.on_cpu = *cpu as usize > waits.len();
-        f.waiting_in = if f.on_cpu { None } else { mode(waits.iter().cloned()) };
+
+    /// Add `other`'s totals to these.
+    pub fn merge(&mut self, other: &FrameTotals) {
+        for o in &other.order {
+            let f = self.slot(&o.function, &o.file);
+            f.blocked_ms += o.blocked_ms;
+            f.episodes += o.episodes;
+            f.longest_ms = f.longest_ms.max(o.longest_ms);
+            f.lines.merge(&o.lines);
+            f.on_cpu += o.on_cpu;
+            f.waits.merge(&o.waits);
+            f.waited += o.waited;
+        }
     }
-    by_frame.sort_by(|a, b| b.blocked_ms.total_cmp(&a.blocked_ms));
-    by_frame
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Episodes summed, and their blocked time (ms).
+    pub fn total(&self) -> (u64, f64) {
+        self.order.iter().fold((0, 0.0), |(n, ms), f| (n + f.episodes as u64, ms + f.blocked_ms))
+    }
+
+    /// Most blocked time first.
+    pub fn frames(&self) -> Vec<BlockingFrame> {
+        let mut by_frame: Vec<BlockingFrame> = self
+            .order
+            .iter()
+            .map(|f| {
+                let on_cpu = f.on_cpu > f.waited;
+                BlockingFrame {
+                    function: f.function.clone(),
+                    file: f.file.clone(),
+                    line: f.lines.mode().unwrap_or(0),
+                    blocked_ms: f.blocked_ms,
+                    episodes: f.episodes,
+                    longest_ms: f.longest_ms,
+                    on_cpu,
+                    waiting_in: if on_cpu { None } else { f.waits.mode() },
+                }
+            })
+            .collect();
+        // Longest first; equal times (to a nanosecond: sums in another order differ in the
+        // last bits) by name, so the order does not hang on which episode came first.
+        let key = |f: &BlockingFrame| (f.blocked_ms * 1e6).round();
+        by_frame.sort_by(|a, b| key(b).total_cmp(&key(a)).then_with(|| (&a.function, &a.file).cmp(&(&b.function, &b.file))));
+        by_frame
+    }
 }
 
 /// Analyse a recording: its samples streamed through [`super::stream::Stream`] (the same
@@ -403,6 +590,7 @@ pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
             max_episodes: None,
             fold: false,
             max_windows: None,
+            max_listed: Some(super::stream::MAX_LISTED_EPISODES),
         },
     );
     analysis_of(&stream, rec, opts.threshold)
@@ -411,8 +599,8 @@ pub fn analyze(rec: &Recording, opts: &Options) -> Analysis {
 /// The figures of a stream now, episodes at least `threshold` (seconds) long.
 pub fn analysis_of(stream: &Stream, rec: &Recording, threshold: f64) -> Analysis {
     let loops = stream.summaries(rec, threshold);
-    let all: Vec<&Episode> = loops.iter().flat_map(|l| l.episodes.iter()).collect();
-    Analysis { threshold_ms: threshold * 1e3, blocking_frames: blocking_frames(&all), loops }
+    let diagnoses = crate::analysis::diagnosis::for_loops(&loops, rec);
+    Analysis { threshold_ms: threshold * 1e3, blocking_frames: blocking_frames_of(&loops), loops, diagnoses }
 }
 
 #[cfg(test)]
@@ -470,6 +658,7 @@ pub(crate) mod tests {
                 callback,
                 task,
                 busy_for: None,
+                gc: crate::python::gc::GcAt::Unknown,
             });
         }
         rec.ended = 100.0 + s.len() as f64 / rate;
@@ -509,6 +698,7 @@ pub(crate) mod tests {
                 callback: Some(1),
                 task: None,
                 busy_for: None,
+                gc: crate::python::gc::GcAt::Unknown,
             }
         };
         let s1 = sample(&[&json, &app, &run, &main]);
@@ -651,5 +841,104 @@ pub(crate) mod tests {
         assert_eq!(a.loops[0].busy_pct, 0.0);
         assert!(a.loops[0].episodes.is_empty());
         assert!(a.blocking_frames.is_empty());
+    }
+
+    /// Samples taken while collecting carry the collector's frame on top: blame looks past
+    /// it, and a run mostly collecting is blamed on the collector with that frame kept.
+    #[test]
+    fn gc_samples_are_blamed_on_the_collector_keeping_the_frame_they_interrupted() {
+        let mut rec = Recording::new(100.0, Vec::new(), 0.0);
+        let app = [frame("run", "/srv/app.py", 197), frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84)];
+        let plain = rec.intern_stack(&app);
+        let collecting = rec.intern_stack(&crate::python::gc::with_gc_frame(&app));
+        let b = blame_counts(&rec, &[((collecting, 1), 8), ((plain, 1), 2)]).unwrap();
+        assert_eq!((b.function.as_str(), b.line), ("run", 197));
+        let mut share = GcShare::default();
+        for at in [GcAt::Idle, GcAt::Idle, GcAt::Unknown].into_iter().chain(std::iter::repeat_n(GcAt::Collecting(Some(2)), 7)) {
+            share.add(at);
+        }
+        share.add(GcAt::Collecting(Some(0)));
+        let mut e = Episode {
+            loop_index: 0,
+            start: 0.0,
+            end: 0.1,
+            start_s: 0.0,
+            duration_ms: 100.0,
+            duration_error_ms: 10.0,
+            ongoing: false,
+            samples: 11,
+            function: b.function,
+            file: b.file,
+            line: b.line,
+            innermost: b.innermost,
+            task: None,
+            on_cpu: true,
+            waiting_in: None,
+            stack: collecting,
+            gc_pct: None,
+            gc_generation: None,
+            gc_interrupted: None,
+        };
+        share.apply(&mut e);
+        assert_eq!(e.gc_pct, Some(80.0), "8 of the 10 samples read");
+        assert_eq!(e.gc_generation, Some(2));
+        assert_eq!((e.function.as_str(), e.file.as_str(), e.line), (GC_FUNCTION, "", 0));
+        assert_eq!(e.gc_interrupted.as_ref().map(|f| (f.function.as_str(), f.line)), Some(("run", 197)));
+        // Under half: the callback keeps the blame.
+        let mut few = GcShare::default();
+        few.add(GcAt::Collecting(None));
+        few.add(GcAt::Idle);
+        few.add(GcAt::Idle);
+        let mut e2 = Episode { function: "run".into(), gc_interrupted: None, ..e };
+        few.apply(&mut e2);
+        assert_eq!(e2.function, "run");
+        assert!(e2.gc_interrupted.is_none() && e2.gc_generation.is_none());
+    }
+
+    /// A target that makes up a new function for every episode (generated code, a lambda per
+    /// request) cannot grow the totals without end: past the cap they are summed as one
+    /// row, and nothing is lost from the sums.
+    #[test]
+    fn frame_totals_keep_a_bounded_number_of_frames() {
+        let e = |i: usize| Episode {
+            loop_index: 0,
+            start: i as f64,
+            end: i as f64 + 0.1,
+            start_s: i as f64,
+            duration_ms: 100.0,
+            duration_error_ms: 10.0,
+            ongoing: false,
+            samples: 10,
+            function: format!("handler_{i}"),
+            file: "/app/gen.py".into(),
+            line: 1,
+            innermost: FrameInfo { function: "x".into(), file: "x".into(), line: 1 },
+            task: None,
+            on_cpu: i % 2 == 0,
+            waiting_in: (i % 2 == 1).then(|| "read".into()),
+            stack: 0,
+            gc_pct: None,
+            gc_generation: None,
+            gc_interrupted: None,
+        };
+        let extra = 7;
+        let mut totals = FrameTotals::default();
+        for i in 0..MAX_TOTALLED_FRAMES + extra {
+            totals.add(&e(i));
+        }
+        // An old frame still adds to its own row.
+        totals.add(&e(0));
+        let frames = totals.frames();
+        assert_eq!(frames.len(), MAX_TOTALLED_FRAMES + 1);
+        let other = frames.iter().find(|f| f.function == OTHER_FRAMES).unwrap();
+        assert_eq!(other.episodes, extra as u32);
+        assert_eq!(frames.iter().find(|f| f.function == "handler_0").unwrap().episodes, 2);
+        let all: u32 = frames.iter().map(|f| f.episodes).sum();
+        assert_eq!(all as usize, MAX_TOTALLED_FRAMES + extra + 1);
+        // Merged into totals already at the cap: the same.
+        let mut again = totals.clone();
+        again.merge(&totals);
+        assert_eq!(again.frames().len(), MAX_TOTALLED_FRAMES + 1);
+        assert_eq!(again.frames().iter().map(|f| f.episodes).sum::<u32>(), 2 * all);
     }
 }

@@ -1,4 +1,4 @@
-pub mod live;
+pub mod diagnosis;
 pub mod metrics;
 #[cfg(test)]
 pub(crate) mod reference;

@@ -139,14 +139,18 @@ pub fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) 
         Some(b) => (b.function, b.file, b.line, b.innermost),
         None => ("<unknown>".to_string(), String::new(), 0, FrameInfo { function: "<unknown>".into(), file: String::new(), line: 0 }),
     };
-    let task = mode(span.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).clone());
+    let task = mode(span.iter().filter_map(|s| s.task)).map(|t| rec.tasks.get(t).to_string());
     let on_cpu_samples = span.iter().filter(|s| s.activity == ThreadActivity::OnCpu).count();
     let waiting: Vec<ThreadActivity> =
         span.iter().map(|s| s.activity).filter(|a| matches!(a, ThreadActivity::Waiting(_) | ThreadActivity::Blocked)).collect();
     let on_cpu = on_cpu_samples > waiting.len();
     let waiting_in = if on_cpu { None } else { mode(waiting.into_iter()).map(|a| a.describe()) };
     let stack = mode(span.iter().map(|s| s.stack)).unwrap_or(0);
-    Episode {
+    let mut gc = crate::analysis::metrics::GcShare::default();
+    for s in &span {
+        gc.add(s.gc);
+    }
+    let mut e = Episode {
         loop_index,
         start,
         end,
@@ -163,7 +167,12 @@ pub fn episode(rec: &Recording, samples: &[&Sample], run: Run, loop_index: u16) 
         on_cpu,
         waiting_in,
         stack,
-    }
+        gc_pct: None,
+        gc_generation: None,
+        gc_interrupted: None,
+    };
+    gc.apply(&mut e);
+    e
 }
 
 /// The per-window figures: one pass over the samples (in time order), each put in the window
@@ -291,6 +300,8 @@ pub fn summarize_loop(rec: &Recording, loop_index: u16, opts: &Options) -> LoopS
         longest_busy_ms: longest_busy * 1e3,
         windows,
         episodes,
+        episodes_omitted: 0,
+        omitted_frames: Default::default(),
         tasks,
         task_series,
     }

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::metrics::{
-    blame_counts, is_busy, mode_weighted, Category, CurrentRun, Episode, FrameInfo, LagStats, LoopSummary, ReadyStats, TaskPoint,
-    TaskStats, Window, MIN_EPISODE_SAMPLES,
+    blame_counts, is_busy, mode_weighted, Category, CurrentRun, Episode, FrameInfo, FrameTotals, GcShare, LagStats, LoopSummary,
+    ReadyStats, TaskPoint, TaskStats, Window, MIN_EPISODE_SAMPLES,
 };
 use crate::asyncio::loopstate::LoopState;
 use crate::capture::recording::{Recording, Sample, ThreadActivity};
@@ -123,6 +123,8 @@ struct WindowAcc {
     closed_lag: Option<(f64, f64)>,
     ready_sum: f64,
     ready_max: u32,
+    /// Episodes that started in it and are no longer listed ([`StreamOptions::max_listed`]).
+    omitted_episodes: u32,
 }
 
 impl WindowAcc {
@@ -155,7 +157,7 @@ impl WindowAcc {
             lag_max_ms,
             ready_mean: if self.samples > 0 { self.ready_sum / self.samples as f64 } else { 0.0 },
             ready_max: self.ready_max,
-            episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32,
+            episodes: episodes.iter().filter(|e| e.start >= lo && e.start < hi).count() as u32 + self.omitted_episodes,
         }
     }
 }
@@ -192,6 +194,19 @@ impl<K: Eq + std::hash::Hash + Clone> Tally<K> {
     pub fn mode(&self) -> Option<K> {
         mode_weighted(self.order.iter().map(|(k, c)| (k.clone(), *c as usize)))
     }
+
+    /// Add `other`'s counts (its new items after these).
+    pub fn merge(&mut self, other: &Tally<K>) {
+        for (k, c) in &other.order {
+            match self.index.get(k) {
+                Some(i) => self.order[*i].1 += c,
+                None => {
+                    self.index.insert(k.clone(), self.order.len());
+                    self.order.push((k.clone(), *c));
+                }
+            }
+        }
+    }
 }
 
 /// A busy run in progress: consecutive busy samples of one callback.
@@ -212,6 +227,16 @@ struct RunAcc {
     /// With folding on: µs per stack of the run's busy samples settled so far (blocking or
     /// busy is known once the run ends).
     weights: HashMap<u32, u64>,
+    /// The GC state of its busy samples.
+    gc: GcShare,
+}
+
+/// Episodes a stream dropped (`max_episodes`) that are at least `threshold` long, summed.
+#[derive(Debug, Clone, PartialEq)]
+struct DroppedAt {
+    threshold: f64,
+    count: u64,
+    frames: FrameTotals,
 }
 
 /// The live state of one loop.
@@ -246,11 +271,25 @@ pub struct LoopStream {
     episodes: Vec<Episode>,
     /// Episodes dropped to keep at most `max_episodes`.
     episodes_dropped: u64,
+    /// Those dropped episodes summed by frame, at each threshold a view may ask for
+    /// ([`Stream::keeping_dropped_at`]): its counts and frames table stay whole.
+    dropped: Vec<DroppedAt>,
+    /// Episodes that ended (at least `keep_threshold` long), listed or not.
+    ended: u64,
+    /// The last [`RECENT_EPISODES`] that ended, for readers that follow them as they end.
+    recent: std::collections::VecDeque<Episode>,
+    /// Episodes no longer listed ([`StreamOptions::max_listed`]), summed by frame.
+    omitted: FrameTotals,
+    omitted_count: u64,
     /// The last sample whose state was known.
     last_known: Option<Sample>,
     /// With folding on ([`StreamOptions::fold`]): µs per (stack, category) of the samples
     /// settled, as a flame graph weighs them.
     fold: HashMap<(u32, Category), u64>,
+    /// With folding on: how many of each folded stack's outermost frames are the loop's own
+    /// (the most any sample with that stack said: the same whatever the order), for a flame
+    /// graph's focus view.
+    fold_loop_frames: HashMap<u32, u16>,
 }
 
 /// How a stream is set up.
@@ -276,7 +315,19 @@ pub struct StreamOptions {
     /// Windows kept per loop, the oldest dropped first (a live view shows the last minute;
     /// its redraw then costs the same however long it has run); `None`: all.
     pub max_windows: Option<usize>,
+    /// Episodes listed per loop, the shortest let go of first (a recording of hours: its
+    /// report lists the longest); those let go of still count in the per-window episode
+    /// counts and the blocking frames. `None`: all.
+    pub max_listed: Option<usize>,
 }
+
+/// Episodes a recording's report lists per loop at most (the longest): more than an
+/// incident needs, and a few MB at most.
+pub const MAX_LISTED_EPISODES: usize = 5_000;
+
+/// Episodes kept as they end, for readers that follow them (JSON lines, `serve`) and take
+/// them at least as often as samples come (at most one ends per loop and sample).
+pub const RECENT_EPISODES: usize = 64;
 
 impl StreamOptions {
     /// For a whole recording: episodes at least `threshold` long, windows of `window`
@@ -292,6 +343,7 @@ impl StreamOptions {
             max_episodes: None,
             fold: false,
             max_windows: None,
+            max_listed: Some(MAX_LISTED_EPISODES),
         }
     }
 }
@@ -322,13 +374,23 @@ impl LoopStream {
             last_busy_for: None,
             episodes: Vec::new(),
             episodes_dropped: 0,
+            dropped: Vec::new(),
+            ended: 0,
+            recent: std::collections::VecDeque::new(),
+            omitted: FrameTotals::default(),
+            omitted_count: 0,
             last_known: None,
             fold: HashMap::new(),
+            fold_loop_frames: HashMap::new(),
         }
     }
 
     /// Take one sample of this loop (in time order).
     pub fn push(&mut self, rec: &Recording, opts: &StreamOptions, s: &Sample) {
+        if opts.fold {
+            let n = self.fold_loop_frames.entry(s.stack).or_insert(0);
+            *n = (*n).max(s.loop_frames);
+        }
         // The previous sample's weight runs to this one.
         if let Some(p) = self.pending.take() {
             let w = (s.t - p.t).clamp(0.0, 2.0 * opts.interval);
@@ -451,6 +513,7 @@ impl LoopStream {
                 on_cpu: 0,
                 waits: Tally::default(),
                 weights: HashMap::new(),
+                gc: GcShare::default(),
             };
             add_to_run(&mut run, s);
             self.run = Some(run);
@@ -465,12 +528,42 @@ impl LoopStream {
             *self.fold.entry((stack, cat)).or_insert(0) += us;
         }
         if let Some(e) = episode {
+            self.ended += 1;
+            if self.recent.len() == RECENT_EPISODES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(e.clone());
             self.episodes.push(e);
             if let Some(max) = opts.max_episodes {
                 if self.episodes.len() > max {
                     let excess = self.episodes.len() - max;
-                    self.episodes.drain(..excess);
+                    for gone in self.episodes.drain(..excess) {
+                        for d in self.dropped.iter_mut().filter(|d| gone.end - gone.start >= d.threshold) {
+                            d.count += 1;
+                            d.frames.add(&gone);
+                        }
+                    }
                     self.episodes_dropped += excess as u64;
+                }
+            }
+            if let Some(max) = opts.max_listed {
+                if self.episodes.len() > max.max(1) {
+                    // The shortest (the earliest of equals) is let go of: summed by frame and
+                    // counted in its window.
+                    let shortest = (0..self.episodes.len())
+                        .min_by(|a, b| self.episodes[*a].duration_ms.total_cmp(&self.episodes[*b].duration_ms))
+                        .unwrap_or(0);
+                    let gone = self.episodes.remove(shortest);
+                    self.omitted.add(&gone);
+                    self.omitted_count += 1;
+                    if opts.window > 0.0 {
+                        let k = ((gone.start - opts.origin) / opts.window).floor();
+                        if k >= 0.0 {
+                            if let Some(w) = (k as usize).checked_sub(self.windows_base).and_then(|i| self.windows.get_mut(i)) {
+                                w.omitted_episodes += 1;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -496,8 +589,12 @@ impl LoopStream {
             stopped_w += tail.stopped_w;
         }
         let share = |w: f64| if wall > 0.0 { 100.0 * w / wall } else { 0.0 };
+        // Episodes dropped (`max_episodes`) still count at a threshold they were kept for.
+        let dropped = self.dropped.iter().find(|d| (d.threshold - threshold).abs() < 1e-9);
         // The run in progress counts as an episode of its own (ongoing) when long enough.
-        let mut episodes: Vec<Episode> = self.episodes.iter().filter(|e| e.end - e.start >= threshold).cloned().collect();
+        // Room for the run in progress too (a long list would otherwise double to add it).
+        let mut episodes: Vec<Episode> = Vec::with_capacity(self.episodes.len() + 1);
+        episodes.extend(self.episodes.iter().filter(|e| e.end - e.start >= threshold).cloned());
         if let Some(run) = &self.run {
             let next = run.after_t;
             if let Some(e) = run_episode(rec, opts, run, next, self.loop_index) {
@@ -549,6 +646,15 @@ impl LoopStream {
             longest_busy_ms: self.longest_busy * 1e3,
             windows,
             episodes,
+            episodes_omitted: self.omitted_count + dropped.map_or(0, |d| d.count),
+            omitted_frames: match dropped {
+                Some(d) if !d.frames.is_empty() => {
+                    let mut all = self.omitted.clone();
+                    all.merge(&d.frames);
+                    all
+                }
+                _ => self.omitted.clone(),
+            },
             tasks,
             task_series,
         }
@@ -576,6 +682,16 @@ impl LoopStream {
         self.episodes_dropped
     }
 
+    /// Episodes that ended so far (at least `keep_threshold` long), listed or not.
+    pub fn ended_total(&self) -> u64 {
+        self.ended
+    }
+
+    /// The last episodes that ended, oldest first (at most [`RECENT_EPISODES`]).
+    pub fn recent(&self) -> &std::collections::VecDeque<Episode> {
+        &self.recent
+    }
+
     /// The last sample taken, and the last whose state was known.
     pub fn last(&self) -> Option<&Sample> {
         self.pending.as_ref()
@@ -598,12 +714,26 @@ impl LoopStream {
             None => run.first_t,
             Some(prev) => run.first_t - ((run.first_t - prev) / 2.0).min(opts.interval),
         };
+        // A run held mostly by the garbage collector is blamed on it, as its episode will be.
+        let mut blame = blame_counts(rec, run.stacks.items());
+        if let (Some(b), true) = (&mut blame, run.gc.pct().is_some_and(|p| p >= super::metrics::GC_BLAME_PCT)) {
+            b.function = super::metrics::GC_FUNCTION.into();
+            b.file.clear();
+            b.line = 0;
+        }
         Some(CurrentRun {
             duration_ms: (last.t - start).max(0.0) * 1e3,
             samples: run.busy,
-            blame: blame_counts(rec, run.stacks.items()),
-            task: run.tasks.mode().map(|t| rec.tasks.get(t).clone()),
+            blame,
+            task: run.tasks.mode().map(|t| rec.tasks.get(t).to_string()),
         })
+    }
+
+    /// Blocking episodes so far: those that ended and the callback running now, once it has
+    /// run at least `keep_threshold` (a status line's count).
+    pub fn episodes_now(&self, rec: &Recording, opts: &StreamOptions) -> u64 {
+        let running = self.current_run(rec, opts).is_some_and(|r| r.duration_ms >= opts.keep_threshold * 1e3);
+        self.ended + running as u64
     }
 
     /// Busy share (percent) of the window the last sample falls in, so far.
@@ -674,6 +804,11 @@ impl LoopStream {
         out
     }
 
+    /// With [`StreamOptions::fold`]: the loop's own frames (outermost) of each folded stack.
+    pub fn folded_loop_frames(&self) -> &HashMap<u32, u16> {
+        &self.fold_loop_frames
+    }
+
     /// Samples taken of this loop.
     pub fn sample_count(&self) -> u32 {
         self.samples
@@ -685,6 +820,7 @@ fn add_to_run(run: &mut RunAcc, s: &Sample) {
         return;
     }
     run.busy += 1;
+    run.gc.add(s.gc);
     run.stacks.add((s.stack, s.loop_frames));
     if let Some(t) = s.task {
         run.tasks.add(t);
@@ -723,7 +859,7 @@ fn run_episode(rec: &Recording, opts: &StreamOptions, run: &RunAcc, next: Option
     };
     let waiting: usize = run.waits.items().iter().map(|(_, c)| *c as usize).sum();
     let on_cpu = run.on_cpu > waiting;
-    Some(Episode {
+    let mut e = Episode {
         loop_index,
         start,
         end,
@@ -736,11 +872,16 @@ fn run_episode(rec: &Recording, opts: &StreamOptions, run: &RunAcc, next: Option
         file,
         line,
         innermost,
-        task: run.tasks.mode().map(|t| rec.tasks.get(t).clone()),
+        task: run.tasks.mode().map(|t| rec.tasks.get(t).to_string()),
         on_cpu,
         waiting_in: if on_cpu { None } else { run.waits.mode().map(|a| a.describe()) },
         stack: mode_weighted(run.stacks.items().iter().map(|((stack, _), c)| (*stack, *c as usize))).unwrap_or(0),
-    })
+        gc_pct: None,
+        gc_generation: None,
+        gc_interrupted: None,
+    };
+    run.gc.apply(&mut e);
+    Some(e)
 }
 
 /// A sample's weight in whole microseconds, as flame graphs count it.
@@ -828,20 +969,39 @@ impl ThreadsFold {
 pub struct Stream {
     pub opts: StreamOptions,
     loops: Vec<LoopStream>,
+    /// Thresholds at which episodes dropped by `max_episodes` are summed.
+    dropped_at: Vec<f64>,
 }
 
 impl Stream {
     pub fn new(opts: StreamOptions) -> Self {
-        Stream { opts, loops: Vec::new() }
+        Stream { opts, loops: Vec::new(), dropped_at: Vec::new() }
+    }
+
+    /// Sum the episodes `max_episodes` drops by frame at each of `thresholds` (those a view
+    /// may show): a summary at one of them counts them and lists their frames, in memory that
+    /// grows with the frames, not the episodes. At any other threshold they are left out.
+    pub fn keeping_dropped_at(mut self, thresholds: &[f64]) -> Self {
+        self.dropped_at = thresholds.to_vec();
+        self.dropped_at.sort_by(f64::total_cmp);
+        self.dropped_at.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        self
     }
 
     /// Take a sample (in time order for its loop).
     pub fn push(&mut self, rec: &Recording, s: &Sample) {
         let i = s.loop_index as usize;
         while self.loops.len() <= i {
-            self.loops.push(LoopStream::new(self.loops.len() as u16));
+            let mut l = LoopStream::new(self.loops.len() as u16);
+            l.dropped = self.dropped_at.iter().map(|t| DroppedAt { threshold: *t, count: 0, frames: FrameTotals::default() }).collect();
+            self.loops.push(l);
         }
         self.loops[i].push(rec, &self.opts, s);
+    }
+
+    /// Blocking episodes so far over every loop ([`LoopStream::episodes_now`]).
+    pub fn episodes_now(&self, rec: &Recording) -> u64 {
+        self.loops.iter().map(|l| l.episodes_now(rec, &self.opts)).sum()
     }
 
     pub fn loop_stream(&self, i: usize) -> Option<&LoopStream> {
@@ -850,7 +1010,13 @@ impl Stream {
 
     /// A whole recording, streamed.
     pub fn over(rec: &Recording, opts: StreamOptions) -> Stream {
-        let mut stream = Stream::new(opts);
+        Self::over_keeping_dropped(rec, opts, &[])
+    }
+
+    /// A whole recording, streamed, summing what `max_episodes` drops at `thresholds`
+    /// ([`Stream::keeping_dropped_at`]).
+    pub fn over_keeping_dropped(rec: &Recording, opts: StreamOptions, thresholds: &[f64]) -> Stream {
+        let mut stream = Stream::new(opts).keeping_dropped_at(thresholds);
         for s in rec.samples.iter().filter(|s| s.t >= opts.since) {
             stream.push(rec, s);
         }

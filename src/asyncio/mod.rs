@@ -1,4 +1,5 @@
 pub mod callback;
 pub mod eventloop;
+pub mod executor;
 pub mod loopstate;
 pub mod tasks;

@@ -308,6 +308,13 @@ pub fn task_frame<M: Memory>(r: &ObjectReader<M>, coro: u64) -> Result<Option<u6
 /// it: a future, a task, a `types.coroutine` generator awaited by a coroutine (so
 /// `asyncio.sleep(0)` ends at `sleep`).
 pub fn coroutine_chain<M: Memory>(r: &ObjectReader<M>, stacks: &mut StackReader, coro: u64) -> Result<(Vec<StackFrame>, Option<u64>)> {
+    let (refs, leaf) = coroutine_frames(r, coro)?;
+    let chain = refs.iter().map(|f| stacks.frame(r, f)).collect::<Result<Vec<_>>>()?;
+    Ok((chain, leaf))
+}
+
+/// [`coroutine_chain`] as frames (innermost first), not yet named.
+pub fn coroutine_frames<M: Memory>(r: &ObjectReader<M>, coro: u64) -> Result<(Vec<FrameRef>, Option<u64>)> {
     let c = r.layout().coro;
     let mut chain = Vec::new();
     let mut obj = coro;
@@ -329,7 +336,7 @@ pub fn coroutine_chain<M: Memory>(r: &ObjectReader<M>, stacks: &mut StackReader,
         };
         let Some(frame) = frame_of(r, owner)? else { break };
         let Some(f) = frames::frame_at(r, frame)? else { break };
-        chain.push(stacks.frame(r, &f)?);
+        chain.push(f);
         let suspended = match c.suspended {
             Suspension::StackTopSet => r.ptr(frame + 72)? != 0,
             Suspension::FrameState { offset, values } => values.contains(&(r.u8(frame + offset)? as i8)),
@@ -652,6 +659,186 @@ pub fn await_tree(tasks: &[u64], edges: &[(u64, u64)]) -> (Vec<TreeNode>, Vec<Ve
     (roots, b.cycles)
 }
 
+/// What a pending task waits on, told from outside: the asyncio function it called (found
+/// in its await chain) or, failing that, what its `_fut_waiter` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    Semaphore,
+    BoundedSemaphore,
+    Lock,
+    Event,
+    Condition,
+    Barrier,
+    QueueGet,
+    QueuePut,
+    QueueJoin,
+    /// `asyncio.sleep`.
+    Sleep,
+    /// A stream's reader (`StreamReader.read*` waiting for data).
+    StreamRead,
+    /// A stream's writer (`StreamWriter.drain` waiting for the transport to drain).
+    StreamWrite,
+    /// `loop.sock_recv` / `sock_sendall` / `sock_connect` / `sock_accept`...
+    SocketIo,
+    /// `asyncio.wait_for`.
+    WaitFor,
+    /// `asyncio.wait`.
+    Wait,
+    /// Another task (its `_fut_waiter` is a task).
+    Task,
+    /// `asyncio.gather(...)`.
+    Gather,
+    /// A plain future (no asyncio function of the kinds above in its chain).
+    Future,
+    /// Nothing: it is scheduled to run (or has not started yet), or it is the running task.
+    Scheduled,
+}
+
+impl WaitKind {
+    /// As people say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            WaitKind::Semaphore => "asyncio.Semaphore",
+            WaitKind::BoundedSemaphore => "asyncio.BoundedSemaphore",
+            WaitKind::Lock => "asyncio.Lock",
+            WaitKind::Event => "asyncio.Event",
+            WaitKind::Condition => "asyncio.Condition",
+            WaitKind::Barrier => "asyncio.Barrier",
+            WaitKind::QueueGet => "Queue.get",
+            WaitKind::QueuePut => "Queue.put",
+            WaitKind::QueueJoin => "Queue.join",
+            WaitKind::Sleep => "asyncio.sleep",
+            WaitKind::StreamRead => "stream read (I/O)",
+            WaitKind::StreamWrite => "stream write/drain (I/O)",
+            WaitKind::SocketIo => "socket I/O (loop.sock_*)",
+            WaitKind::WaitFor => "asyncio.wait_for",
+            WaitKind::Wait => "asyncio.wait",
+            WaitKind::Task => "another task",
+            WaitKind::Gather => "asyncio.gather",
+            WaitKind::Future => "a future",
+            WaitKind::Scheduled => "nothing (scheduled to run)",
+        }
+    }
+}
+
+/// asyncio's own functions a task may wait in: `(module file, class, method, kind, whether
+/// the object waited on is the frame's `self`)`. The outermost match in a chain wins:
+/// `Queue.join` waits in `Event.wait`, `async with sem` in `Semaphore.acquire` (the context
+/// manager's `__aenter__` is not listed), `Barrier.wait` in `Condition.wait_for`. The class
+/// is told by the code's qualname (3.11+) or, before 3.11 (a code object has only its bare
+/// name), by the type of the frame's `self`; a module-level function has no class.
+const ASYNCIO_WAITS: &[(&str, Option<&str>, &str, WaitKind, bool)] = &[
+    ("locks.py", Some("Semaphore"), "acquire", WaitKind::Semaphore, true),
+    ("locks.py", Some("Lock"), "acquire", WaitKind::Lock, true),
+    ("locks.py", Some("Event"), "wait", WaitKind::Event, true),
+    ("locks.py", Some("Condition"), "wait", WaitKind::Condition, true),
+    ("locks.py", Some("Condition"), "wait_for", WaitKind::Condition, true),
+    ("locks.py", Some("Barrier"), "wait", WaitKind::Barrier, true),
+    ("queues.py", Some("Queue"), "get", WaitKind::QueueGet, true),
+    ("queues.py", Some("Queue"), "put", WaitKind::QueuePut, true),
+    ("queues.py", Some("Queue"), "join", WaitKind::QueueJoin, true),
+    ("tasks.py", None, "sleep", WaitKind::Sleep, false),
+    ("tasks.py", None, "wait_for", WaitKind::WaitFor, false),
+    ("tasks.py", None, "wait", WaitKind::Wait, false),
+    ("streams.py", Some("StreamReader"), "_wait_for_data", WaitKind::StreamRead, true),
+    ("streams.py", Some("StreamReader"), "read", WaitKind::StreamRead, true),
+    ("streams.py", Some("StreamReader"), "readline", WaitKind::StreamRead, true),
+    ("streams.py", Some("StreamReader"), "readexactly", WaitKind::StreamRead, true),
+    ("streams.py", Some("StreamReader"), "readuntil", WaitKind::StreamRead, true),
+    ("streams.py", Some("StreamWriter"), "drain", WaitKind::StreamWrite, true),
+    ("streams.py", Some("FlowControlMixin"), "_drain_helper", WaitKind::StreamWrite, false),
+];
+
+/// The entries of [`ASYNCIO_WAITS`] a frame may run, by its file and function name: `(class
+/// or None, kind, self is the object, class already confirmed by the qualname)`. A `sock_*`
+/// method of an asyncio event loop is socket I/O.
+fn asyncio_wait_candidates(function: &str, file: &str) -> Vec<(Option<&'static str>, WaitKind, bool, bool)> {
+    let Some((_, module)) = file.rsplit_once("/asyncio/") else { return Vec::new() };
+    let (class, method) = match function.rsplit_once('.') {
+        Some((q, m)) => (Some(q.rsplit_once('.').map_or(q, |(_, c)| c)), m),
+        None => (None, function),
+    };
+    let mut out = Vec::new();
+    for (m, c, name, kind, is_self) in ASYNCIO_WAITS {
+        if *m != module || *name != method {
+            continue;
+        }
+        match (c, class) {
+            (None, None) => out.push((None, *kind, *is_self, true)),
+            (Some(c), Some(q)) if *c == q => out.push((Some(*c), *kind, *is_self, true)),
+            (Some(c), None) => out.push((Some(*c), *kind, *is_self, false)),
+            _ => {}
+        }
+    }
+    if out.is_empty() && module.ends_with("_events.py") && method.starts_with("sock_") {
+        out.push((None, WaitKind::SocketIo, false, true));
+    }
+    out
+}
+
+/// What a frame of asyncio waits in, if it is one of [`ASYNCIO_WAITS`]: the kind and the
+/// object (its `self`, where that is what is waited on).
+fn asyncio_wait<M: Memory>(r: &ObjectReader<M>, f: &FrameRef, n: &StackFrame) -> Result<Option<(WaitKind, Option<u64>)>> {
+    for (class, kind, is_self, confirmed) in asyncio_wait_candidates(&n.function, &n.file) {
+        let me = if is_self || !confirmed { frames::local(r, f, 0).ok() } else { None };
+        if !confirmed {
+            let Some(me) = me else { continue };
+            if !r.is_subclass_by_name(r.type_of(me)?, class.unwrap_or_default())? {
+                continue;
+            }
+        }
+        return Ok(Some((kind, if is_self { me } else { None })));
+    }
+    Ok(None)
+}
+
+/// Where a pending task waits, and on what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitSite {
+    /// The task's own coroutine, at the line where it is suspended.
+    pub coroutine: Option<StackFrame>,
+    pub kind: WaitKind,
+    /// The asyncio function it waits in (`Semaphore.acquire`), when one of the known ones.
+    pub via: Option<String>,
+    /// The object waited on, by address: the lock, queue, stream (the asyncio function's
+    /// `self`), the awaited task or gather, the future; `None` when it has no identity here
+    /// (a sleep's timer, a socket operation's future).
+    pub object: Option<u64>,
+}
+
+/// Tell where a pending (not running) task waits and on what: the task's coroutine chain
+/// (its innermost frames first), the outermost asyncio function of [`ASYNCIO_WAITS`] in it,
+/// else its `_fut_waiter`. Reads a few dozen words; bounded by [`MAX_AWAIT_DEPTH`].
+pub fn wait_site<M: Memory>(r: &ObjectReader<M>, stacks: &mut StackReader, task: u64) -> Result<WaitSite> {
+    let coro = callback::task_coro(r, task)?;
+    let (refs, _) = coroutine_frames(r, coro)?;
+    let mut named = Vec::with_capacity(refs.len());
+    for f in &refs {
+        named.push(stacks.frame(r, f)?);
+    }
+    let coroutine = named.last().cloned();
+    // Outermost first: the API the task's own code called.
+    for (f, n) in refs.iter().zip(&named).rev() {
+        let Some((mut kind, object)) = asyncio_wait(r, f, n)? else { continue };
+        if kind == WaitKind::Semaphore {
+            if let Some(o) = object {
+                if r.is_subclass_by_name(r.type_of(o)?, "BoundedSemaphore")? {
+                    kind = WaitKind::BoundedSemaphore;
+                }
+            }
+        }
+        return Ok(WaitSite { coroutine, kind, via: Some(n.function.to_string()), object });
+    }
+    let (kind, object) = match waiting(r, task)? {
+        None => (WaitKind::Scheduled, None),
+        Some(Waiting::Task { task }) => (WaitKind::Task, Some(task)),
+        Some(Waiting::Gather { .. }) => (WaitKind::Gather, Some(r.ptr(task + r.layout().asyncio.task_fut_waiter)?)),
+        Some(Waiting::Future { .. }) => (WaitKind::Future, Some(r.ptr(task + r.layout().asyncio.task_fut_waiter)?)),
+    };
+    Ok(WaitSite { coroutine, kind, via: None, object })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,5 +953,27 @@ mod tests {
                 Edge { awaiter: 3, awaited: 2, sources: vec![EdgeSource::AwaitedBy, EdgeSource::FutWaiter] },
             ]
         );
+    }
+    #[test]
+    fn asyncio_waits_by_module_and_function() {
+        let lib = "/usr/lib/python3.12/asyncio/";
+        let kinds = |f: &str, m: &str| -> Vec<(Option<&str>, WaitKind, bool)> {
+            asyncio_wait_candidates(f, &format!("{lib}{m}")).into_iter().map(|(c, k, _, confirmed)| (c, k, confirmed)).collect()
+        };
+        // 3.11+: the qualname names the class.
+        assert_eq!(kinds("Semaphore.acquire", "locks.py"), vec![(Some("Semaphore"), WaitKind::Semaphore, true)]);
+        assert_eq!(kinds("Queue.get", "queues.py"), vec![(Some("Queue"), WaitKind::QueueGet, true)]);
+        // Before 3.11: the bare name; `self`'s type decides.
+        assert_eq!(
+            kinds("acquire", "locks.py"),
+            vec![(Some("Semaphore"), WaitKind::Semaphore, false), (Some("Lock"), WaitKind::Lock, false)]
+        );
+        assert_eq!(kinds("sleep", "tasks.py"), vec![(None, WaitKind::Sleep, true)]);
+        assert_eq!(kinds("BaseSelectorEventLoop.sock_recv", "selector_events.py"), vec![(None, WaitKind::SocketIo, true)]);
+        // The same names outside asyncio's package are user code; asyncio's other functions are not waits.
+        assert!(asyncio_wait_candidates("Semaphore.acquire", "/app/locks.py").is_empty());
+        assert!(asyncio_wait_candidates("sleep", "/app/myasyncio/tasks.py").is_empty());
+        assert!(kinds("_ContextManagerMixin.__aenter__", "locks.py").is_empty());
+        assert!(kinds("Semaphore.sleep", "tasks.py").is_empty());
     }
 }

@@ -8,6 +8,8 @@
 //! - [`xml`]: the same, plus the two non-characters XML forbids (`U+FFFE`, `U+FFFF`): what
 //!   is left is text XML allows (markup characters are escaped by the SVG writer).
 //! - [`collapsed`]: the same, plus `;` (the collapsed format's frame separator).
+//! - [`html`]: [`xml`], then the markup characters (`& < > " '`) as entities: safe in HTML
+//!   and XML text and in quoted attribute values.
 //!
 //! JSON needs nothing: serde escapes every control character.
 
@@ -48,6 +50,27 @@ pub fn xml(s: &str) -> Cow<'_, str> {
     escaped(s, |c| matches!(c, '\u{fffe}' | '\u{ffff}'))
 }
 
+/// Text for HTML (and XML) text or a quoted attribute value: [`xml`], then `&`, `<`, `>`, `"`
+/// and `'` as entities.
+pub fn html(s: &str) -> Cow<'_, str> {
+    let base = xml(s);
+    if !base.contains(['&', '<', '>', '"', '\'']) {
+        return base;
+    }
+    let mut out = String::with_capacity(base.len() + 16);
+    for c in base.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A frame name for the collapsed format: no line break, no `;`.
 pub fn collapsed(s: &str) -> Cow<'_, str> {
     escaped(s, |c| c == ';' || c == '\u{fffe}' || c == '\u{ffff}')
@@ -75,6 +98,8 @@ mod tests {
         assert!(matches!(terminal("plain"), Cow::Borrowed(_)));
         assert_eq!(collapsed("a;b\nc"), "a\\x3bb\\nc");
         assert_eq!(xml("x\u{fffe}\u{0}"), "x\\u{fffe}\\x00");
+        assert_eq!(html("<script>\"a\" & 'b'</script>\n"), "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;\\n");
+        assert!(matches!(html("plain Ünïcødé"), Cow::Borrowed(_)));
     }
 
     proptest! {
@@ -88,6 +113,17 @@ mod tests {
         fn xml_text_is_allowed_in_xml(s in any::<String>()) {
             let t = xml(&s);
             prop_assert!(t.chars().all(|c| xml_char(c) && !c.is_control()), "{t:?}");
+        }
+
+        #[test]
+        fn html_text_has_no_markup(s in any::<String>()) {
+            let t = html(&s);
+            prop_assert!(!t.contains(['<', '>', '"', '\'']) && t.chars().all(|c| xml_char(c) && !c.is_control()), "{t:?}");
+            // Every & starts an entity.
+            for (i, _) in t.match_indices('&') {
+                let rest = &t[i..];
+                prop_assert!(["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].iter().any(|e| rest.starts_with(e)), "{t:?}");
+            }
         }
 
         #[test]

@@ -19,7 +19,10 @@
 //! | `x` | failed look: t f64, loop u16, reason u8 |
 //! | `o` | other thread's stack: t f64, thread u32, stack u32 |
 //! | `c` | task count: t f64, loop u16, total/pending/done/cancelled/unknown u64, truncated u8 |
+//! | `e` | default executor: t f64, loop u16, max_workers/threads/busy u32, queued u64, shutdown u8, n u16, n × worker (name u32, state u8, work frame u32, innermost frame u32; `u32::MAX` for none) |
+//! | `G` | task groups of a loop: JSON [`TaskGroupSample`] |
 //! | `E` | end: reason u8, ended f64 |
+//! | `g` | the GC state of the sample whose `s` record follows it: u8 ([`GcAt::code`]: 0 unknown, 1 idle, 2 collecting, 3 + N collecting generation N); written after each sample whose state was read, absent in older files (their samples' GC state is unknown), skipped by older readers |
 //!
 //! Version 2 (`LSREC02`, written for `--subprocesses`) is version 1 plus the processes of a
 //! tree, each loop and thread name belonging to one of them:
@@ -41,13 +44,17 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::asyncio::executor::WorkerState;
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::tasks::TaskCounts;
 use crate::capture::probe::FailReason;
 use crate::capture::recording::{
-    EndReason, FailedSample, ProcessEnd, ProcessMeta, Recording, Sample, TaskCountSample, ThreadActivity, ThreadSample,
+    EndReason, ExecutorSample, FailedSample, ProcessEnd, ProcessMeta, Recording, Sample, TaskCountSample, ThreadActivity, ThreadSample,
+    WorkerSample,
 };
+use crate::capture::task_groups::TaskGroupSample;
 use crate::python::frames::StackFrame;
+use crate::python::gc::GcAt;
 
 pub const MAGIC: &[u8; 8] = b"LSREC01\n";
 /// Version 2: the processes of a tree (`--subprocesses`).
@@ -89,6 +96,9 @@ struct Written {
     failures: usize,
     others: usize,
     counts: usize,
+    executors: usize,
+    /// Task group passes written (of all ever pushed).
+    groups: usize,
     processes: usize,
     loop_process: usize,
     thread_process: usize,
@@ -198,11 +208,11 @@ impl CaptureWriter {
             self.buf = p;
         }
         for id in w.tasks..rec.tasks.len() {
-            let name = rec.tasks.get(id as u32).clone();
+            let name = rec.tasks.get(id as u32).to_string();
             self.record(b'N', name.as_bytes());
         }
         for id in w.threads..rec.threads.len() {
-            let name = rec.threads.get(id as u32).clone();
+            let name = rec.threads.get(id as u32).to_string();
             self.record(b'T', name.as_bytes());
         }
         for (i, p) in rec.thread_process.iter().enumerate().skip(w.thread_process) {
@@ -213,6 +223,9 @@ impl CaptureWriter {
         let fg = &rec.forgotten;
         let held = |written: usize, forgotten: u64| written.saturating_sub(forgotten as usize);
         for s in rec.samples.get(held(w.samples, fg.samples)..).unwrap_or(&[]) {
+            if s.gc != GcAt::Unknown {
+                self.record(b'g', &[s.gc.code()]);
+            }
             let p = encode_sample(s);
             self.record(b's', &p);
         }
@@ -240,6 +253,14 @@ impl CaptureWriter {
             p.push(c.truncated as u8);
             self.record(b'c', &p);
         }
+        for x in rec.executors.get(w.executors..).unwrap_or(&[]) {
+            let p = encode_executor(x);
+            self.record(b'e', &p);
+        }
+        for g in rec.task_groups.since(w.groups) {
+            let json = serde_json::to_vec(g).expect("task groups serialise");
+            self.record(b'G', &json);
+        }
         // Processes leave in any order: each `D` once, in process order, written as soon as
         // every earlier process has left (a process that leaves before an earlier one waits).
         let mut left = w.left;
@@ -262,6 +283,8 @@ impl CaptureWriter {
             failures: rec.failures.len() + fg.failures as usize,
             others: rec.other_threads.len() + fg.other_threads as usize,
             counts: rec.task_counts.len(),
+            executors: rec.executors.len(),
+            groups: rec.task_groups.total,
             processes: rec.processes.len(),
             loop_process: rec.loop_process.len(),
             thread_process: rec.thread_process.len(),
@@ -423,6 +446,8 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
     let mut header: Option<CaptureHeader> = None;
     let mut rec: Option<Recording> = None;
     let mut cut = true;
+    let mut prev_tag = 0u8;
+    let mut gc = GcAt::Unknown;
     while at + 5 <= data.len() {
         let tag = data[at];
         let len = u32::from_le_bytes(data[at + 1..at + 5].try_into().expect("4 bytes"));
@@ -432,6 +457,7 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
         let payload = &data[at + 5..at + 5 + len as usize];
         at += 5 + len as usize;
         let mut f = Fields { b: payload };
+        let after_gc = std::mem::replace(&mut prev_tag, tag) == b'g';
         if tag == b'H' {
             let h: CaptureHeader = serde_json::from_slice(payload).map_err(|e| bad(&e.to_string()))?;
             rec = Some(Recording::new(h.rate_hz, Vec::new(), h.started));
@@ -469,19 +495,22 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
                 }
             }
             b'N' => {
-                r.tasks.intern(String::from_utf8_lossy(payload).into_owned());
+                r.tasks.push(String::from_utf8_lossy(payload).into_owned());
             }
             b'T' => {
-                r.threads.intern(String::from_utf8_lossy(payload).into_owned());
+                r.threads.push(String::from_utf8_lossy(payload).into_owned());
             }
             b's' => {
-                let s = decode_sample(&mut f)?;
+                let mut s = decode_sample(&mut f)?;
+                s.gc = if after_gc { gc } else { GcAt::Unknown };
                 if s.stack as usize >= r.stacks.len() || s.task.is_some_and(|t| t as usize >= r.tasks.len()) {
                     return Err(bad("a sample of an undefined stack or task"));
                 }
                 r.ended = r.ended.max(s.t);
                 r.samples.push(s);
             }
+            // The GC state of the sample that follows (older readers skip it).
+            b'g' => gc = GcAt::from_code(f.u8()?),
             b'x' => {
                 let t = f.f64()?;
                 let loop_index = f.u16()?;
@@ -505,6 +534,22 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
                 let truncated = f.u8()? != 0;
                 let counts = TaskCounts { total: n[0], pending: n[1], done: n[2], cancelled: n[3], unknown: n[4] };
                 r.task_counts.push(TaskCountSample { t, loop_index, counts, truncated });
+            }
+            b'e' => {
+                let x = decode_executor(&mut f)?;
+                let name_ok = |n: Option<u32>| n.is_none_or(|n| (n as usize) < r.threads.len());
+                let frame_ok = |n: Option<u32>| n.is_none_or(|n| (n as usize) < r.frames.len());
+                if x.workers.iter().any(|w| !name_ok(w.name) || !frame_ok(w.work) || !frame_ok(w.at)) {
+                    return Err(bad("an executor worker of an undefined name or frame"));
+                }
+                r.executors.push(x);
+            }
+            b'G' => {
+                let g: TaskGroupSample = serde_json::from_slice(payload).map_err(|e| bad(&e.to_string()))?;
+                if g.loop_index as usize >= r.loops.len() {
+                    return Err(bad("task groups of an undefined loop"));
+                }
+                r.task_groups.push(g);
             }
             b'P' => {
                 let p: ProcessMeta = serde_json::from_slice(payload).map_err(|e| bad(&e.to_string()))?;
@@ -560,6 +605,49 @@ pub fn parse(data: &[u8]) -> io::Result<Capture> {
     Ok(Capture { header, recording, cut })
 }
 
+const NONE32: u32 = u32::MAX;
+
+fn encode_executor(x: &ExecutorSample) -> Vec<u8> {
+    let n = x.workers.len().min(ExecutorSample::WORKERS);
+    let mut p = Vec::with_capacity(37 + 13 * n);
+    p.extend_from_slice(&x.t.to_le_bytes());
+    p.extend_from_slice(&x.loop_index.to_le_bytes());
+    for v in [x.max_workers, x.threads, x.busy] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p.extend_from_slice(&x.queued.to_le_bytes());
+    p.push(x.shutdown as u8);
+    p.extend_from_slice(&(n as u16).to_le_bytes());
+    for w in &x.workers[..n] {
+        p.extend_from_slice(&w.name.unwrap_or(NONE32).to_le_bytes());
+        p.push(WorkerState::ALL.iter().position(|s| *s == w.state).unwrap_or(2) as u8);
+        p.extend_from_slice(&w.work.unwrap_or(NONE32).to_le_bytes());
+        p.extend_from_slice(&w.at.unwrap_or(NONE32).to_le_bytes());
+    }
+    p
+}
+
+fn decode_executor(f: &mut Fields) -> io::Result<ExecutorSample> {
+    let t = f.f64()?;
+    let loop_index = f.u16()?;
+    let (max_workers, threads, busy) = (f.u32()?, f.u32()?, f.u32()?);
+    let queued = f.u64()?;
+    let shutdown = f.u8()? != 0;
+    let n = f.u16()? as usize;
+    if n > ExecutorSample::WORKERS {
+        return Err(bad("executor workers"));
+    }
+    let opt = |v: u32| (v != NONE32).then_some(v);
+    let mut workers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = opt(f.u32()?);
+        let state = *WorkerState::ALL.get(f.u8()? as usize).ok_or_else(|| bad("worker state"))?;
+        let (work, at) = (opt(f.u32()?), opt(f.u32()?));
+        workers.push(WorkerSample { name, state, work, at });
+    }
+    Ok(ExecutorSample { t, loop_index, max_workers, threads, busy, queued, shutdown, workers })
+}
+
 fn decode_sample(f: &mut Fields) -> io::Result<Sample> {
     let t = f.f64()?;
     let loop_index = f.u16()?;
@@ -580,14 +668,14 @@ fn decode_sample(f: &mut Fields) -> io::Result<Sample> {
     let callback = (f.u8()? != 0).then_some(callback_value);
     let task = Some(f.u32()?).filter(|t| *t != u32::MAX);
     let busy_for = Some(f.f32()?).filter(|v| !v.is_nan());
-    Ok(Sample { t, loop_index, state, activity, ready, lateness, stack, loop_frames, callback, task, busy_for })
+    Ok(Sample { t, loop_index, state, activity, ready, lateness, stack, loop_frames, callback, task, busy_for, gc: GcAt::Unknown })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::asyncio::eventloop::LoopKind;
-    use crate::capture::recording::LoopMeta;
+    use crate::capture::recording::{LoopMeta, KEEP_NAMES};
     use proptest::prelude::*;
 
     fn recording() -> Recording {
@@ -614,9 +702,25 @@ mod tests {
                 callback: (i % 3 != 0).then_some(0xabc + i as u64),
                 task: (i % 2 == 0).then_some(task),
                 busy_for: None,
+                gc: GcAt::from_code((i % 7) as u8),
             });
         }
         rec.failures.push(FailedSample { t: 10.2, loop_index: 0, reason: FailReason::TornStack });
+        let name = rec.threads.intern("asyncio_0\u{1b}".into());
+        let work = rec.frames.intern(StackFrame { function: "render".into(), file: "/a.py".into(), line: 9 });
+        rec.executors.push(ExecutorSample {
+            t: 10.3,
+            loop_index: 0,
+            max_workers: 2,
+            threads: 2,
+            busy: 1,
+            queued: 7,
+            shutdown: false,
+            workers: vec![
+                WorkerSample { name: Some(name), state: WorkerState::Busy, work: Some(work), at: Some(work) },
+                WorkerSample { name: None, state: WorkerState::Idle, work: None, at: None },
+            ],
+        });
         rec.end = EndReason::Duration;
         rec.ended = 10.5;
         rec
@@ -655,9 +759,61 @@ mod tests {
         std::fs::read(&path).unwrap()
     }
 
+    /// A long recording whose every task has its own name (asyncio's `Task-N`) beside one
+    /// that lives throughout, written as `record` writes it (synced, then samples and the
+    /// names they used let go of): memory holds a bounded number of names, and the file
+    /// read back names every sample's task as it was sampled.
+    #[test]
+    fn names_let_go_of_are_written_first_and_read_back_right() {
+        let mut rec = recording();
+        let model = rec.samples[1];
+        rec.samples.clear();
+        rec.failures.clear();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.lsrec");
+        let mut w = CaptureWriter::create(&path, &header()).unwrap();
+        let mut truth = Vec::new();
+        let mut most_held = 0;
+        for i in 0..40_000u32 {
+            let t = 10.0 + i as f64 / 1000.0;
+            // Every 7th sample the long-lived task, else a fresh name, and now and then one
+            // last seen long ago (forgotten by then: it comes back under a new id).
+            let name = match i % 7 {
+                0 => "worker".to_string(),
+                3 if i > 20_000 => format!("Task-{}", i - 20_000),
+                _ => format!("Task-{i}"),
+            };
+            let task = rec.tasks.intern_at(name.clone(), t);
+            let mut s = model;
+            s.t = t;
+            s.task = Some(task);
+            rec.samples.push(s);
+            truth.push(name);
+            w.sync(&rec);
+            if rec.samples.len() > 2048 {
+                let cut = rec.samples[rec.samples.len() - 1024].t;
+                rec.forget_before(cut, false);
+            }
+            most_held = most_held.max(rec.tasks.held());
+        }
+        rec.ended = 60.0;
+        w.finish(&rec).unwrap();
+        // At most twice the names kept, and those given between two lets-go (1,025 here).
+        assert!(most_held <= 2 * KEEP_NAMES + 1025, "{most_held} names held");
+        assert!(rec.tasks.len() > 30_000, "ids given: {}", rec.tasks.len());
+        let back = read(&path).unwrap().recording;
+        assert_eq!(back.samples.len(), truth.len());
+        for (s, name) in back.samples.iter().zip(&truth) {
+            assert_eq!(back.tasks.get(s.task.unwrap()), name, "at {}", s.t);
+        }
+    }
+
     /// Two processes, the second joining late with its own loop, the first leaving.
     fn fleet() -> Recording {
         let mut rec = recording();
+        // No executor: its worker names would be thread names of no process.
+        rec.executors.clear();
+        rec.threads = Default::default();
         rec.processes = vec![
             ProcessMeta {
                 pid: 10,
@@ -771,6 +927,49 @@ mod tests {
         assert_eq!(back.recording.end, EndReason::Duration);
         assert_eq!(back.recording.stack(0).collect::<Vec<_>>(), rec.stack(0).collect::<Vec<_>>());
         assert_eq!(back.recording.tasks.get(0), "Task-1");
+        assert_eq!(back.recording.executors, rec.executors);
+        assert_eq!(back.recording.threads.get(0), "asyncio_0\u{1b}");
+    }
+
+    #[test]
+    fn task_groups_read_back_written_once() {
+        use crate::capture::task_groups::{TaskGroup, TaskGroupSample};
+        let mut rec = recording();
+        let group = TaskGroup {
+            function: "worker".into(),
+            file: "/app/x.py".into(),
+            line: 12,
+            waits_on: crate::asyncio::tasks::WaitKind::Semaphore,
+            via: Some("Semaphore.acquire".into()),
+            examined: 900,
+            estimated: 9000,
+            objects: 1,
+            object: Some("0x7f00".into()),
+            object_type: Some("Semaphore".into()),
+            object_name: None,
+        };
+        let pass = |t: f64| TaskGroupSample {
+            t,
+            loop_index: 0,
+            pending: 10_000,
+            examined: 1000,
+            sampled: true,
+            unreadable: 2,
+            groups: vec![group.clone()],
+            other_tasks: 98,
+            cost_ms: 12.5,
+        };
+        rec.task_groups.push(pass(10.1));
+        rec.task_groups.push(pass(10.4));
+        // Written in two steps: the first pass before, both after.
+        let data = written_with(&rec, &header(), |r| {
+            let mut early = r.clone();
+            early.task_groups = Default::default();
+            early.task_groups.push(pass(10.1));
+            early
+        });
+        let back = parse(&data).unwrap();
+        assert_eq!(back.recording.task_groups.passes, rec.task_groups.passes);
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::capture::task_pane::{TaskPane, TaskTracker};
 
 /// How often a batch is sent (seconds): a live view redraws at most a few times a second.
 const BATCH_EVERY: f64 = 0.05;
+/// The sampling side forgets task and thread names it has sent and not used for this long
+/// (seconds); one seen again is sent again under a new id.
+const NAMES_UNUSED_FOR: f64 = 60.0;
 
 /// What the view asks of the sampling thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +199,10 @@ fn run(mut sampler: Source, mut rec: Recording, out: Sender<Batch>, controls: Re
         if done || stop || last_batch.elapsed().as_secs_f64() >= BATCH_EVERY {
             last_batch = Instant::now();
             let batch = Batch { delta: rec.take_delta(&mut marks), pane: pane.take(), done };
+            // The names sent: those not used for a while need not be held here too.
+            let forget = rec.ended - NAMES_UNUSED_FOR;
+            rec.tasks.forget_unused_before(forget, crate::capture::recording::KEEP_NAMES);
+            rec.threads.forget_unused_before(forget, crate::capture::recording::KEEP_NAMES);
             if out.send(batch).is_err() || stop || done {
                 return;
             }

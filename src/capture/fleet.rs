@@ -223,9 +223,13 @@ pub fn is_python_name(exe: &Path) -> bool {
 /// right after a `fork()`, a child's thread list still holds copies of its parent's threads.
 pub fn has_running_loop(target: &Target) -> bool {
     let Ok(tasks) = procfs::task_ids(target.pid) else { return false };
-    interp::threads(&target.reader, target.interp, &tasks)
-        .map(|ts| ts.iter().any(|t| t.running_loop.is_some() && t.native_id.is_none_or(|n| tasks.iter().any(|k| k.ns_tid == n))))
-        .unwrap_or(false)
+    // A list read while a thread came or went is read again (it settles within microseconds).
+    for _ in 0..3 {
+        if let Ok(ts) = interp::threads(&target.reader, target.interp, &tasks) {
+            return ts.iter().any(|t| t.running_loop.is_some() && t.native_id.is_none_or(|n| tasks.iter().any(|k| k.ns_tid == n)));
+        }
+    }
+    false
 }
 
 /// Descendants of `pid` that run an event loop now, for a hint that `--subprocesses` would

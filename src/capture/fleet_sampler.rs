@@ -242,6 +242,8 @@ impl FleetSampler {
                 let loops = m.sampler.loop_addresses();
                 // A failed count is skipped; the next one comes at the usual time.
                 let _ = m.tasks.count(&m.sampler.target, &loops, now, rec);
+                // The executor's worker names interned by the count are this process's.
+                claim(rec, m.process);
             }
         }
     }

@@ -8,4 +8,5 @@ pub mod recording;
 pub mod sampler;
 pub mod snapshot;
 pub mod task_counter;
+pub mod task_groups;
 pub mod task_pane;

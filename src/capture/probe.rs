@@ -23,6 +23,7 @@ use crate::asyncio::loopstate::{in_selector_syscall, selector_state, uvloop_stat
 use crate::process::memory::{Memory, ReadErrorKind};
 use crate::process::procfs::{self, Syscall};
 use crate::python::frames::{FrameRef, StackFrame, StackReader};
+use crate::python::gc::{GcAt, GcWatch};
 use crate::python::interp::{self, CurrentTaskSource, PyThread, RunningLoopWatch};
 use crate::python::reader::{self, ObjectReader};
 
@@ -120,6 +121,8 @@ pub struct LoopSample {
     pub task_name: Option<String>,
     /// How long the current loop iteration has been running (uvloop keeps its start).
     pub busy_for: Option<f64>,
+    /// Was the interpreter collecting garbage (read with the figures).
+    pub gc: GcAt,
 }
 
 impl LoopSample {
@@ -180,6 +183,8 @@ pub struct LoopProbe {
     /// When the process started, in our `CLOCK_MONOTONIC` seconds: no timer of its loops
     /// can be due before that, so a `when` read before it is a torn read, not a lag.
     born: Option<f64>,
+    /// The interpreter's GC state (`None`: not found; every look's is then unknown).
+    pub gc: Option<GcWatch>,
 }
 
 fn open_task_file(pid: i32, tid: Option<i32>, name: &str) -> Option<File> {
@@ -219,6 +224,7 @@ impl LoopProbe {
         // The kernel's files of the thread are under its id in our PID namespace.
         let syscall = open_task_file(pid, thread.host_tid, "syscall");
         let stat = open_task_file(pid, thread.host_tid, "stat");
+        let gc = r.ptr(thread.tstate + r.layout().thread.interp).ok().and_then(|interp| GcWatch::resolve(pid, r, interp));
         Ok(Ok(LoopProbe {
             pid,
             thread,
@@ -234,6 +240,7 @@ impl LoopProbe {
             words: Vec::new(),
             also: Vec::new(),
             born: procfs::started_monotonic(pid),
+            gc,
         }))
     }
 
@@ -245,8 +252,12 @@ impl LoopProbe {
     /// The kernel's view of the loop thread, now.
     pub fn kernel(&self) -> Kernel {
         let mut buf = [0u8; 512];
-        let syscall = read_small(&self.syscall, &mut buf).and_then(|n| procfs::parse_syscall(&buf[..n]).ok());
+        let read_syscall = |buf: &mut [u8; 512]| read_small(&self.syscall, buf).and_then(|n| procfs::parse_syscall(&buf[..n]).ok());
+        let mut syscall = read_syscall(&mut buf);
         let sched = read_small(&self.stat, &mut buf).and_then(|n| procfs::parse_stat_state(&buf[..n]).ok());
+        if procfs::worth_rereading(syscall, sched) {
+            syscall = read_syscall(&mut buf).or(syscall);
+        }
         Kernel { syscall, sched }
     }
 
@@ -314,6 +325,10 @@ impl LoopProbe {
         // The figures, with the running-loop check in the same system call.
         self.also.clear();
         self.also.extend(self.running.addrs());
+        let gc_at = self.also.len();
+        if let Some(gc) = &self.gc {
+            self.also.extend(gc.addrs());
+        }
         let scan_ready = state == LoopState::Callback;
         // The timers are read somewhere between `before` and `now`: the lag is known to that
         // span. A read normally takes tens of microseconds; one that took longer (loopspy was
@@ -387,11 +402,15 @@ impl LoopProbe {
                 }
             }
         }
+        let gc = match (&self.gc, self.words.get(gc_at..)) {
+            (Some(w), Some(words)) => w.decode(words),
+            _ => GcAt::Unknown,
+        };
         let busy_for = figures.loop_time.filter(|_| busy).map(|lt| (t - lt).max(0.0));
         let loop_frames = loop_at.map_or(0, |i| frames.len() - i);
         let frames = cut_middle(frames, loop_frames);
         let loop_frames = loop_frames.min(frames.len());
-        Ok(LoopSample { t, state, syscall, figures, frames, loop_frames, callback, handle, callback_frame, task, task_name, busy_for })
+        Ok(LoopSample { t, state, syscall, figures, frames, loop_frames, callback, handle, callback_frame, task, task_name, busy_for, gc })
     }
 
     /// Which iteration of the stock loop this is: the bits of `_run_once`'s `end_time` (the

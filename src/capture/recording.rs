@@ -12,6 +12,7 @@ use crate::asyncio::loopstate::LoopState;
 use crate::capture::probe::FailReason;
 use crate::process::procfs::{syscall_name, Syscall};
 use crate::python::frames::StackFrame;
+use crate::python::gc::GcAt;
 
 /// Values stored once and referred to by index.
 #[derive(Debug, Clone)]
@@ -52,6 +53,111 @@ impl<T: Eq + Hash + Clone> Interner<T> {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+}
+
+/// Names (of tasks, of threads) stored once and referred to by id, forgetting those not
+/// used for a while: a service that names every request's task differently (asyncio's own
+/// `Task-1`, `Task-2`, ...) would otherwise grow a long recording by one name per request.
+///
+/// Ids are given in order and never reused. A name forgotten and seen again gets a new id
+/// (and is written again to a capture file, whose reader takes every name as the next id with
+/// [`NameTable::push`]); a forgotten id reads as [`FORGOTTEN`].
+#[derive(Debug, Clone, Default)]
+pub struct NameTable {
+    next: u32,
+    /// Id → (name, time of its last use).
+    names: HashMap<u32, (std::sync::Arc<str>, f64)>,
+    index: HashMap<std::sync::Arc<str>, u32>,
+}
+
+/// What a forgotten name reads as.
+pub const FORGOTTEN: &str = "<forgotten>";
+
+/// Task and thread names a recording holds at least before it forgets those not used
+/// lately ([`NameTable::forget_unused_before`]).
+pub const KEEP_NAMES: usize = 4096;
+
+impl NameTable {
+    /// The id of `name`, used at time `t` (a sample's time).
+    pub fn intern_at(&mut self, name: String, t: f64) -> u32 {
+        if let Some(&id) = self.index.get(name.as_str()) {
+            if let Some(e) = self.names.get_mut(&id) {
+                e.1 = e.1.max(t);
+            }
+            return id;
+        }
+        let id = self.push(name);
+        if let Some(e) = self.names.get_mut(&id) {
+            e.1 = t;
+        }
+        id
+    }
+
+    /// The id of `name` (as used now: it is not forgotten before the next
+    /// [`NameTable::forget_unused_before`] with a later time).
+    pub fn intern(&mut self, name: String) -> u32 {
+        self.intern_at(name, f64::INFINITY)
+    }
+
+    /// `name` under the next id, even when it has one already (a capture file's or a
+    /// delta's names, in the order their ids were given).
+    pub fn push(&mut self, name: String) -> u32 {
+        let id = self.next;
+        self.next += 1;
+        let rc: std::sync::Arc<str> = name.into();
+        self.index.insert(rc.clone(), id);
+        // Not used yet: the samples that refer to it say when ([`NameTable::touch`]).
+        self.names.insert(id, (rc, f64::NEG_INFINITY));
+        id
+    }
+
+    /// `id` was used at time `t`.
+    pub fn touch(&mut self, id: u32, t: f64) {
+        if let Some(e) = self.names.get_mut(&id) {
+            e.1 = e.1.max(t);
+        }
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        self.names.get(&id).map(|e| &*e.0).unwrap_or(FORGOTTEN)
+    }
+
+    /// The names of ids `from..len()`, in order (a forgotten one as [`FORGOTTEN`]: forget
+    /// only what every reader of them has taken).
+    pub fn items_since(&self, from: usize) -> Vec<String> {
+        (from as u32..self.next).map(|id| self.get(id).to_string()).collect()
+    }
+
+    /// Ids given so far (the next id).
+    pub fn len(&self) -> usize {
+        self.next as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next == 0
+    }
+
+    /// Names held now (not forgotten).
+    pub fn held(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Forget the names last used before `t`, once more than twice `keep` are held (so
+    /// that the pass, which looks at every name held, comes at most once per `keep` new
+    /// names).
+    pub fn forget_unused_before(&mut self, t: f64, keep: usize) {
+        if self.names.len() <= 2 * keep {
+            return;
+        }
+        let index = &mut self.index;
+        self.names.retain(|id, (name, used)| {
+            let stays = *used >= t;
+            if !stays && index.get(&**name) == Some(id) {
+                index.remove(&**name);
+            }
+            stays
+        });
     }
 }
 
@@ -116,6 +222,8 @@ pub struct Sample {
     pub task: Option<u32>,
     /// How long the current loop iteration has been running (uvloop keeps the time).
     pub busy_for: Option<f32>,
+    /// Was the interpreter collecting garbage at this sample (and which generation).
+    pub gc: GcAt,
 }
 
 /// A look at a loop that was not a sample, and why.
@@ -158,6 +266,46 @@ pub struct TaskCountSample {
     pub counts: crate::asyncio::tasks::TaskCounts,
     /// The registry held more tasks than loopspy walks.
     pub truncated: bool,
+}
+
+/// A loop's default executor at one moment (read beside the task count, about once a
+/// second, when the loop has one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorSample {
+    pub t: f64,
+    pub loop_index: u16,
+    pub max_workers: u32,
+    /// Workers started (`len(_threads)`).
+    pub threads: u32,
+    /// Workers seen running a work item.
+    pub busy: u32,
+    /// Work items waiting in the queue.
+    pub queued: u64,
+    pub shutdown: bool,
+    /// While saturated, the first [`ExecutorSample::WORKERS`] workers (else none: a healthy
+    /// pool's workers are not kept).
+    pub workers: Vec<WorkerSample>,
+}
+
+impl ExecutorSample {
+    /// Workers kept per sample (all are counted).
+    pub const WORKERS: usize = 64;
+
+    /// Every worker the pool may start is busy and work waits (a free worker takes queued
+    /// work at once, so queued work with the pool at its limit means none is free).
+    pub fn starved(&self) -> bool {
+        self.queued > 0 && self.max_workers > 0 && self.threads >= self.max_workers && self.busy >= self.max_workers
+    }
+}
+
+/// One worker of an [`ExecutorSample`]: its thread name (in `Recording::threads`), its state,
+/// the function its work item runs and its innermost frame (in `Recording::frames`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerSample {
+    pub name: Option<u32>,
+    pub state: crate::asyncio::executor::WorkerState,
+    pub work: Option<u32>,
+    pub at: Option<u32>,
 }
 
 /// The loop a sample belongs to.
@@ -246,12 +394,16 @@ pub struct Recording {
     pub loops: Vec<LoopMeta>,
     pub frames: Interner<StackFrame>,
     pub stacks: Interner<Vec<u32>>,
-    pub tasks: Interner<String>,
-    pub threads: Interner<String>,
+    pub tasks: NameTable,
+    pub threads: NameTable,
     pub samples: Vec<Sample>,
     pub other_threads: Vec<ThreadSample>,
     /// Task counts, about once a second.
     pub task_counts: Vec<TaskCountSample>,
+    /// Each loop's default executor, read beside the task counts (when the loop has one).
+    pub executors: Vec<ExecutorSample>,
+    /// Pending tasks grouped by coroutine and what they wait on, every few seconds.
+    pub task_groups: crate::capture::task_groups::TaskGroupLog,
     /// Looks at a loop that were not samples (after retries), with their reasons.
     pub failures: Vec<FailedSample>,
     /// Seconds the target was held stopped by `--blocking`.
@@ -268,6 +420,33 @@ pub struct Recording {
     pub thread_process: Vec<u16>,
     /// What a live view let go of to keep its memory bounded ([`Recording::forget_before`]).
     pub forgotten: Forgotten,
+    /// [`Recording::loop_spans`] of the samples and failures held, as far as it has counted.
+    spans_held: SpanCache,
+}
+
+/// Per-loop spans of the looks held, counted as far as `samples`/`failures` (a live view
+/// asks at every redraw: it counts only what came since, and again from the start after the
+/// held looks were let go of or changed).
+#[derive(Debug, Default)]
+struct SpanCache(std::sync::Mutex<SpanCount>);
+
+#[derive(Debug, Default)]
+struct SpanCount {
+    samples: usize,
+    failures: usize,
+    /// The time of the last sample and failure counted, and `forgotten`'s counts then: a
+    /// change in any says the held looks are no longer those counted.
+    last_sample_t: f64,
+    last_failure_t: f64,
+    forgotten: (u64, u64),
+    spans: Vec<LoopSpan>,
+}
+
+impl Clone for SpanCache {
+    /// A copy counts afresh.
+    fn clone(&self) -> Self {
+        SpanCache::default()
+    }
 }
 
 /// Samples and failed looks a recording no longer holds (a long `top` or `record` keeps
@@ -315,13 +494,22 @@ impl LoopSpan {
         self.last = self.last.max(o.last);
     }
 
-    /// From its first look to one interval after its last.
-    pub fn lived(&self, interval: f64) -> f64 {
+    /// From its first look to one period after its last, stretched to the recording's own
+    /// start and end (`within`) when it was looked at within two periods of them: a loop that
+    /// lived through the recording lived its whole duration. The period is the asked interval,
+    /// or the mean spacing of the looks when the sampler fell behind it (each look of a
+    /// `--blocking` recording of 2,000 threads takes 40 ms, not 10).
+    pub fn lived(&self, interval: f64, within: (f64, f64)) -> f64 {
         if self.looks == 0 {
-            0.0
-        } else {
-            (self.last - self.first).max(0.0) + interval
+            return 0.0;
         }
+        let spread = (self.last - self.first).max(0.0);
+        let spacing = if self.looks > 1 { spread / (self.looks - 1) as f64 } else { 0.0 };
+        let period = interval.max(spacing);
+        let (start, end) = within;
+        let from = if self.first - start <= 2.0 * period { start.min(self.first) } else { self.first };
+        let to = if end - self.last <= 2.0 * period { end.max(self.last) } else { self.last + period };
+        (to - from).max(period)
     }
 
     pub fn failed_pct(&self) -> f64 {
@@ -340,11 +528,13 @@ impl Recording {
             loops,
             frames: Interner::default(),
             stacks: Interner::default(),
-            tasks: Interner::default(),
-            threads: Interner::default(),
+            tasks: NameTable::default(),
+            threads: NameTable::default(),
             samples: Vec::new(),
             other_threads: Vec::new(),
             task_counts: Vec::new(),
+            executors: Vec::new(),
+            task_groups: Default::default(),
             failures: Vec::new(),
             paused: 0.0,
             started,
@@ -354,6 +544,7 @@ impl Recording {
             loop_process: Vec::new(),
             thread_process: Vec::new(),
             forgotten: Forgotten::default(),
+            spans_held: SpanCache::default(),
         }
     }
 
@@ -410,6 +601,9 @@ impl Recording {
             }
         }
         self.other_threads.drain(..o);
+        // Names no sample held refers to (those the samples let go of used) are let go of too.
+        self.tasks.forget_unused_before(t, KEEP_NAMES);
+        self.threads.forget_unused_before(t, KEEP_NAMES);
         self.forgotten.samples += n as u64;
         self.forgotten.failures += f as u64;
         self.forgotten.other_threads += o as u64;
@@ -417,6 +611,7 @@ impl Recording {
         if move_start {
             self.started = self.started.max(t);
             self.task_counts.retain(|c| c.t >= t);
+            self.executors.retain(|c| c.t >= t);
         }
     }
 
@@ -428,17 +623,42 @@ impl Recording {
                 s.merge(f);
             }
         }
-        for s in &self.samples {
-            if let Some(span) = spans.get_mut(s.loop_index as usize) {
+        for (s, held) in spans.iter_mut().zip(self.held_spans()) {
+            s.merge(&held);
+        }
+        spans
+    }
+
+    /// Per loop, the spans of the looks held (counting only those added since the last call
+    /// while the held looks are otherwise the same).
+    fn held_spans(&self) -> Vec<LoopSpan> {
+        let mut c = self.spans_held.0.lock().unwrap_or_else(|e| e.into_inner());
+        let forgotten = (self.forgotten.samples, self.forgotten.failures);
+        let same = c.forgotten == forgotten
+            && c.spans.len() == self.loops.len()
+            && c.samples <= self.samples.len()
+            && c.failures <= self.failures.len()
+            && (c.samples == 0 || self.samples[c.samples - 1].t == c.last_sample_t)
+            && (c.failures == 0 || self.failures[c.failures - 1].t == c.last_failure_t);
+        if !same {
+            *c = SpanCount { forgotten, spans: vec![LoopSpan::default(); self.loops.len()], ..SpanCount::default() };
+        }
+        let c = &mut *c;
+        for s in &self.samples[c.samples..] {
+            if let Some(span) = c.spans.get_mut(s.loop_index as usize) {
                 span.add(s.t, false);
             }
         }
-        for f in &self.failures {
-            if let Some(span) = spans.get_mut(f.loop_index as usize) {
+        for f in &self.failures[c.failures..] {
+            if let Some(span) = c.spans.get_mut(f.loop_index as usize) {
                 span.add(f.t, true);
             }
         }
-        spans
+        c.samples = self.samples.len();
+        c.failures = self.failures.len();
+        c.last_sample_t = self.samples.last().map_or(0.0, |s| s.t);
+        c.last_failure_t = self.failures.last().map_or(0.0, |f| f.t);
+        c.spans.clone()
     }
 
     /// Failed looks in all, the forgotten ones included.
@@ -489,6 +709,11 @@ impl Recording {
         (self.ended - self.started).max(0.0)
     }
 
+    /// How long a loop of this recording lived, as [`LoopSpan::lived`] counts it.
+    pub fn lived(&self, span: &LoopSpan) -> f64 {
+        span.lived(self.interval(), (self.started, self.ended))
+    }
+
     /// The nominal interval between samples.
     pub fn interval(&self) -> f64 {
         1.0 / self.rate_hz
@@ -502,12 +727,14 @@ impl Recording {
             loops: self.loops.get(marks.loops..).unwrap_or(&[]).to_vec(),
             frames: self.frames.items_since(marks.frames).to_vec(),
             stacks: self.stacks.items_since(marks.stacks).to_vec(),
-            tasks: self.tasks.items_since(marks.tasks).to_vec(),
-            threads: self.threads.items_since(marks.threads).to_vec(),
+            tasks: self.tasks.items_since(marks.tasks),
+            threads: self.threads.items_since(marks.threads),
             samples: std::mem::take(&mut self.samples),
             failures: std::mem::take(&mut self.failures),
             other_threads: std::mem::take(&mut self.other_threads),
             task_counts: std::mem::take(&mut self.task_counts),
+            executors: std::mem::take(&mut self.executors),
+            task_groups: self.task_groups.take(),
             paused: self.paused,
             ended: self.ended,
             end: self.end,
@@ -537,16 +764,26 @@ impl Recording {
             self.stacks.intern(s);
         }
         for t in d.tasks {
-            self.tasks.intern(t);
+            self.tasks.push(t);
         }
         for t in d.threads {
-            self.threads.intern(t);
+            self.threads.push(t);
         }
         let from = self.samples.len();
+        for s in &d.samples {
+            if let Some(task) = s.task {
+                self.tasks.touch(task, s.t);
+            }
+        }
+        for s in &d.other_threads {
+            self.threads.touch(s.thread, s.t);
+        }
         self.samples.extend(d.samples);
         self.failures.extend(d.failures);
         self.other_threads.extend(d.other_threads);
         self.task_counts.extend(d.task_counts);
+        self.executors.extend(d.executors);
+        self.task_groups.extend(d.task_groups);
         self.paused = d.paused;
         self.ended = self.ended.max(d.ended);
         self.end = d.end;
@@ -563,6 +800,8 @@ impl Recording {
         self.failures.clear();
         self.other_threads.clear();
         self.task_counts.clear();
+        self.executors.clear();
+        self.task_groups.clear();
         self.paused = 0.0;
         self.started = now;
         self.ended = now;
@@ -605,6 +844,8 @@ pub struct RecordingDelta {
     pub failures: Vec<FailedSample>,
     pub other_threads: Vec<ThreadSample>,
     pub task_counts: Vec<TaskCountSample>,
+    pub executors: Vec<ExecutorSample>,
+    pub task_groups: Vec<crate::capture::task_groups::TaskGroupSample>,
     paused: f64,
     ended: f64,
     end: EndReason,
@@ -638,7 +879,32 @@ mod tests {
             callback: Some(1),
             task: Some(task),
             busy_for: None,
+            gc: GcAt::Unknown,
         }
+    }
+
+    /// A loop looked at through the recording lived all of it, looked at on time or not; one
+    /// that came and went lived one period past its last look, the period being the mean
+    /// spacing of its looks when the sampler fell behind.
+    #[test]
+    fn lived_counts_the_period_the_looks_really_had() {
+        let span = |n: usize, from: f64, every: f64| {
+            let mut s = LoopSpan::default();
+            for i in 0..n {
+                s.add(from + i as f64 * every, i % 2 == 0);
+            }
+            s
+        };
+        let whole = (100.0, 102.0);
+        // Through the recording: its duration, whatever the spacing.
+        assert!((span(200, 100.0, 0.01).lived(0.01, whole) - 2.0).abs() < 1e-9);
+        assert!((span(49, 100.003, 0.0408).lived(0.01, whole) - 2.0).abs() < 1e-9);
+        // Came and went in the middle: one period past its last look.
+        assert!((span(100, 100.5, 0.01).lived(0.01, whole) - 1.0).abs() < 1e-9);
+        assert!((span(10, 100.5, 0.04).lived(0.01, whole) - 0.4).abs() < 1e-9);
+        // Looked at once.
+        assert!((span(1, 101.0, 0.0).lived(0.01, whole) - 0.01).abs() < 1e-9);
+        assert_eq!(LoopSpan::default().lived(0.01, whole), 0.0);
     }
 
     /// A copy fed deltas in steps ends equal to the recording they came from, ids and all.

@@ -49,6 +49,8 @@ pub struct Sampler {
     clock_offset: f64,
     options: SamplerOptions,
     others: Vec<PyThread>,
+    /// `threading.Thread.name` of the threads that run no loop, by ident (`--all-threads`).
+    other_names: HashMap<u64, String>,
     last_refresh: f64,
     /// The class of the last loop found that loopspy cannot read.
     unsupported: Option<String>,
@@ -88,6 +90,7 @@ impl Sampler {
             clock_offset,
             options,
             others: Vec::new(),
+            other_names: HashMap::new(),
             last_refresh: 0.0,
             unsupported: None,
             own: Vec::new(),
@@ -148,8 +151,12 @@ impl Sampler {
         let names: HashMap<u64, String> = interp::thread_names(r, self.target.interp).unwrap_or_default().into_iter().collect();
         self.probes.retain(|(_, p)| threads.iter().any(|t| t.tstate == p.thread.tstate && t.running_loop == Some(p.addr)));
         self.others.clear();
+        self.other_names.clear();
         for t in threads {
             let Some(addr) = t.running_loop else {
+                if let Some(name) = names.get(&t.ident) {
+                    self.other_names.insert(t.ident, name.clone());
+                }
                 self.others.push(t);
                 continue;
             };
@@ -285,12 +292,14 @@ impl Sampler {
             for thread in self.others.clone() {
                 // A short-lived thread may be gone already, a walk may be cut: skip it.
                 let Ok(stack) = self.stacks.stack(&self.target.reader, thread.tstate) else { continue };
-                let name = format!(
-                    "{}thread {}",
-                    self.thread_prefix,
-                    thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident))
-                );
-                let thread_id = rec.threads.intern(name);
+                // Its Python name first (`asyncio_0`, `ThreadPoolExecutor-0_3`), then its id:
+                // names need not be unique.
+                let id = thread.native_id.map(|n| n.to_string()).unwrap_or_else(|| format!("{:#x}", thread.ident));
+                let name = match self.other_names.get(&thread.ident) {
+                    Some(n) => format!("{}{n} (thread {id})", self.thread_prefix),
+                    None => format!("{}thread {id}", self.thread_prefix),
+                };
+                let thread_id = rec.threads.intern_at(name, t);
                 let stack = rec.intern_stack(&stack);
                 rec.other_threads.push(ThreadSample { t, thread: thread_id, stack });
             }
@@ -310,7 +319,7 @@ impl Sampler {
     }
 
     fn record_sample(&mut self, rec: &mut Recording, meta: u16, s: &LoopSample) -> Sample {
-        let task = s.task_name.as_ref().map(|n| rec.tasks.intern(n.clone()));
+        let task = s.task_name.as_ref().map(|n| rec.tasks.intern_at(n.clone(), s.t));
         Sample {
             t: s.t,
             loop_index: meta,
@@ -318,11 +327,17 @@ impl Sampler {
             activity: ThreadActivity::from_syscall(s.syscall),
             ready: s.figures.ready.min(u32::MAX as u64) as u32,
             lateness: if s.figures.timers_known { s.lateness().map(|l| l as f32) } else { Some(Sample::LAG_UNKNOWN) },
-            stack: rec.intern_stack(&s.frames),
+            // A collection shows above the code it interrupted.
+            stack: if s.gc.collecting() {
+                rec.intern_stack(&crate::python::gc::with_gc_frame(&s.frames))
+            } else {
+                rec.intern_stack(&s.frames)
+            },
             loop_frames: s.loop_frames.min(u16::MAX as usize) as u16,
             callback: s.callback,
             task,
             busy_for: s.busy_for.map(|b| b as f32),
+            gc: s.gc,
         }
     }
 }

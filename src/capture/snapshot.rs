@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use crate::asyncio::callback::{self, CallbackKind};
 use crate::asyncio::eventloop::{LoopFigures, LoopKind, LoopReaders};
+use crate::asyncio::executor::{ExecutorReader, ExecutorView};
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::tasks::{self, Edge, TaskCounts, TaskDetail, TaskSet, TaskState, TreeNode};
 use crate::base::error::{Failure, ThreadBrief};
@@ -64,6 +65,11 @@ pub struct LoopView {
     pub loop_frames: usize,
     /// The loop's tasks, when asked for.
     pub tasks: Option<LoopTasks>,
+    /// The loop's default executor, when it has one (a `ThreadPoolExecutor`) and it could be
+    /// read.
+    pub executor: Option<ExecutorView>,
+    /// Was the interpreter collecting garbage (read with the figures).
+    pub gc: crate::python::gc::GcAt,
 }
 
 /// A loop's tasks: counts of all, details of the first ones.
@@ -80,6 +86,9 @@ pub struct LoopTasks {
     pub edges: Vec<Edge>,
     pub tree: Vec<TreeNode>,
     pub cycles: Vec<Vec<u64>>,
+    /// The pending tasks grouped by coroutine and what they wait on (a sample of at most
+    /// `task_groups::MAX_EXAMINED`, scaled up).
+    pub groups: crate::capture::task_groups::TaskGroupSample,
 }
 
 /// What a look reads besides the loops themselves.
@@ -120,6 +129,7 @@ pub struct Looker {
     options: LookOptions,
     loops: LoopReaders,
     names: StackReader,
+    executors: ExecutorReader,
 }
 
 impl Looker {
@@ -175,7 +185,11 @@ impl Looker {
         let kernels: HashMap<i32, Kernel> = if target.options.blocking {
             tids.iter()
                 .map(|t| {
-                    let k = Kernel { syscall: procfs::thread_syscall(pid, t.tid).ok(), sched: procfs::thread_state(pid, t.tid).ok() };
+                    let (mut syscall, sched) = (procfs::thread_syscall(pid, t.tid).ok(), procfs::thread_state(pid, t.tid).ok());
+                    if procfs::worth_rereading(syscall, sched) {
+                        syscall = procfs::thread_syscall(pid, t.tid).ok().or(syscall);
+                    }
+                    let k = Kernel { syscall, sched };
                     (t.tid, k)
                 })
                 .collect()
@@ -206,6 +220,7 @@ impl Looker {
             Some(_) => Some(tasks::enumerate(r, target.interp, &threads)?),
             None => None,
         };
+        let all_threads = threads.clone();
         for thread in threads {
             let name = names.get(&thread.ident).cloned();
             let Some(addr) = thread.running_loop else {
@@ -241,6 +256,7 @@ impl Looker {
             if let (Some(set), Some(max)) = (&task_set, self.options.tasks) {
                 view.tasks = Some(self.loop_tasks(r, target.interp, &view, set, max)?);
             }
+            view.executor = self.executor(r, &view, &all_threads);
             loops.push(view);
         }
         if let (true, Some(class)) = (loops.is_empty(), unsupported) {
@@ -295,7 +311,26 @@ impl Looker {
             frame_refs: probe.frame_refs().to_vec(),
             loop_frames: sample.loop_frames,
             tasks: None,
+            executor: None,
+            gc: sample.gc,
         })
+    }
+
+    /// The loop's default executor: a read that fails (the pool changing under us) is tried
+    /// again, then left out of the look (the rest of the look stands).
+    fn executor<M: Memory>(&mut self, r: &ObjectReader<M>, view: &LoopView, threads: &[PyThread]) -> Option<ExecutorView> {
+        for _ in 0..LOOK_ATTEMPTS.min(5) {
+            let read = match self.executors.default_executor(r, view.kind, view.addr) {
+                Ok(Some(e)) => self.executors.read(r, e, threads, &mut self.names).map(Some),
+                other => other.map(|_| None),
+            };
+            match read {
+                Ok(v) => return v,
+                Err(e) if e.is_gone() => return None,
+                Err(_) => continue,
+            }
+        }
+        None
     }
 
     fn loop_tasks<M: Memory>(
@@ -324,7 +359,9 @@ impl Looker {
         let ids: Vec<u64> = details.iter().map(|d| d.addr).collect();
         let pairs: Vec<(u64, u64)> = edges.iter().map(|e| (e.awaiter, e.awaited)).collect();
         let (tree, cycles) = tasks::await_tree(&ids, &pairs);
-        Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, edges, tree, cycles })
+        let (sample, pending) = crate::capture::task_groups::pick(set, view.addr, running, 0);
+        let groups = crate::capture::task_groups::group(r, &mut self.names, &sample, pending, view.read_at, 0, 1.0);
+        Ok(LoopTasks { counts: set.counts(view.addr), registry_truncated: set.truncated, details, not_shown, edges, tree, cycles, groups })
     }
 
     /// What the busy loop runs: the `Handle`'s callback (stock loops) or the function uvloop

@@ -33,6 +33,8 @@ pub struct TaskPane {
     pub matching: usize,
     /// When the count was taken (seconds ago).
     pub age_s: f64,
+    /// The loop's pending tasks by coroutine and what they wait on, at the last grouping pass.
+    pub groups: Option<crate::capture::task_groups::TaskGroupSample>,
 }
 
 /// Task names are read once per task, at most this many new ones per refresh.
@@ -50,6 +52,7 @@ pub struct TaskTracker {
     stacks: StackReader,
     pub pane: Option<TaskPane>,
     counted_at: f64,
+    groups: Option<crate::capture::task_groups::TaskGroupSample>,
 }
 
 impl TaskTracker {
@@ -70,6 +73,10 @@ impl TaskTracker {
         self.counted_at = now;
         let Some(set) = self.counter.last.as_ref() else { return };
         let Some(&(meta, loop_addr)) = loops.iter().find(|(m, _)| *m == focus).or(loops.first()) else { return };
+        if let Some(g) = rec.task_groups.latest(meta) {
+            self.groups = Some(g.clone());
+        }
+        let groups = self.groups.clone().filter(|g| g.loop_index == meta);
         let r = &sampler.target.reader;
         let running = sampler.current_task(meta);
         let pending: Vec<u64> = set.of_loop(loop_addr).filter(|(_, _, s)| *s == TaskState::Pending).map(|(t, _, _)| *t).collect();
@@ -111,7 +118,7 @@ impl TaskTracker {
                 running: Some(*t) == running,
             });
         }
-        self.pane = Some(TaskPane { counts: set.counts(loop_addr), rows, matching: matching.len(), age_s: 0.0 });
+        self.pane = Some(TaskPane { counts: set.counts(loop_addr), rows, matching: matching.len(), age_s: 0.0, groups });
     }
 }
 

@@ -70,6 +70,7 @@ Examples:
   loopspy serve --pid 4242
   loopspy serve --pid-file /run/app.pid --listen 0.0.0.0:9464
   loopspy serve --match 'gunicorn: worker' --rate 50
+  loopspy serve --subprocesses --pid-file /run/gunicorn.pid   (the master's workers, as they come and go)
   curl -s localhost:9464/metrics | grep event_loop_lag";
 
 /// The processes `serve` samples: at least one, in any mix.
@@ -107,6 +108,12 @@ pub struct ServeArgs {
     /// A callback that keeps the loop busy this long is a blocking episode (ms).
     #[arg(short, long, value_name = "MS", default_value_t = 100.0, value_parser = parse_threshold)]
     pub threshold: f64,
+
+    /// Each process found (by --pid, --pid-file or --match) and every descendant that runs
+    /// an event loop: a gunicorn or uvicorn master and its workers. Workers that start later
+    /// are picked up within seconds; one that exits leaves the metrics.
+    #[arg(long)]
+    pub subprocesses: bool,
 }
 
 fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
@@ -149,6 +156,16 @@ pub struct RenderArgs {
     /// Show the target's command line whole (see record --full-argv).
     #[arg(long)]
     pub full_argv: bool,
+    /// Flame graph: stacks start at the callback (the loop's own frames below it, from
+    /// `<module>` to `Handle._run`, folded away). For the SVG and collapsed outputs; the
+    /// HTML page has both views and opens on this one.
+    #[arg(long)]
+    pub focus: bool,
+
+    /// Flame graph: leave out idle time (in select), so that widths are the loop's
+    /// non-idle time. For the SVG and collapsed outputs; the HTML page opens with idle hidden.
+    #[arg(long)]
+    pub hide_idle: bool,
 }
 
 const TOP_EXAMPLES: &str = "\
@@ -247,6 +264,7 @@ that blocked it. Every sample taken is kept, however recording stops.
 Examples:
   loopspy record --pid 4242 --duration 30 -o incident.svg
   loopspy record --pid 4242 -o incident.svg -o incident.json    (both from one recording)
+  loopspy record --pid 4242 -d 60 -o incident.html    (lag, queue, busy, tasks over time + flame graph)
   loopspy record --pid 4242 -o stacks.txt                       (collapsed: flamegraph.pl, speedscope)
   loopspy record --pid 4242 -d 10 -f json -o - | jq .blocking_frames
   loopspy record --pid 4242 -f jsonl -o - | jq -c 'select(.type == \"episode\")'   (lines as they happen)
@@ -262,7 +280,7 @@ pub struct RecordArgs {
     pub spawn: SpawnArgs,
 
     /// Output file; repeat for several (`-o incident.svg -o incident.json`). The format
-    /// follows the extension (.svg, .json, .jsonl, .txt/.folded/.collapsed), else --format; `-` is
+    /// follows the extension (.svg, .html, .json, .jsonl, .txt/.folded/.collapsed, .pftrace), else --format; `-` is
     /// standard output [default: loopspy-PID-TIME.svg in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Vec<std::path::PathBuf>,
@@ -307,6 +325,16 @@ pub struct RecordArgs {
     /// characters and values that look secret are replaced by ***).
     #[arg(long)]
     pub full_argv: bool,
+    /// Flame graph: stacks start at the callback (the loop's own frames below it, from
+    /// `<module>` to `Handle._run`, folded away). For the SVG and collapsed outputs; the
+    /// HTML page has both views and opens on this one.
+    #[arg(long)]
+    pub focus: bool,
+
+    /// Flame graph: leave out idle time (in select), so that widths are the loop's
+    /// non-idle time. For the SVG and collapsed outputs; the HTML page opens with idle hidden.
+    #[arg(long)]
+    pub hide_idle: bool,
 }
 
 const DUMP_HELP: &str = "\

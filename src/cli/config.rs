@@ -65,6 +65,8 @@ pub struct RecordConfig {
     pub full_argv: bool,
     /// The process and its descendants that run a loop, in one recording.
     pub subprocesses: bool,
+    /// The flame graph's view (`--focus`, `--hide-idle`).
+    pub view: crate::output::flamegraph::View,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +92,8 @@ pub struct RenderConfig {
     /// Seconds.
     pub threshold: f64,
     pub full_argv: bool,
+    /// The flame graph's view (`--focus`, `--hide-idle`).
+    pub view: crate::output::flamegraph::View,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +115,8 @@ pub struct ServeConfig {
     pub rate_hz: f64,
     /// Seconds.
     pub threshold: f64,
+    /// Each process found and its descendants (`--subprocesses`).
+    pub subprocesses: bool,
 }
 
 /// How `serve` finds a process.
@@ -162,6 +168,7 @@ impl Invocation {
                 save: a.save,
                 full_argv: a.full_argv,
                 subprocesses: a.subprocesses,
+                view: crate::output::flamegraph::View { focus: a.focus, hide_idle: a.hide_idle },
             }),
             Command::Top(a) => Invocation::Top(TopConfig {
                 target: TargetSpec::new(&a.target, &a.spawn),
@@ -179,6 +186,7 @@ impl Invocation {
                 format: a.format,
                 threshold: a.threshold / 1e3,
                 full_argv: a.full_argv,
+                view: crate::output::flamegraph::View { focus: a.focus, hide_idle: a.hide_idle },
             }),
             Command::Serve(a) => Invocation::Serve(ServeConfig {
                 targets: a
@@ -192,6 +200,7 @@ impl Invocation {
                 listen: a.listen,
                 rate_hz: a.rate,
                 threshold: a.threshold / 1e3,
+                subprocesses: a.subprocesses,
             }),
             Command::Demo(a) => Invocation::Demo(DemoConfig {
                 python: a.python,

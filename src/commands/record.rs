@@ -5,11 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::analysis::live::LiveEpisodes;
 use crate::analysis::metrics::{self, is_busy};
 use crate::analysis::stream::{Stream, StreamOptions, ThreadsFold};
 use crate::base::error::Failure;
 use crate::base::escape;
+use crate::base::units::ms_text;
 use crate::capture::capture_file::{self, CaptureHeader, CaptureWriter};
 use crate::capture::fleet_sampler::FleetSampler;
 use crate::capture::recording::{EndReason, Recording};
@@ -17,10 +17,10 @@ use crate::capture::sampler::{SampleError, Sampler, SamplerOptions};
 use crate::capture::task_counter::TaskCounter;
 use crate::cli::config::RecordConfig;
 use crate::output::argv;
-use crate::output::flamegraph;
+use crate::output::format::RecordFormat;
 use crate::output::jsonl::{JsonlFeed, StartFacts};
 use crate::output::outputs::{self, LineSink, Rendering};
-use crate::output::report::{self, duration_ms, TargetFacts};
+use crate::output::report::{self, TargetFacts};
 use crate::process::procfs;
 use crate::python::published::LayoutCheck;
 use crate::python::target::AttachOptions;
@@ -150,7 +150,6 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
 
     let threshold = args.threshold;
     let deadline = args.duration.map(|d| start + d.as_secs_f64());
-    let mut live = LiveEpisodes::new(threshold);
     // The figures and the flame graph's stacks are computed as samples come; the samples
     // themselves are let go of once written to the capture (memory stays flat however long
     // the recording runs).
@@ -197,7 +196,6 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
             Err(SampleError::Exec) => break EndReason::TargetExec,
         }
         for s in &rec.samples[before..] {
-            live.feed(s);
             stream.push(&rec, s);
         }
         for s in &rec.other_threads[others_before..] {
@@ -222,15 +220,17 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         }
         if now - last_status >= if tty { 0.25 } else { 5.0 } {
             last_status = now;
-            status(&rec, &live, now - start, tty);
+            status(&rec, &stream, now - start, tty);
         }
     };
     if tty {
         say_raw("\r\x1b[K");
     }
-    let last_t = rec.samples.last().map(|s| s.t).unwrap_or(start);
+    // The last look: begun before the deadline, it may have been taken after it (a
+    // `--blocking` look waits for every thread to stop first).
+    let last_t = rec.samples.last().map(|s| s.t).into_iter().chain(rec.failures.last().map(|f| f.t)).fold(start, f64::max);
     rec.ended = match end {
-        EndReason::Duration => deadline.unwrap_or(last_t),
+        EndReason::Duration => deadline.map_or(last_t, |d| d.max(last_t)),
         EndReason::TargetExited | EndReason::TargetExec => last_t + period,
         _ => source.now(),
     }
@@ -256,7 +256,19 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
     let analysis = metrics::analysis_of(&stream, &rec, threshold);
     let rep = report::build(facts, &rec, &analysis, args.blocking);
     let command = argv::display(&header.command, args.full_argv);
-    let folded = flamegraph::fold_stream(&rec, &stream, args.all_threads.then_some(&threads), analysis.threshold_ms, cwd.as_deref());
+    // The capture is complete before the outputs are written: a Perfetto trace draws every
+    // sample, and the recording let go of all but the last ones (read back from the capture).
+    let capture_path = capture.map(|c| c.finish(&rec));
+    let full = match &capture_path {
+        Some(Ok(path)) if outputs.iter().any(|o| o.format == RecordFormat::Perfetto) => match capture_file::read(path) {
+            Ok(c) => Some(c.recording),
+            Err(e) => {
+                say(&format!("loopspy: could not read the capture back ({e}): the Perfetto trace draws only the last samples"));
+                None
+            }
+        },
+        _ => None,
+    };
     let rendering = Rendering {
         rec: &rec,
         analysis: &analysis,
@@ -264,7 +276,9 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         cwd: cwd.as_deref(),
         all_threads: args.all_threads,
         command: &command,
-        folded: Some(&folded),
+        stream: Some((&stream, args.all_threads.then_some(&threads))),
+        view: args.view,
+        full: full.as_ref(),
     };
     let at_end: Vec<outputs::Output> = outputs.iter().filter(|o| !o.format.is_streamed()).cloned().collect();
     let mut written = outputs::write_all(&at_end, &rendering, &format!("loopspy-{pid}-{stamp}"));
@@ -272,7 +286,6 @@ pub fn run(args: &RecordConfig) -> Result<(), Failure> {
         l.finish(&rec, &stream, &mut written, &format!("loopspy-{pid}-{stamp}"));
     }
     // The capture stays when an output could not be written where asked (or when asked for).
-    let capture_path = capture.map(|c| c.finish(&rec));
     let keep_capture = args.save.is_some() || !written.moved.is_empty() || !written.lost.is_empty();
     let mut notes = Vec::new();
     match capture_path {
@@ -355,7 +368,8 @@ fn say_raw(text: &str) {
     let _ = write!(std::io::stderr(), "{text}");
 }
 
-fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
+fn status(rec: &Recording, stream: &Stream, elapsed: f64, tty: bool) {
+    let episodes = stream.episodes_now(rec);
     let lag = rec.samples.last().and_then(|s| s.lag_ms()).unwrap_or(0.0);
     let busy = rec.samples.iter().rev().take(rec.rate_hz as usize).filter(|s| is_busy(s.state)).count() as f64
         / rec.samples.len().clamp(1, rec.rate_hz.max(1.0) as usize) as f64;
@@ -370,10 +384,10 @@ fn status(rec: &Recording, live: &LiveEpisodes, elapsed: f64, tty: bool) {
         "loopspy: recording [{elapsed:.1} s]{processes} {} samples ({} failed) | lag now {} | busy {:.0}% (last s) | {} blocking episode{}{pending} | Ctrl-C stops and writes the file",
         rec.total_samples(),
         rec.total_failures(),
-        duration_ms(lag),
+        ms_text(lag),
         busy * 100.0,
-        live.count,
-        if live.count == 1 { "" } else { "s" },
+        episodes,
+        if episodes == 1 { "" } else { "s" },
     );
     if tty {
         say_raw(&format!("\r\x1b[K{line}"));

@@ -49,7 +49,9 @@ pub fn run(args: &RenderConfig) -> Result<(), Failure> {
         cwd: h.cwd.as_deref(),
         all_threads: h.all_threads,
         command: &command,
-        folded: None,
+        stream: None,
+        view: args.view,
+        full: None,
     };
     let stem_name = PathBuf::from(stem.file_name().unwrap_or_default()).display().to_string();
     let written = outputs::write_all(&outputs, &rendering, &format!("{stem_name}-render"));

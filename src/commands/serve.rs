@@ -11,7 +11,10 @@
 //! Targets: a fixed `--pid`; `--pid-file` (the PID read again every [`RESOLVE_EVERY`]
 //! seconds) and `--match` (every process whose command line contains the pattern). A target
 //! that exits is served as `loopspy_up 0`; a new process named by the file or the pattern is
-//! attached when it appears, and replaces the old one's series.
+//! attached when it appears, and replaces the old one's series. With `--subprocesses` each
+//! process found stands for itself and its descendants: those that run a loop are served
+//! (a gunicorn master without one is not reported down for ever), workers that start later
+//! are picked up at the next look, and a worker that exits leaves the metrics.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -48,6 +51,11 @@ const MAX_EPISODES: usize = 16;
 const INTERNED_LIMIT: usize = 50_000;
 /// Processes one `--match` follows at most.
 const MAX_MATCHED: usize = 64;
+/// Processes one target with `--subprocesses` follows at most.
+const MAX_TREE: usize = 256;
+/// A process without an event loop is looked at again after [`RESOLVE_EVERY`], doubling
+/// up to this (a gunicorn master never gets one; each look is an attach).
+const NO_LOOP_RETRY_MAX: f64 = 30.0;
 
 /// Running totals of one loop, kept across the stream's fresh starts.
 #[derive(Debug, Default)]
@@ -91,6 +99,7 @@ impl Monitor {
             max_episodes: Some(MAX_EPISODES),
             fold: false,
             max_windows: None,
+            max_listed: None,
         };
         Monitor { sampler, rec, stream: Stream::new(opts), tasks: TaskCounter::new(), loops: Vec::new(), opts, threshold }
     }
@@ -132,15 +141,20 @@ impl Monitor {
         // Episodes that ended since the last sample, counted once each.
         for (i, totals) in self.loops.iter_mut().enumerate() {
             let Some(ls) = self.stream.loop_stream(i) else { continue };
-            let episodes = ls.episodes();
-            let total = ls.episodes_dropped() + episodes.len() as u64;
+            let recent = ls.recent();
+            let total = ls.ended_total();
             let new = total.saturating_sub(totals.episodes_seen) as usize;
-            for e in &episodes[episodes.len().saturating_sub(new)..] {
+            for e in recent.iter().skip(recent.len().saturating_sub(new)) {
                 totals.blame.add(&e.function, e.duration_ms / 1e3);
             }
             totals.episodes_seen = total;
         }
-        if self.rec.tasks.len() + self.rec.stacks.len() + self.rec.frames.len() > INTERNED_LIMIT {
+        // Task names not used for a minute are let go of (a task per request, named by
+        // asyncio `Task-N`, is a new name each time); stacks and frames are few.
+        let forget = now - 60.0;
+        self.rec.tasks.forget_unused_before(forget, crate::capture::recording::KEEP_NAMES);
+        self.rec.threads.forget_unused_before(forget, crate::capture::recording::KEEP_NAMES);
+        if self.rec.tasks.held() + self.rec.stacks.len() + self.rec.frames.len() > INTERNED_LIMIT {
             self.start_afresh(now);
         }
         alive
@@ -227,6 +241,8 @@ struct Entry {
     retry_at: f64,
     /// The kind of the last failure said, so that it is said once.
     said: Option<&'static str>,
+    /// Looks in a row that found no event loop.
+    no_loop: u32,
     /// Figures of its loops at the last publication (served while it is attached; once it
     /// exited only its `loopspy_*` series stay).
     loops: Vec<LoopFigures>,
@@ -243,6 +259,7 @@ impl Entry {
             not_python: false,
             retry_at: f64::MIN,
             said: None,
+            no_loop: 0,
             loops: Vec::new(),
         }
     }
@@ -252,6 +269,8 @@ impl Entry {
 struct Watch {
     how: ServeTarget,
     label: String,
+    /// Each process named and its descendants (`--subprocesses`).
+    tree: bool,
     entries: Vec<Entry>,
 }
 
@@ -268,6 +287,20 @@ pub fn read_pid_file(path: &Path) -> Option<i32> {
     let text = std::fs::read(path).ok()?;
     let text = String::from_utf8_lossy(&text[..text.len().min(64)]).into_owned();
     text.split_whitespace().next()?.parse::<i32>().ok().filter(|p| *p > 0)
+}
+
+/// Each of `pids` followed by its live descendants (not `me`), without repeats, at most
+/// [`MAX_TREE`].
+fn with_descendants(pids: &[i32], me: i32) -> Vec<i32> {
+    let mut out: Vec<i32> = Vec::new();
+    for &p in pids {
+        for q in std::iter::once(p).chain(procfs::descendants(p)) {
+            if q != me && !out.contains(&q) && !procfs::is_dead(q) && out.len() < MAX_TREE {
+                out.push(q);
+            }
+        }
+    }
+    out
 }
 
 /// Live processes (not `me`) whose command line, its words joined by spaces, contains
@@ -294,6 +327,7 @@ impl Watch {
             ServeTarget::PidFile(path) => read_pid_file(path).into_iter().collect(),
             ServeTarget::Match(pattern) => matching(pattern, me),
         };
+        let found = if self.tree { with_descendants(&found, me) } else { found };
         if found.is_empty() {
             // Nothing named now: what was followed stays (served as down once it exited).
             return;
@@ -341,17 +375,30 @@ impl Watch {
                     e.monitor = Some(m);
                     e.not_python = false;
                     e.said = None;
+                    e.no_loop = 0;
                 }
                 Err(f) => {
                     let waits = matches!(f, Failure::NoEventLoop { .. } | Failure::Unreadable { .. });
-                    if first && matches!(self.how, ServeTarget::Pid(_)) && !waits {
+                    // Only the process given is an error at the start, not a descendant.
+                    if first && matches!(self.how, ServeTarget::Pid(p) if p == e.pid) && !waits {
                         return Err(f);
                     }
                     e.gone = matches!(f, Failure::NoSuchProcess { .. } | Failure::TargetExited { .. });
                     e.not_python = matches!(f, Failure::NotPython { .. });
-                    e.retry_at = now + if e.not_python { NOT_PYTHON_RETRY } else { RESOLVE_EVERY };
-                    // A shell that matched the pattern is not worth a message.
-                    let quiet = e.not_python && matches!(self.how, ServeTarget::Match(_));
+                    let no_loop = matches!(f, Failure::NoEventLoop { .. });
+                    e.no_loop = if no_loop { e.no_loop.saturating_add(1) } else { 0 };
+                    e.retry_at = now
+                        + if e.not_python {
+                            NOT_PYTHON_RETRY
+                        } else if no_loop {
+                            (RESOLVE_EVERY * 2f64.powi(e.no_loop.min(8) as i32 - 1)).min(NO_LOOP_RETRY_MAX)
+                        } else {
+                            RESOLVE_EVERY
+                        };
+                    // A shell that matched the pattern, a process of the tree that is not
+                    // Python or runs no loop (a gunicorn master) is not worth a message.
+                    let quiet = (e.not_python && (self.tree || matches!(self.how, ServeTarget::Match(_))))
+                        || (self.tree && no_loop && e.no_loop > 1);
                     if e.said != Some(f.kind()) && !quiet {
                         say(&format!("{}: process {}: {f}", escape::terminal(&self.label), e.pid));
                     }
@@ -365,7 +412,12 @@ impl Watch {
     fn figures(&mut self) -> Vec<TargetFigures> {
         let mut out = Vec::new();
         for e in &mut self.entries {
-            if e.not_python && matches!(self.how, ServeTarget::Match(_)) {
+            if e.not_python && (self.tree || matches!(self.how, ServeTarget::Match(_))) {
+                continue;
+            }
+            // A process of a tree is served while it runs a loop: a master without one, or
+            // a worker not started yet, is not a target that is down.
+            if self.tree && e.monitor.is_none() && e.samples == 0 {
                 continue;
             }
             if let Some(m) = &mut e.monitor {
@@ -394,7 +446,8 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Failure> {
         TcpListener::bind(cfg.listen).map_err(|e| Failure::ListenFailed { addr: cfg.listen.to_string(), detail: e.to_string() })?;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| cfg.listen.to_string());
     let me = std::process::id() as i32;
-    let mut watches: Vec<Watch> = cfg.targets.iter().map(|t| Watch { label: label_of(t), how: t.clone(), entries: Vec::new() }).collect();
+    let mut watches: Vec<Watch> =
+        cfg.targets.iter().map(|t| Watch { label: label_of(t), how: t.clone(), tree: cfg.subprocesses, entries: Vec::new() }).collect();
     let now = procfs::monotonic_now();
     for w in &mut watches {
         w.resolve(me);
@@ -426,7 +479,7 @@ pub fn run(cfg: &ServeConfig) -> Result<(), Failure> {
         if now >= next_resolve {
             next_resolve = now + RESOLVE_EVERY;
             for w in &mut watches {
-                if !matches!(w.how, ServeTarget::Pid(_)) {
+                if w.tree || !matches!(w.how, ServeTarget::Pid(_)) {
                     w.resolve(me);
                 }
                 let _ = w.attach(now, cfg, false);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
 use crate::analysis::metrics;
-use crate::analysis::stream::{Stream, StreamOptions};
+use crate::analysis::stream::Stream;
 use crate::base::error::Failure;
 use crate::capture::collector::{Batch, Collector, Control, Source};
 use crate::capture::fleet_sampler::FleetSampler;
@@ -23,8 +23,8 @@ use crate::cli::config::TopConfig;
 use crate::output::flamegraph::{self, Header};
 use crate::output::outputs;
 use crate::output::report;
-use crate::output::tui::keys::{self, Effect, THRESHOLDS};
-use crate::output::tui::model::{self, LoopChoice, TargetInfo, UiState, EPISODES_KEPT};
+use crate::output::tui::keys::{self, Effect};
+use crate::output::tui::model::{self, LoopChoice, TargetInfo, UiState};
 use crate::output::tui::terminal::{color_wanted, TerminalGuard};
 use crate::output::tui::view;
 use crate::process::procfs;
@@ -38,7 +38,16 @@ const REDRAW_EVERY: f64 = 0.25;
 /// minutes at 100 Hz, 2 at 1000 Hz). The figures on screen come from the stream and cover
 /// the whole run; when older samples were let go the saved flame graph says which stretch it
 /// covers.
-const KEEP_SAMPLES: usize = 120_000;
+pub const KEEP_SAMPLES: usize = 120_000;
+
+/// Let go of the oldest samples once more than [`KEEP_SAMPLES`] are held (a tenth at a
+/// time, so that the drain is rare), as `top` does after each batch.
+pub fn hold(rec: &mut Recording) {
+    if rec.samples.len() > KEEP_SAMPLES {
+        let t = rec.samples[rec.samples.len() - KEEP_SAMPLES * 9 / 10].t;
+        rec.forget_before(t, true);
+    }
+}
 
 /// What the view holds: the recording as the batches built it, the live figures, the task
 /// pane, and what was saved.
@@ -52,21 +61,11 @@ struct Session {
     saved: Vec<String>,
     /// The sampler finished (the target exited or ran exec).
     done: bool,
+    /// The threshold given at the start (`+`/`-` move among `keys::THRESHOLDS` from it).
+    threshold: f64,
 }
 
 impl Session {
-    fn stream_options(rec: &Recording) -> StreamOptions {
-        StreamOptions {
-            // Every threshold `+`/`-` can reach: the tables filter the episodes kept.
-            keep_threshold: THRESHOLDS[0],
-            max_episodes: Some(EPISODES_KEPT),
-            // The sparklines show the last minute; older windows are not kept (a redraw costs
-            // the same after a day).
-            max_windows: Some(model::WINDOW_SECS as usize + 2),
-            ..StreamOptions::for_recording(rec, THRESHOLDS[0], 1.0)
-        }
-    }
-
     /// Apply a batch from the sampler thread.
     fn apply(&mut self, b: Batch) {
         let new = self.rec.apply(b.delta);
@@ -74,11 +73,7 @@ impl Session {
             let s = self.rec.samples[i];
             self.stream.push(&self.rec, &s);
         }
-        if self.rec.samples.len() > KEEP_SAMPLES {
-            // A tenth at a time, so that the drain is rare.
-            let t = self.rec.samples[self.rec.samples.len() - KEEP_SAMPLES * 9 / 10].t;
-            self.rec.forget_before(t, true);
-        }
+        hold(&mut self.rec);
         if b.pane.is_some() {
             self.pane = b.pane;
         }
@@ -89,7 +84,7 @@ impl Session {
     fn reset(&mut self) {
         let now = self.rec.samples.last().map(|s| s.t).unwrap_or(self.rec.ended);
         self.rec.clear(now);
-        self.stream = Stream::new(Self::stream_options(&self.rec));
+        self.stream = model::live_stream(&self.rec, self.threshold);
     }
 
     fn model(&self, ui: &UiState) -> model::TopModel {
@@ -184,7 +179,8 @@ fn watch(pid: i32, python: String, source: Source, rec: Recording, args: &TopCon
     };
     let collector = Collector::start_source(source, rec.clone());
     let mut session = Session {
-        stream: Stream::new(Session::stream_options(&rec)),
+        stream: model::live_stream(&rec, args.threshold),
+        threshold: args.threshold,
         rec,
         pane: None,
         rate: args.rate_hz,
@@ -207,7 +203,7 @@ fn watch(pid: i32, python: String, source: Source, rec: Recording, args: &TopCon
     }
     result?;
     let analysis = metrics::analysis_of(&session.stream, &session.rec, ui.threshold);
-    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    let episodes: u64 = analysis.loops.iter().map(|l| l.episodes.len() as u64 + l.episodes_omitted).sum();
     let processes = match session.rec.processes.len() {
         0 => String::new(),
         n => format!("{n} process{} with loops, ", if n == 1 { "" } else { "es" }),

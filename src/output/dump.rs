@@ -9,11 +9,13 @@ use serde::Serialize;
 
 use crate::asyncio::callback::CallbackKind;
 use crate::asyncio::eventloop::LoopKind;
+use crate::asyncio::executor::{ExecutorView, WorkerState};
 use crate::asyncio::loopstate::LoopState;
 use crate::asyncio::tasks::{EdgeSource, TaskCounts, TaskState, TreeNode, Waiting};
 use crate::base::error::{ProcessBrief, ThreadBrief};
 use crate::capture::snapshot::{LoopTasks, LoopView, ProcessView};
 use crate::process::procfs::{self, Syscall};
+use crate::python::gc::GcAt;
 use crate::python::published::LayoutCheck;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -89,6 +91,45 @@ pub struct LoopReport {
     pub stack: Vec<FrameReport>,
     /// The loop's asyncio tasks (absent with `--max-tasks 0`).
     pub tasks: Option<TasksReport>,
+    /// The loop's default executor (`run_in_executor(None, ...)`, `asyncio.to_thread`):
+    /// null until the loop made one, or when it is not a `ThreadPoolExecutor`.
+    pub executor: Option<ExecutorReport>,
+    /// What this one look shows is wrong (`analysis::diagnosis::for_snapshot`), most urgent
+    /// first; empty when it shows nothing.
+    pub diagnoses: Vec<crate::analysis::diagnosis::Diagnosis>,
+}
+
+/// A loop's default executor at the moment of the look.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutorReport {
+    /// Its class (`ThreadPoolExecutor` or a subclass).
+    pub class: String,
+    pub address: String,
+    /// `_max_workers`: the most worker threads it starts.
+    pub max_workers: u64,
+    /// Worker threads started (`len(_threads)`).
+    pub workers: u64,
+    /// Workers running a work item at the moment of the look.
+    pub busy: u64,
+    /// Work items waiting in its queue for a free worker.
+    pub queued: u64,
+    pub shutdown: bool,
+    /// Every worker busy, at the limit, and work queued.
+    pub saturated: bool,
+    /// The workers (at most 256), in the order the executor keeps them.
+    pub threads: Vec<WorkerReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReport {
+    /// `Thread.name`.
+    pub name: Option<String>,
+    pub native_id: Option<i32>,
+    pub state: WorkerState,
+    /// The function its work item runs (the outermost frame above the executor's own).
+    pub work: Option<FrameReport>,
+    /// Its innermost frame while busy.
+    pub at: Option<FrameReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +148,8 @@ pub struct TasksReport {
     pub tree: Vec<TreeReport>,
     /// Await cycles, each as task names with the first repeated at the end.
     pub cycles: Vec<Vec<String>>,
+    /// The pending tasks grouped by coroutine and what they wait on, largest first.
+    pub groups: crate::capture::task_groups::TaskGroupsReport,
 }
 
 /// A reference to a task: names are not unique, addresses are.
@@ -187,6 +230,10 @@ pub struct StateReport {
     pub on_cpu: Option<bool>,
     /// How long the loop has been in this state, when it can be known from one look.
     pub for_ms: Option<f64>,
+    /// Was the interpreter collecting garbage at that moment (`None`: its GC state could not
+    /// be read), and which generation (`None`: not told).
+    pub gc_collecting: Option<bool>,
+    pub gc_generation: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -297,6 +344,14 @@ fn loop_report(l: &LoopView) -> LoopReport {
             },
             on_cpu: l.syscall.map(|s| s == Syscall::Running),
             for_ms: l.busy_for.map(|s| s * 1e3),
+            gc_collecting: match l.gc {
+                GcAt::Unknown => None,
+                at => Some(at.collecting()),
+            },
+            gc_generation: match l.gc {
+                GcAt::Collecting(g) => g,
+                _ => None,
+            },
         },
         ready: l.figures.ready,
         timers: TimersReport {
@@ -315,6 +370,67 @@ fn loop_report(l: &LoopView) -> LoopReport {
         }),
         stack: l.stack.iter().map(frame_report).collect(),
         tasks: l.tasks.as_ref().map(tasks_report),
+        executor: l.executor.as_ref().map(executor_report),
+        diagnoses: crate::analysis::diagnosis::for_snapshot(&crate::analysis::diagnosis::SnapshotInputs::new(l)),
+    }
+}
+
+fn executor_report(x: &ExecutorView) -> ExecutorReport {
+    ExecutorReport {
+        class: x.class_name.clone(),
+        address: format!("{:#x}", x.addr),
+        max_workers: x.max_workers,
+        workers: x.threads,
+        busy: x.busy,
+        queued: x.queued,
+        shutdown: x.shutdown,
+        saturated: x.saturated(),
+        threads: x
+            .workers
+            .iter()
+            .map(|w| WorkerReport {
+                name: w.name.clone(),
+                native_id: w.native_id,
+                state: w.state,
+                work: w.work.as_ref().map(frame_report),
+                at: w.at.as_ref().map(frame_report),
+            })
+            .collect(),
+    }
+}
+
+/// The executor's lines for a terminal.
+fn render_executor(out: &mut String, x: &ExecutorReport) {
+    let _ = writeln!(
+        out,
+        "  executor   {}: {}/{} workers busy (max_workers {}), {} work item{} queued{}{}",
+        e(&x.class),
+        x.busy,
+        x.workers,
+        x.max_workers,
+        x.queued,
+        if x.queued == 1 { "" } else { "s" },
+        if x.saturated { "; SATURATED" } else { "" },
+        if x.shutdown { "; shut down" } else { "" },
+    );
+    let width = x.threads.iter().map(|w| w.name.as_deref().map_or(1, |n| e(n).chars().count())).max().unwrap_or(1).clamp(1, 40);
+    for w in &x.threads {
+        let name = w.name.as_deref().map(e).unwrap_or("?".into());
+        let id = w.native_id.map(|n| format!(" ({n})")).unwrap_or_default();
+        let what = match (&w.work, &w.at) {
+            (Some(work), Some(at)) if at.function != work.function || at.file != work.file => {
+                format!("  {} in {}", frame_text(work), frame_text(at))
+            }
+            (Some(work), _) => format!("  {}", frame_text(work)),
+            (None, Some(at)) => format!("  in {}", frame_text(at)),
+            (None, None) => String::new(),
+        };
+        let state = match w.state {
+            WorkerState::Busy => "busy",
+            WorkerState::Idle => "idle",
+            WorkerState::Unknown => "?",
+        };
+        let _ = writeln!(out, "    {name:<width$}{id} {state:<4}{what}");
     }
 }
 
@@ -372,7 +488,42 @@ fn tasks_report(t: &LoopTasks) -> TasksReport {
             .collect(),
         tree: t.tree.iter().map(|n| tree(n, &task_ref)).collect(),
         cycles: t.cycles.iter().map(|c| c.iter().map(|a| task_ref(*a).name).collect()).collect(),
+        groups: crate::capture::task_groups::TaskGroupsReport::of(&t.groups, None),
     }
+}
+
+/// The task groups for a terminal: a heading, then one line per group.
+pub fn render_task_groups(out: &mut String, g: &crate::capture::task_groups::TaskGroupsReport, indent: &str) {
+    if g.groups.is_empty() {
+        return;
+    }
+    let how = if g.sampled {
+        format!("{} of {} examined, counts estimated", g.examined, g.pending)
+    } else {
+        format!("all {} examined", g.examined)
+    };
+    let _ = writeln!(out, "{indent}pending tasks by coroutine and what they wait on ({how}):");
+    for x in &g.groups {
+        let _ = writeln!(out, "{indent}  {}{:>6}  {}", if g.sampled { "~" } else { " " }, x.estimated, task_group_text(x));
+    }
+    if g.other_tasks > 0 {
+        let _ = writeln!(out, "{indent}  ({} examined tasks in smaller groups)", g.other_tasks);
+    }
+}
+
+/// `coroutine (file:line) waits on WHAT`, escaped for a terminal.
+pub fn task_group_text(x: &crate::capture::task_groups::TaskGroup) -> String {
+    let what = x.waits_on.label();
+    let object = match (&x.object, &x.object_name, &x.object_type) {
+        (Some(a), Some(name), _) => format!(" {} at {a} (all the same)", e(name)),
+        (Some(a), None, Some(tp)) => format!(" (all on one {} at {a})", e(tp)),
+        (Some(a), None, None) => format!(" (all on one object at {a})"),
+        (None, _, _) if x.objects > 1 => {
+            format!(" ({} distinct objects)", if x.objects >= 64 { "64+".to_string() } else { x.objects.to_string() })
+        }
+        _ => String::new(),
+    };
+    format!("{} ({}:{}) waits on {what}{object}", e(&x.function), e(&x.file), x.line)
 }
 
 /// The task table (and with `tree`, the await tree) for a terminal.
@@ -566,6 +717,9 @@ fn render_process(rep: &ProcessReport, tree: bool) -> String {
             _ => String::new(),
         };
         let _ = writeln!(out, "  state      {state}{how}");
+        if l.state.gc_collecting == Some(true) {
+            let _ = writeln!(out, "  gc         {}", gc_line(l.state.gc_generation));
+        }
         if let Some(cb) = &l.callback {
             let task = cb.task.as_ref().map(|t| format!(" in task \"{}\"", e(&t.name))).unwrap_or_default();
             let _ = writeln!(out, "  callback   {}{task}", e(&cb.qualname));
@@ -589,11 +743,39 @@ fn render_process(rep: &ProcessReport, tree: bool) -> String {
                 let _ = writeln!(out, "    {}", frame_text(f));
             }
         }
+        if let Some(x) = &l.executor {
+            render_executor(&mut out, x);
+        }
+        crate::output::report::diagnosis_lines(&mut out, &l.diagnoses, "  ");
         if let Some(t) = &l.tasks {
             render_tasks(&mut out, t, tree);
+            render_task_groups(&mut out, &t.groups, "  ");
         }
     }
+    render_other_threads(&mut out, rep);
     out
+}
+
+/// Threads shown in the text at most (the JSON lists them all).
+const OTHER_THREADS_SHOWN: usize = 20;
+
+/// The threads that run no loop (executor workers, ...), named, with their innermost frame.
+fn render_other_threads(out: &mut String, rep: &ProcessReport) {
+    let loop_threads: Vec<(Option<i32>, Option<&str>)> = rep.loops.iter().map(|l| (l.thread.native_id, l.thread.name.as_deref())).collect();
+    let others: Vec<&ThreadBrief> = rep.threads.iter().filter(|t| !loop_threads.contains(&(t.native_id, t.name.as_deref()))).collect();
+    if others.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nOther threads ({}):", others.len());
+    for t in others.iter().take(OTHER_THREADS_SHOWN) {
+        let id = t.native_id.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        let name = t.name.as_deref().map(|n| format!(" \"{}\"", e(n))).unwrap_or_default();
+        let top = t.top_frame.as_deref().map(|f| format!(": {}", e(f))).unwrap_or_default();
+        let _ = writeln!(out, "  {id}{}{name}{top}", host_tid_note(t.native_id, t.host_tid));
+    }
+    if others.len() > OTHER_THREADS_SHOWN {
+        let _ = writeln!(out, "  ... {} more (--json lists them all)", others.len() - OTHER_THREADS_SHOWN);
+    }
 }
 
 /// ` (host tid N)` when the thread's id in loopspy's PID namespace differs from the target's own.
@@ -601,5 +783,49 @@ fn host_tid_note(native_id: Option<i32>, host_tid: Option<i32>) -> String {
     match (native_id, host_tid) {
         (Some(n), Some(h)) if n != h => format!(" (host tid {h})"),
         _ => String::new(),
+    }
+}
+
+/// What `dump` says of a collection running at the moment of the look.
+pub fn gc_line(generation: Option<u8>) -> String {
+    match generation {
+        Some(g) => format!("collecting now (generation {g}): the loop waits for the garbage collector"),
+        None => "collecting now: the loop waits for the garbage collector".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names and frames from the target reach the terminal escaped.
+    #[test]
+    fn executor_lines_escape_what_the_target_named() {
+        let frame = FrameReport { function: "render\u{1b}[2J".into(), file: "/a\u{7}.py".into(), line: 3 };
+        let x = ExecutorReport {
+            class: "Pool\u{1b}]0;x\u{7}".into(),
+            address: "0x1".into(),
+            max_workers: 2,
+            workers: 2,
+            busy: 1,
+            queued: 5,
+            shutdown: false,
+            saturated: false,
+            threads: vec![
+                WorkerReport {
+                    name: Some("asyncio_0\u{1b}[31m".into()),
+                    native_id: Some(7),
+                    state: WorkerState::Busy,
+                    work: Some(frame.clone()),
+                    at: Some(frame),
+                },
+                WorkerReport { name: None, native_id: None, state: WorkerState::Unknown, work: None, at: None },
+            ],
+        };
+        let mut out = String::new();
+        render_executor(&mut out, &x);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("1/2 workers busy (max_workers 2), 5 work items queued"), "{out}");
+        assert_eq!(out.lines().count(), 3, "{out}");
     }
 }

@@ -113,6 +113,37 @@ pub struct Folded {
     pub roots: usize,
 }
 
+/// Which stacks a flame graph shows, and from where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct View {
+    /// Stacks start at the callback: the loop's own frames below it (`<module>`, `run`,
+    /// `run_until_complete`, `run_forever`, `_run_once`, `Handle._run`: as many as each
+    /// sample's `loop_frames` says) are folded away.
+    pub focus: bool,
+    /// Idle time (in select) is left out: widths are the loops' non-idle time.
+    pub hide_idle: bool,
+}
+
+impl View {
+    /// The four views, in the order the HTML page embeds them.
+    pub const ALL: [View; 4] = [
+        View { focus: false, hide_idle: false },
+        View { focus: true, hide_idle: false },
+        View { focus: false, hide_idle: true },
+        View { focus: true, hide_idle: true },
+    ];
+
+    /// Said under the flame graph's title when not the full view.
+    pub fn note(self) -> Option<&'static str> {
+        match (self.focus, self.hide_idle) {
+            (false, false) => None,
+            (true, false) => Some("focus (stacks from the callback)"),
+            (false, true) => Some("idle hidden"),
+            (true, true) => Some("focus, idle hidden"),
+        }
+    }
+}
+
 /// Which category each loop sample falls in (by index into `rec.samples`).
 pub fn categorize(rec: &Recording, analysis: &Analysis) -> Vec<Category> {
     rec.samples
@@ -154,6 +185,11 @@ pub type StackWeights = HashMap<(u32, u32, Option<Category>), u64>;
 /// Samples are summed per interned stack first, then each distinct stack is labelled once:
 /// the cost is one addition per sample plus one label per distinct frame.
 pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads: bool) -> Folded {
+    fold_view(rec, analysis, cwd, all_threads, View::default())
+}
+
+/// [`fold`] in a [`View`].
+pub fn fold_view(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads: bool, view: View) -> Folded {
     let categories = categorize(rec, analysis);
     let interval = rec.interval();
     let weight_us = |t: f64, next: Option<f64>| -> u64 {
@@ -174,7 +210,14 @@ pub fn fold(rec: &Recording, analysis: &Analysis, cwd: Option<&str>, all_threads
             *by_stack.entry((u32::MAX - s.thread, s.stack, None)).or_insert(0) += weight_us(s.t, next);
         }
     }
-    label(rec, &by_stack, analysis.threshold_ms, cwd)
+    let mut loop_frames: HashMap<u32, u16> = HashMap::new();
+    if view.focus {
+        for s in &rec.samples {
+            let n = loop_frames.entry(s.stack).or_insert(0);
+            *n = (*n).max(s.loop_frames);
+        }
+    }
+    label(rec, &by_stack, analysis.threshold_ms, cwd, view, &loop_frames)
 }
 
 /// The same fold from a stream that folded the samples as they came
@@ -187,11 +230,30 @@ pub fn fold_stream(
     threshold_ms: f64,
     cwd: Option<&str>,
 ) -> Folded {
+    fold_stream_view(rec, stream, threads, threshold_ms, cwd, View::default())
+}
+
+/// [`fold_stream`] in a [`View`].
+pub fn fold_stream_view(
+    rec: &Recording,
+    stream: &crate::analysis::stream::Stream,
+    threads: Option<&crate::analysis::stream::ThreadsFold>,
+    threshold_ms: f64,
+    cwd: Option<&str>,
+    view: View,
+) -> Folded {
     let mut by_stack: StackWeights = HashMap::new();
+    let mut loop_frames: HashMap<u32, u16> = HashMap::new();
     for i in 0..rec.loops.len() {
         let Some(l) = stream.loop_stream(i) else { continue };
         for ((stack, cat), us) in l.folded(rec, &stream.opts) {
             *by_stack.entry((i as u32, stack, Some(cat))).or_insert(0) += us;
+        }
+        if view.focus {
+            for (&stack, &n) in l.folded_loop_frames() {
+                let m = loop_frames.entry(stack).or_insert(0);
+                *m = (*m).max(n);
+            }
         }
     }
     if let Some(t) = threads {
@@ -199,12 +261,22 @@ pub fn fold_stream(
             *by_stack.entry((u32::MAX - thread, stack, None)).or_insert(0) += us;
         }
     }
-    label(rec, &by_stack, threshold_ms, cwd)
+    label(rec, &by_stack, threshold_ms, cwd, view, &loop_frames)
 }
 
 /// Label weighted stacks: the roots (with several processes, the process; then the thread and
-/// loop), the category, the frames from the root.
-fn label(rec: &Recording, by_stack: &StackWeights, threshold_ms: f64, cwd: Option<&str>) -> Folded {
+/// loop), the category, the frames from the root. In a focus view a loop's stack leaves out
+/// its outermost `loop_frames[stack]` frames (the loop's own: the most any sample with that
+/// stack said, so that folding from the samples and from a stream agree); hiding idle leaves
+/// out idle stacks.
+fn label(
+    rec: &Recording,
+    by_stack: &StackWeights,
+    threshold_ms: f64,
+    cwd: Option<&str>,
+    view: View,
+    loop_frames: &HashMap<u32, u16>,
+) -> Folded {
     // With several processes, each loop and thread sits under its process.
     let process_roots: Vec<String> = rec.processes.iter().map(|p| process_label(p, rec.started)).collect();
     let under = |process: Option<u16>, root: String| -> Vec<String> {
@@ -231,6 +303,9 @@ fn label(rec: &Recording, by_stack: &StackWeights, threshold_ms: f64, cwd: Optio
     let mut labels: HashMap<u32, String> = HashMap::new();
     let mut folded = Folded { stacks: HashMap::new(), roots: if rec.is_fleet() { 2 } else { 1 } };
     for (&(root, stack, cat), &us) in by_stack {
+        if view.hide_idle && cat == Some(Category::Idle) {
+            continue;
+        }
         let mut frames = Vec::new();
         match cat {
             Some(cat) => {
@@ -246,7 +321,11 @@ fn label(rec: &Recording, by_stack: &StackWeights, threshold_ms: f64, cwd: Optio
                 frames.extend(r.iter().cloned());
             }
         }
-        for &frame in rec.stacks.get(stack).iter().rev() {
+        let skip = match cat {
+            Some(_) if view.focus => loop_frames.get(&stack).copied().unwrap_or(0) as usize,
+            _ => 0,
+        };
+        for &frame in rec.stacks.get(stack).iter().rev().skip(skip) {
             frames.push(labels.entry(frame).or_insert_with(|| frame_label(rec.frames.get(frame), cwd)).clone());
         }
         *folded.stacks.entry((frames, cat)).or_insert(0) += us;
@@ -369,6 +448,8 @@ pub fn svg<W: Write>(folded: &Folded, header: &Header, threshold_ms: f64, out: W
     options.count_name = "µs".to_string();
     options.name_type = "".to_string();
     options.hash = true;
+    // A label cut short keeps its start (the function's name), not its end.
+    options.text_truncate_direction = inferno::flamegraph::TextTruncateDirection::Right;
     options.deterministic = true;
     options.palette_map = Some(&mut palette);
     options.func_frameattrs = FuncFrameAttrsMap::from_reader(attrs.as_bytes())?;
@@ -452,6 +533,55 @@ mod tests {
     fn labels_drop_collapsed_separators() {
         let f = StackFrame { function: "a;b\n\x1b[2J".into(), file: "/srv/x.py".into(), line: 3 };
         assert_eq!(frame_label(&f, None), "a\\x3bb\\n\\x1b[2J (/srv/x.py:3)");
+    }
+
+    #[test]
+    fn focus_folds_the_loops_frames_away_and_idle_can_be_hidden() {
+        use crate::analysis::metrics::{analyze, tests::script, Options};
+        // 100 Hz: idle, a 120 ms blocking run of `app_a`, idle, a 50 ms busy run of `app_b`.
+        let rec = script(100.0, "....aaaaaaaaaaaa....bbbbb...");
+        let a = analyze(&rec, &Options::default());
+        let lines = |view: View| {
+            let mut l = fold_view(&rec, &a, None, false, view).collapsed();
+            l.iter_mut().for_each(|x| *x = x.replace(" (asyncio/", " ("));
+            l
+        };
+        let blocked = "thread 1 (L);BLOCKING the loop (callbacks >= 100 ms)";
+        let busy = "thread 1 (L);busy (shorter callbacks, loop bookkeeping)";
+        let idle = "thread 1 (L);idle in select";
+        let run = "BaseEventLoop._run_once (base_events.py:1971);Handle._run (events.py:84)";
+        let full = lines(View::default());
+        assert_eq!(fold(&rec, &a, None, false).collapsed().len(), full.len());
+        let has = |ls: &[String], prefix: &str| ls.iter().any(|l| l.starts_with(prefix));
+        assert!(has(&full, &format!("{blocked};{run};app_a (/srv/app.py:10) ")), "{full:#?}");
+        assert!(has(&full, &format!("{busy};{run};app_b (/srv/app.py:20);decode (json/decoder.py:337) ")), "{full:#?}");
+        // Focus: the callback's frames only, under the category; idle keeps what is above the
+        // loop's own frames (the selector), and no stack keeps a loop frame.
+        let focus = lines(View { focus: true, hide_idle: false });
+        assert!(has(&focus, &format!("{blocked};app_a (/srv/app.py:10) ")), "{focus:#?}");
+        assert!(has(&focus, &format!("{busy};app_b (/srv/app.py:20);decode (json/decoder.py:337) ")), "{focus:#?}");
+        assert!(has(&focus, &format!("{idle} ")), "{focus:#?}");
+        assert!(!focus.iter().any(|l| l.contains("_run_once") || l.contains("Handle._run")), "{focus:#?}");
+        // The same time in every view but the one without idle, which drops exactly the idle.
+        let total = |v: View| fold_view(&rec, &a, None, false, v).stacks.values().sum::<u64>();
+        let idle_us: u64 = fold_view(&rec, &a, None, false, View::default())
+            .stacks
+            .iter()
+            .filter(|((_, c), _)| *c == Some(Category::Idle))
+            .map(|(_, w)| w)
+            .sum();
+        assert_eq!(idle_us, 11 * 10_000);
+        assert_eq!(total(View::default()), total(View { focus: true, hide_idle: false }));
+        for v in [View { focus: false, hide_idle: true }, View { focus: true, hide_idle: true }] {
+            assert_eq!(total(v) + idle_us, total(View::default()), "{v:?}");
+            assert!(!lines(v).iter().any(|l| l.starts_with(idle)), "{v:?}");
+        }
+        // The blocking frames stay red in the focused SVG.
+        let mut svg_out = Vec::new();
+        let header = Header { title: "t".into(), subtitle: "s".into() };
+        svg(&fold_view(&rec, &a, None, false, View { focus: true, hide_idle: true }), &header, 100.0, &mut svg_out).unwrap();
+        let text = String::from_utf8(svg_out).unwrap();
+        assert!(text.contains("class=\"loopspy-blocked\"><title>app_a (/srv/app.py:10): blocked the loop for 120 ms"), "{text}");
     }
 
     #[test]

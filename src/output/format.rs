@@ -12,6 +12,14 @@ pub enum RecordFormat {
     /// JSON lines, written as the recording goes: one per second and loop, one per episode as
     /// it ends, a last one at the end (docs/json-schema.md).
     Jsonl,
+    /// A Perfetto trace (`.pftrace`) for ui.perfetto.dev: blocking episodes as slices on each
+    /// loop's thread, lag, ready queue, busy share and pending tasks as counters, samples as
+    /// stacks (docs/perfetto.md).
+    Perfetto,
+    /// One self-contained HTML page: lag, ready queue, busy share and pending tasks over
+    /// time with each blocking episode as a span, above the flame graph (full or focused,
+    /// idle shown or hidden).
+    Html,
 }
 
 impl RecordFormat {
@@ -21,7 +29,9 @@ impl RecordFormat {
             "svg" => Some(RecordFormat::Svg),
             "json" => Some(RecordFormat::Json),
             "jsonl" | "ndjson" => Some(RecordFormat::Jsonl),
+            "html" | "htm" => Some(RecordFormat::Html),
             "txt" | "folded" | "collapsed" => Some(RecordFormat::Collapsed),
+            "pftrace" | "perfetto-trace" => Some(RecordFormat::Perfetto),
             _ => None,
         }
     }
@@ -32,6 +42,8 @@ impl RecordFormat {
             RecordFormat::Collapsed => "txt",
             RecordFormat::Json => "json",
             RecordFormat::Jsonl => "jsonl",
+            RecordFormat::Perfetto => "pftrace",
+            RecordFormat::Html => "html",
         }
     }
 

@@ -110,13 +110,12 @@ impl JsonlFeed {
                 out.push(loop_line(rec, i));
             }
             let Some(ls) = stream.loop_stream(i) else { continue };
-            // Episodes that ended (the stream keeps the last few; `dropped` counts the rest).
-            let total = ls.episodes_dropped() + ls.episodes().len() as u64;
+            // Episodes that ended since the last lines (the stream keeps the last few).
+            let total = ls.ended_total();
             let c = self.cursor(i);
             let new = (total - c.episodes.min(total)) as usize;
-            let kept = ls.episodes();
-            let from = kept.len() - new.min(kept.len());
-            for e in &kept[from..] {
+            let recent = ls.recent();
+            for e in recent.iter().skip(recent.len() - new.min(recent.len())) {
                 out.push(episode_line(e));
             }
             self.cursor(i).episodes = total;
@@ -147,6 +146,14 @@ impl JsonlFeed {
         let threshold = facts.threshold_ms / 1e3;
         let summaries = stream.summaries(rec, threshold);
         let mut episodes = 0u64;
+        let mut diagnoses = Vec::new();
+        for d in crate::analysis::diagnosis::for_loops(&summaries, rec) {
+            let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut v {
+                map.insert("loop".into(), json!(d.loop_index));
+            }
+            diagnoses.push(v);
+        }
         for (i, s) in summaries.iter().enumerate() {
             let written = self.cursor(i).windows;
             // The summary's windows start at the loop's first.
@@ -170,6 +177,7 @@ impl JsonlFeed {
             "samples": rec.total_samples(),
             "failed": rec.total_failures(),
             "episodes": episodes,
+            "diagnoses": diagnoses,
         })));
         out
     }

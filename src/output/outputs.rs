@@ -18,7 +18,7 @@ use super::format::RecordFormat;
 use crate::analysis::metrics::Analysis;
 use crate::base::error::Failure;
 use crate::capture::recording::Recording;
-use crate::output::flamegraph::{self, Header};
+use crate::output::flamegraph::{self, Header, View};
 use crate::output::report::{self, RecordReport};
 
 /// One output: a file (or standard output) in a format.
@@ -162,17 +162,51 @@ pub struct Rendering<'a> {
     pub all_threads: bool,
     /// The command line as shown (shortened, secrets redacted).
     pub command: &'a str,
-    /// The flame graph's stacks when they were folded as the samples came (a recording that
-    /// did not keep its samples); otherwise they are folded from `rec`.
-    pub folded: Option<&'a flamegraph::Folded>,
+    /// The stream that folded the flame graph's stacks as the samples came (a recording that
+    /// did not keep its samples), with the other threads' fold (`--all-threads`); without
+    /// it they are folded from `rec`.
+    pub stream: Option<(&'a crate::analysis::stream::Stream, Option<&'a crate::analysis::stream::ThreadsFold>)>,
+    /// The flame graph's view in the SVG and collapsed outputs (`--focus`, `--hide-idle`),
+    /// and the one the HTML page shows first.
+    pub view: View,
+    /// The recording with every sample (read back from its capture file) when `rec` holds
+    /// only the last ones (`record` lets samples go as it writes them): the Perfetto trace
+    /// draws each sample. `None`: `rec` holds them all, or they are gone.
+    pub full: Option<&'a Recording>,
 }
 
 impl Rendering<'_> {
-    fn folded(&self) -> std::borrow::Cow<'_, flamegraph::Folded> {
-        match self.folded {
-            Some(f) => std::borrow::Cow::Borrowed(f),
-            None => std::borrow::Cow::Owned(flamegraph::fold(self.rec, self.analysis, self.cwd, self.all_threads)),
+    fn folded(&self, view: View) -> flamegraph::Folded {
+        match self.stream {
+            Some((stream, threads)) => flamegraph::fold_stream_view(self.rec, stream, threads, self.analysis.threshold_ms, self.cwd, view),
+            None => flamegraph::fold_view(self.rec, self.analysis, self.cwd, self.all_threads, view),
         }
+    }
+
+    fn title(&self) -> String {
+        match &self.report.processes {
+            Some(p) => format!(
+                "loopspy: PID {} {} and its subprocesses ({} process{} with event loops)",
+                self.report.target.pid,
+                self.command,
+                p.len(),
+                if p.len() == 1 { "" } else { "es" }
+            ),
+            None => format!("loopspy: PID {} {}", self.report.target.pid, self.command),
+        }
+    }
+
+    /// The flame graph in a view, as an SVG document titled `title`.
+    fn flame_svg(&self, view: View, title: String) -> io::Result<Vec<u8>> {
+        let folded = self.folded(view);
+        let mut subtitle = report::headline(self.rec, self.analysis);
+        if let Some(note) = view.note() {
+            subtitle = format!("{subtitle} | {note}");
+        }
+        let header = Header { title, subtitle };
+        let mut out = Vec::new();
+        flamegraph::svg(&folded, &header, self.analysis.threshold_ms, &mut out)?;
+        Ok(out)
     }
 }
 
@@ -182,28 +216,31 @@ pub fn render(format: RecordFormat, r: &Rendering) -> io::Result<Vec<u8>> {
         RecordFormat::Json => serde_json::to_vec_pretty(r.report).map_err(io::Error::other)?,
         RecordFormat::Jsonl => super::jsonl::whole(r.rec, &start_facts(r)).into_bytes(),
         RecordFormat::Collapsed => {
-            let mut text = r.folded().collapsed().join("\n");
+            let mut text = r.folded(r.view).collapsed().join("\n");
             text.push('\n');
             text.into_bytes()
         }
-        RecordFormat::Svg => {
-            let folded = r.folded();
-            let header = Header {
-                title: match &r.report.processes {
-                    Some(p) => format!(
-                        "loopspy: PID {} {} and its subprocesses ({} process{} with event loops)",
-                        r.report.target.pid,
-                        r.command,
-                        p.len(),
-                        if p.len() == 1 { "" } else { "es" }
-                    ),
-                    None => format!("loopspy: PID {} {}", r.report.target.pid, r.command),
-                },
-                subtitle: report::headline(r.rec, r.analysis),
+        RecordFormat::Perfetto => super::perfetto::trace(&super::perfetto::Source {
+            rec: r.full.unwrap_or(r.rec),
+            analysis: r.analysis,
+            pid: r.report.target.pid,
+            command: &r.report.target.command,
+        }),
+        RecordFormat::Svg => r.flame_svg(r.view, r.title())?,
+        RecordFormat::Html => {
+            // The page's heading has the command line: the flame graphs' titles stay short.
+            let short = format!("loopspy: PID {}{}", r.report.target.pid, if r.rec.is_fleet() { " and its subprocesses" } else { "" });
+            let flames = View::ALL.iter().map(|&v| Ok((v, r.flame_svg(v, short.clone())?))).collect::<io::Result<Vec<_>>>()?;
+            let page = super::html::Page {
+                rec: r.rec,
+                analysis: r.analysis,
+                cwd: r.cwd,
+                title: &r.title(),
+                subtitle: &report::headline(r.rec, r.analysis),
+                flames,
+                initial: r.view,
             };
-            let mut out = Vec::new();
-            flamegraph::svg(&folded, &header, r.analysis.threshold_ms, &mut out)?;
-            out
+            super::html::page(&page).into_bytes()
         }
     })
 }

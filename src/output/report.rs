@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::analysis::metrics::{Analysis, BlockingFrame, LoopSummary};
+use crate::base::units::ms_text;
 use crate::capture::recording::{EndReason, LoopMeta, ProcessEnd, ProcessMeta, Recording};
 use crate::python::published::LayoutCheck;
 
@@ -86,10 +87,21 @@ pub struct LoopReport {
     pub meta: LoopMeta,
     #[serde(flatten)]
     pub summary: LoopSummary,
+    /// Why this loop is slow and what to do, most urgent first (empty when healthy).
+    pub diagnoses: Vec<crate::analysis::diagnosis::Diagnosis>,
+    /// The loop's pending tasks grouped by coroutine and what they wait on, at the last
+    /// grouping pass (absent when none was taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_groups: Option<crate::capture::task_groups::TaskGroupsReport>,
 }
 
 pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking_mode: bool) -> RecordReport {
-    let loop_report = |l: &LoopSummary| LoopReport { meta: rec.loops[l.loop_index as usize].clone(), summary: l.clone() };
+    let loop_report = |l: &LoopSummary| LoopReport {
+        meta: rec.loops[l.loop_index as usize].clone(),
+        summary: l.clone(),
+        diagnoses: analysis.diagnoses.iter().filter(|d| d.loop_index == l.loop_index).cloned().collect(),
+        task_groups: rec.task_groups.latest(l.loop_index).map(|g| crate::capture::task_groups::TaskGroupsReport::of(g, Some(rec.started))),
+    };
     let (loops, processes) = if rec.is_fleet() {
         let processes = rec
             .processes
@@ -98,13 +110,12 @@ pub fn build(target: TargetFacts, rec: &Recording, analysis: &Analysis, blocking
             .map(|(i, p)| {
                 let mine: Vec<&LoopSummary> =
                     analysis.loops.iter().filter(|l| rec.process_of_loop(l.loop_index) == Some(i as u16)).collect();
-                let episodes: Vec<&crate::analysis::metrics::Episode> = mine.iter().flat_map(|l| l.episodes.iter()).collect();
                 ProcessReport {
                     meta: p.clone(),
                     joined_s: p.joined - rec.started,
                     left_s: p.left.map(|t| t - rec.started),
+                    blocking_frames: crate::analysis::metrics::blocking_frames_of(mine.iter().copied()),
                     loops: mine.into_iter().map(loop_report).collect(),
-                    blocking_frames: crate::analysis::metrics::blocking_frames(&episodes),
                 }
             })
             .collect();
@@ -151,7 +162,7 @@ pub const RATE_WARN_SHARE: f64 = 0.9;
 pub fn achieved_hz(rec: &Recording) -> f64 {
     let spans = loop_spans(rec);
     let looks: u64 = spans.iter().map(|s| s.looks).sum();
-    let lived: f64 = spans.iter().map(|s| s.lived(rec.interval())).sum();
+    let lived: f64 = spans.iter().map(|s| rec.lived(s)).sum();
     if lived <= 0.0 {
         0.0
     } else {
@@ -239,20 +250,9 @@ pub fn warnings(rec: &Recording) -> Vec<String> {
     out
 }
 
-/// `12.3 ms`, `1.84 s`.
-pub fn duration_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{:.2} s", ms / 1e3)
-    } else if ms >= 10.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
-}
-
 /// The headline figures of one loop, on one line (flame graph subtitle, status lines).
 pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
-    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len()).sum();
+    let episodes: usize = analysis.loops.iter().map(|l| l.episodes.len() + l.episodes_omitted as usize).sum();
     let warned: String = warnings(rec).iter().map(|w| format!("{w} | ")).collect();
     if rec.is_fleet() {
         // The busiest loop and the worst lag stand for the fleet; the flame graph has each.
@@ -270,7 +270,7 @@ pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
             rec.loops.len(),
             if rec.loops.len() == 1 { "" } else { "s" },
             busiest.map(|l| l.busy_pct).unwrap_or(0.0),
-            duration_ms(lag),
+            ms_text(lag),
             episodes,
             if episodes == 1 { "" } else { "s" },
             analysis.threshold_ms
@@ -284,8 +284,8 @@ pub fn headline(rec: &Recording, analysis: &Analysis) -> String {
             rec.rate_hz,
             l.busy_pct,
             l.select_pct,
-            duration_ms(l.lag.p99_ms),
-            duration_ms(l.lag.max_ms),
+            ms_text(l.lag.p99_ms),
+            ms_text(l.lag.max_ms),
             episodes,
             if episodes == 1 { "" } else { "s" },
             analysis.threshold_ms
@@ -302,7 +302,7 @@ fn e(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// A loop's figures in the summary.
 fn loop_lines(out: &mut String, lr: &LoopReport, indent: &str) {
-    let LoopReport { meta, summary: l } = lr;
+    let LoopReport { meta, summary: l, .. } = lr;
     let _ = writeln!(
         out,
         "{indent}{} ({}): busy {:.1}%, idle in select {:.1}%, lag p50 {} p99 {} max {}, ready max {} (trend {:+.1}/s), {} blocking episode{}",
@@ -310,14 +310,22 @@ fn loop_lines(out: &mut String, lr: &LoopReport, indent: &str) {
         e(&meta.loop_class),
         l.busy_pct,
         l.select_pct,
-        duration_ms(l.lag.p50_ms),
-        duration_ms(l.lag.p99_ms),
-        duration_ms(l.lag.max_ms),
+        ms_text(l.lag.p50_ms),
+        ms_text(l.lag.p99_ms),
+        ms_text(l.lag.max_ms),
         l.ready.max,
         l.ready.trend_per_s,
-        l.episodes.len(),
-        if l.episodes.len() == 1 { "" } else { "s" }
+        l.episodes.len() + l.episodes_omitted as usize,
+        if l.episodes.len() + l.episodes_omitted as usize == 1 { "" } else { "s" }
     );
+    if l.episodes_omitted > 0 {
+        let _ = writeln!(
+            out,
+            "{indent}(the {} longest episodes are listed; {} shorter ones count in every figure and in the JSON lines)",
+            l.episodes.len(),
+            l.episodes_omitted
+        );
+    }
     if let Some(t) = &l.tasks {
         let _ = writeln!(
             out,
@@ -327,6 +335,18 @@ fn loop_lines(out: &mut String, lr: &LoopReport, indent: &str) {
             t.pending_trend_per_s,
             if t.truncated { " (registry cut at 1,000,000: lower bounds)" } else { "" }
         );
+    }
+    diagnosis_lines(out, &lr.diagnoses, indent);
+}
+
+/// Diagnoses for a terminal: the title, the evidence on one line, the next step (strings
+/// from the target escaped).
+pub fn diagnosis_lines(out: &mut String, diagnoses: &[crate::analysis::diagnosis::Diagnosis], indent: &str) {
+    for d in diagnoses {
+        let _ = writeln!(out, "{indent}DIAGNOSIS: {}", e(&d.title));
+        let evidence: Vec<String> = d.evidence.iter().map(|x| format!("{}: {}", e(&x.what), e(&x.value))).collect();
+        let _ = writeln!(out, "{indent}  evidence: {}", evidence.join("; "));
+        let _ = writeln!(out, "{indent}  next step: {}", e(&d.next_step));
     }
 }
 
@@ -389,15 +409,15 @@ pub fn summary(rep: &RecordReport, written: &[String]) -> String {
         let _ = writeln!(out, "  top blocking frames (>= {:.0} ms):", r.threshold_ms);
         for f in rep.blocking_frames.iter().take(5) {
             let how = if f.on_cpu { "on CPU".to_string() } else { format!("waiting in {}", f.waiting_in.as_deref().unwrap_or("?")) };
+            // The garbage collector has no file.
+            let place = if f.file.is_empty() { String::new() } else { format!(" ({}:{})", e(&f.file), f.line) };
             let _ = writeln!(
                 out,
-                "    {:>9}  {} x{}  {} ({}:{}), {how}",
-                duration_ms(f.blocked_ms),
+                "    {:>9}  {} x{}  {}{place}, {how}",
+                ms_text(f.blocked_ms),
                 if f.episodes == 1 { "episode" } else { "episodes" },
                 f.episodes,
                 e(&f.function),
-                e(&f.file),
-                f.line
             );
         }
     }
@@ -428,7 +448,26 @@ mod tests {
             callback: None,
             task: None,
             busy_for: None,
+            gc: crate::python::gc::GcAt::Unknown,
         }
+    }
+
+    /// Names from the target in a diagnosis reach the terminal escaped.
+    #[test]
+    fn diagnoses_are_escaped_for_the_terminal() {
+        use crate::analysis::diagnosis::{Diagnosis, Evidence, Kind};
+        let d = Diagnosis {
+            kind: Kind::SyncIo,
+            loop_index: 0,
+            title: "blocked in f\x1b[2J".into(),
+            evidence: vec![Evidence::new("blamed frame", "g\x1b]0;x\x07 (app.py:1)")],
+            next_step: "`await asyncio.to_thread(h\r\n, ...)`".into(),
+        };
+        let mut out = String::new();
+        diagnosis_lines(&mut out, &[d], "  ");
+        assert!(!out.contains('\x1b') && !out.contains('\x07') && !out.contains('\r'), "{out:?}");
+        assert_eq!(out.lines().count(), 3, "{out:?}");
+        assert!(out.starts_with("  DIAGNOSIS: blocked in f") && out.contains("evidence: blamed frame: g"), "{out:?}");
     }
 
     /// A main loop looked at every 10 ms for 10 s (one look in four failing), and 150 loops

@@ -51,6 +51,11 @@ pub fn threads<M: Memory>(r: &ObjectReader<M>, interp: u64, tasks: &[TaskId]) ->
         if !seen.insert(ts) || out.len() >= MAX_THREADS {
             return Err(Error::invalid(ts, "thread state list loops or is too long"));
         }
+        // A thread state freed while the list was walked (a thread ending) may have left a
+        // `next` that leads into the allocator's memory: every state names its interpreter.
+        if r.ptr(ts + l.thread.interp)? != interp {
+            return Err(Error::invalid(ts, "a thread state of the list is not this interpreter's: the list changed while read"));
+        }
         let ident = r.u64(ts + l.thread.thread_id)?;
         let native_id = match l.thread.native_thread_id {
             Some(off) => {
@@ -60,7 +65,8 @@ pub fn threads<M: Memory>(r: &ObjectReader<M>, interp: u64, tasks: &[TaskId]) ->
             None => tid_from_pthread(r, ident, &ns_tids),
         };
         let host_tid = native_id.and_then(|n| tasks.iter().find(|t| t.ns_tid == n)).map(|t| t.tid);
-        let running_loop = running_loop(r, ts).unwrap_or(None);
+        // Unreadable is not "no loop": the caller reads the list again.
+        let running_loop = running_loop(r, ts)?;
         out.push(PyThread { tstate: ts, ident, native_id, host_tid, running_loop });
         ts = r.ptr(ts + l.thread.next)?;
     }
@@ -268,4 +274,57 @@ impl CurrentTaskSource {
 /// The task that the loop running in `thread` is executing right now, if any.
 pub fn current_task<M: Memory>(r: &ObjectReader<M>, interp: u64, thread: &PyThread, event_loop: u64) -> Result<Option<u64>> {
     CurrentTaskSource::resolve(r, interp)?.task(r, thread, event_loop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::memory::FakeMemory;
+    use crate::python::layout::{for_version, PyVersion};
+
+    const INTERP: u64 = 0x5500_0000_0000;
+    const STATES: [u64; 3] = [0x5600_0000_1000, 0x5600_0000_3000, 0x5600_0000_5000];
+
+    /// An interpreter whose list holds three thread states (no loop running in any), the
+    /// second of which names `second_interp` as its interpreter.
+    fn memory(second_interp: u64) -> FakeMemory {
+        let l = for_version(PyVersion::new(3, 13)).unwrap();
+        let mut mem = FakeMemory::new();
+        let mut interp = vec![0u8; 0x4000];
+        interp[l.interp.threads_head as usize..][..8].copy_from_slice(&STATES[0].to_le_bytes());
+        mem.map(INTERP, interp);
+        for (i, ts) in STATES.iter().enumerate() {
+            let mut state = vec![0u8; 0x1000];
+            let next = STATES.get(i + 1).copied().unwrap_or(0);
+            state[l.thread.next as usize..][..8].copy_from_slice(&next.to_le_bytes());
+            let owner = if i == 1 { second_interp } else { INTERP };
+            state[l.thread.interp as usize..][..8].copy_from_slice(&owner.to_le_bytes());
+            state[l.thread.thread_id as usize..][..8].copy_from_slice(&(0x7f00_0000_0000u64 + i as u64).to_le_bytes());
+            state[l.thread.native_thread_id.unwrap() as usize..][..8].copy_from_slice(&(100i64 + i as i64).to_le_bytes());
+            mem.map(*ts, state);
+        }
+        mem
+    }
+
+    #[test]
+    fn a_whole_list_is_every_thread() {
+        let mem = memory(INTERP);
+        let r = ObjectReader::new(&mem, for_version(PyVersion::new(3, 13)).unwrap());
+        let threads = threads(&r, INTERP, &[]).unwrap();
+        assert_eq!(threads.iter().map(|t| t.tstate).collect::<Vec<_>>(), STATES);
+        assert_eq!(threads.iter().map(|t| t.native_id).collect::<Vec<_>>(), [Some(100), Some(101), Some(102)]);
+        assert!(threads.iter().all(|t| t.running_loop.is_none()));
+    }
+
+    /// A thread state freed while the list was walked is not a thread, and its `next` is not
+    /// the list's end: the walk fails, to be read again, rather than lose the threads after it.
+    #[test]
+    fn a_state_of_no_interpreter_is_a_torn_list() {
+        for other in [0, 0x7f00_dead_0000] {
+            let mem = memory(other);
+            let r = ObjectReader::new(&mem, for_version(PyVersion::new(3, 13)).unwrap());
+            let e = threads(&r, INTERP, &[]).unwrap_err();
+            assert!(e.to_string().contains("changed while read"), "{e}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
 pub mod frames;
+pub mod gc;
 pub mod interp;
 pub mod layout;
 pub mod lines;

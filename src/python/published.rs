@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::process::elf::ElfFile;
 use crate::process::mapped::{self, Mapping};
 use crate::process::memory::Memory;
-use crate::python::layout::{debug_offsets, CurrentTask, FrameChain, Layout, RunningLoop, StackBottom, TaskRegistry};
+use crate::python::layout::{debug_offsets, CurrentTask, FrameChain, GcHome, Layout, RunningLoop, StackBottom, TaskRegistry};
 use crate::python::reader::le;
 
 /// Largest offset we accept from the published tables (the biggest real one, the interpreter
@@ -248,6 +248,11 @@ fn field_of<'a>(l: &'a mut Layout, name: &str) -> Option<&'a mut u64> {
         "unicode_object.asciiobject_size" => &mut l.str.ascii_data,
         "unicode_object.compactunicodeobject_size" => &mut l.str.compact_data,
         "gen_object.gi_name" => &mut l.coro.name,
+        "interpreter_state.gc" => match &mut l.gc.home {
+            GcHome::Interp { offset } => offset,
+            GcHome::Runtime { .. } => return None,
+        },
+        "gc.collecting" => &mut l.gc.collecting,
         "asyncio_task_object.task_name" => &mut l.asyncio.task_name,
         "asyncio_task_object.task_coro" => &mut l.asyncio.task_coro,
         "asyncio_task_object.task_awaited_by" => &mut l.asyncio.awaited_by.as_mut()?.field,

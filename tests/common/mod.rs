@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod diagnosis;
+pub mod serve;
 pub mod truth;
 
 /// A Python interpreter the tests can run targets with.
@@ -499,4 +501,49 @@ pub fn http_exchange(mut c: std::net::TcpStream, path: &str, keep_alive: bool) -
 pub fn http_get(port: u16, path: &str) -> std::io::Result<()> {
     let c = std::net::TcpStream::connect(("127.0.0.1", port))?;
     http_exchange(c, path, false).map(|_| ())
+}
+
+/// As in scripts/perfetto-schema.sh.
+const PERFETTO_SCHEMA: &str = "0.59.1-7.36.2";
+
+/// Perfetto's compiled trace schema (PyPI's perfetto + protobuf, installed by
+/// scripts/perfetto-schema.sh): the Python it is for and the directory to put on PYTHONPATH.
+/// `None` after a loud skip when it is missing outside CI (recorded in the matrix for a test
+/// of one Python `version`); under CI a missing schema fails.
+pub fn perfetto_schema(test: &str, version: Option<&str>) -> Option<(PathBuf, PathBuf)> {
+    let cache = std::env::var_os("LOOPSPY_CACHE").map(PathBuf::from).unwrap_or_else(|| home().join(".cache/loopspy"));
+    let dir = cache.join("perfetto").join(PERFETTO_SCHEMA);
+    let python = fs::read_to_string(dir.join("python")).ok().map(|p| PathBuf::from(p.trim()));
+    match python {
+        Some(py) if py.exists() && dir.join("perfetto/protos/perfetto/trace/perfetto_trace_pb2.py").exists() => Some((py, dir)),
+        _ if in_ci() => panic!("CI=true but Perfetto's schema is not in {}; run scripts/perfetto-schema.sh", dir.display()),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: Perfetto's schema (PyPI perfetto + protobuf) is not in {}; run scripts/perfetto-schema.sh",
+                dir.display()
+            );
+            if let Some(version) = version {
+                record(test, version, "stock", "skipped (no perfetto schema)");
+            }
+            None
+        }
+    }
+}
+
+/// tests/tools/check_pftrace.py with `args`, under Perfetto's schema.
+pub fn pftrace_checker(schema: &(PathBuf, PathBuf), args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(&schema.0)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/check_pftrace.py"))
+        .args(args)
+        .env("PYTHONPATH", &schema.1)
+        .output()
+        .unwrap()
+}
+
+/// The checker's account of a Perfetto trace (processes, threads, slices, counters, samples);
+/// it must accept the trace.
+pub fn check_pftrace(schema: &(PathBuf, PathBuf), trace: &Path) -> Value {
+    let out = pftrace_checker(schema, &[trace.as_os_str()]);
+    assert!(out.status.success(), "check_pftrace rejects {}:\n{}", trace.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -22,8 +22,9 @@ Patterns (function: what it does; the kind of wait the sampler must see):
   block_gc            a full garbage collection of many cycles              on CPU
 
 Ground truth (JSON, loop.time() seconds), written when the schedule is done; then the process
-exits: blocks [{function, kind, start, end, blocked_share}] (blocked_share: the share of the
-block the thread was neither on a CPU nor waiting for one, from /proc/thread-self/schedstat), jitter (the heartbeat's worst lateness outside
+exits: blocks [{function, kind, start, end, blocked_share, gc_share}] (blocked_share: the share of the
+block the thread was neither on a CPU nor waiting for one, from /proc/thread-self/schedstat;
+gc_share: the share the garbage collector ran, timed by gc.callbacks), jitter (the heartbeat's worst lateness outside
 the blocks), and the task name of the coroutine block.
 
     corpus.py TRUTH.json [--uvloop] [--only NAME,NAME]
@@ -73,24 +74,45 @@ def measured(kind):
     return wrap
 
 
+# Seconds spent in garbage collections so far (every collection, timed by gc.callbacks).
+gc_seconds = [0.0]
+_gc_started = [None]
+
+
+def on_gc(phase, _info):
+    if phase == "start":
+        _gc_started[0] = time.monotonic()
+    elif _gc_started[0] is not None:
+        gc_seconds[0] += time.monotonic() - _gc_started[0]
+        _gc_started[0] = None
+
+
+gc.callbacks.append(on_gc)
+
+
 def schedstat():
     """This thread's (time on a CPU, time waiting for one) in seconds, from the kernel's
-    scheduler statistics; None where the kernel keeps none."""
+    scheduler statistics, and the seconds collections took so far (`gc_seconds`); the
+    first two None where the kernel keeps none."""
     try:
         with open("/proc/thread-self/schedstat") as f:
             run, wait = f.read().split()[:2]
-        return int(run) / 1e9, int(wait) / 1e9
+        return int(run) / 1e9, int(wait) / 1e9, gc_seconds[0]
     except (OSError, ValueError):
-        return None
+        return None, None, gc_seconds[0]
 
 
 def block(function, kind, t0, s0, loop):
-    """One block's truth: its times, and the share of it the thread spent neither running
-    nor runnable (blocked in the kernel: what a sampler sees as "waiting", state S or D)."""
+    """One block's truth: its times, the share of it the thread spent neither running
+    nor runnable (blocked in the kernel: what a sampler sees as "waiting", state S or D),
+    and the share the garbage collector ran (a big json.loads allocates enough to trigger
+    collections: a sampler may rightly blame those)."""
     end, s1 = loop.time(), schedstat()
     b = {"function": function, "kind": kind, "start": t0, "end": end}
-    if s0 is not None and s1 is not None and end > t0:
+    if s0[0] is not None and s1[0] is not None and end > t0:
         b["blocked_share"] = max(0.0, 1.0 - ((s1[0] - s0[0]) + (s1[1] - s0[1])) / (end - t0))
+    if end > t0:
+        b["gc_share"] = (s1[2] - s0[2]) / (end - t0)
     return b
 
 

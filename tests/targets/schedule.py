@@ -11,6 +11,8 @@ tasks tick. Ground truth written at the end (JSON, loop.time() seconds):
   blocks: [{function, kind: "sleep"|"cpu", start, end}]
   heartbeat: max lateness; busy: intervals outside select (stock loop: the selector's
   select is wrapped) or of our own callbacks (uvloop); ready_burst: len(ready) while blocked;
+  timers_due_after_burst: timers due when that block ended, which may join the burst in the
+  ready queue for the moment before the loop runs it;
   runqueue: [(loop.time(), seconds this thread has waited for a CPU so far)] every 50 ms,
   from /proc/thread-self/schedstat (empty where the kernel keeps no statistics): time the
   loop was runnable but not running, which a sampler rightly sees as busy (not in epoll)
@@ -32,6 +34,7 @@ select_intervals = []
 callback_intervals = []
 runqueue = []
 ready_burst = [None]
+timers_due = [None]
 
 
 def sleepy(loop):
@@ -90,6 +93,8 @@ async def driver(loop):
             ready_burst[0] = truth.loop_facts(loop)["ready"]
         if step.endswith("sleep"):
             sleepy(loop)
+            if step == "burst+sleep":
+                timers_due[0] = truth.due_timers(loop)
         else:
             cpu_burn(loop)
         await asyncio.sleep(GAP)
@@ -101,6 +106,7 @@ async def driver(loop):
         select_intervals=select_intervals,
         callback_intervals=callback_intervals + [(b["start"], b["end"]) for b in blocks],
         ready_burst=ready_burst[0],
+        timers_due_after_burst=timers_due[0],
         runqueue=runqueue,
         task="driver",
         # The intervals above stop here: compare busy time only up to this moment.

@@ -65,6 +65,23 @@ def epoll_watched_fds():
     return counts[0] if len(counts) == 1 else None
 
 
+def timer_handles(loop):
+    """The loop's timer handles (for uvloop, found through gc.get_referents)."""
+    if is_uvloop(loop):
+        refs = gc.get_referents(loop)
+        sets = [r for r in refs if type(r) is set and r and all(type(t).__name__ == "TimerHandle" for t in r)]
+        return list(sets[0]) if sets else []
+    return list(loop._scheduled)
+
+
+def due_timers(loop):
+    """Live timers due by now: each may put a callback in the ready queue (the stock loop
+    moves the handle itself; uvloop runs it, and a sleep it ends queues the task's step) in
+    the moment before the loop runs that queue."""
+    now = loop.time()
+    return sum(1 for t in timer_handles(loop) if not t.cancelled() and t.when() <= now)
+
+
 def loop_facts(loop):
     """What the test compares exactly: measured here, by the loop's own API (for uvloop,
     whose fields are not visible from Python, through gc.get_referents and the kernel)."""
@@ -77,8 +94,7 @@ def loop_facts(loop):
         refs = gc.get_referents(loop)
         ready = [r for r in refs if type(r) is collections.deque]
         assert len(ready) == 1, "expected one deque (_ready) in uvloop.Loop"
-        timer_sets = [r for r in refs if type(r) is set and r and all(type(t).__name__ == "TimerHandle" for t in r)]
-        timers = timer_sets[0] if timer_sets else set()
+        timers = timer_handles(loop)
         live = [t.when() for t in timers if not t.cancelled()]
         facts.update(ready=len(ready[0]), timers=len(timers), earliest_live_when=min(live) if live else None,
                      fds=epoll_watched_fds(), selector=None)

@@ -606,6 +606,25 @@ int main(void) {
 #endif
     S(_PyRuntimeState);
 
+    /* ---- garbage collector state (loopspy: GC pauses) --------------------- */
+#if V(3, 9)
+    ON("PyInterpreterState.gc", PyInterpreterState, gc);
+#else
+    ON("_PyRuntimeState.gc", _PyRuntimeState, gc);
+#endif
+    ON("_gc_runtime_state.collecting", struct _gc_runtime_state, collecting);
+    ON("_gc_runtime_state.generation_stats", struct _gc_runtime_state, generation_stats);
+    ON("_gc_runtime_state.generations", struct _gc_runtime_state, generations);
+    SN("gc_generation", struct gc_generation);
+    ON("gc_generation.count", struct gc_generation, count);
+#if !V(3, 15)
+    SN("gc_generation_stats", struct gc_generation_stats);
+    ON("gc_generation_stats.collections", struct gc_generation_stats, collections);
+#else
+    ON("_gc_runtime_state.frame", struct _gc_runtime_state, frame);
+#endif
+    SN("_gc_runtime_state", struct _gc_runtime_state);
+
     /* ---- _Py_DebugOffsets initialiser values (3.13+) ---------------------- */
 #if defined(LOOPSPY_HAVE_DBGOFF_PRINT)
     printf("# _Py_DebugOffsets initialiser values (cookie \"%.8s\")\n", dbg.cookie);

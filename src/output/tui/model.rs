@@ -6,16 +6,37 @@
 //! samples and check the screen.
 
 use crate::analysis::metrics::{self, is_busy, BlockingFrame, Episode, LoopSummary};
-use crate::analysis::stream::Stream;
+use crate::analysis::stream::{Stream, StreamOptions};
 use crate::asyncio::eventloop::LoopKind;
+use crate::base::units::ms_text;
 use crate::capture::recording::{EndReason, ProcessEnd, Recording, ThreadActivity};
 use crate::capture::task_pane::TaskPane;
-use crate::output::report::duration_ms;
+use crate::output::tui::keys::THRESHOLDS;
 
 /// How many seconds the charts look back.
 pub const WINDOW_SECS: f64 = 60.0;
-/// Blocking episodes kept per loop for the tables (the oldest are dropped after that).
-pub const EPISODES_KEPT: usize = 10_000;
+/// Blocking episodes kept per loop for the list of recent ones (the oldest are dropped after
+/// that, still counted and summed in the frames table): each is a few hundred bytes, and a
+/// redraw copies them.
+pub const EPISODES_KEPT: usize = 2_000;
+
+/// The live figures `top` keeps from the start of `rec` (or `r`), in memory that stays the
+/// same however long it runs: the last [`WINDOW_SECS`] windows, the last [`EPISODES_KEPT`]
+/// episodes of every threshold `+`/`-` reaches, and those it drops summed by frame at each
+/// threshold the view can show (`threshold`, given at the start, and [`THRESHOLDS`]).
+pub fn live_stream(rec: &Recording, threshold: f64) -> Stream {
+    let opts = StreamOptions {
+        keep_threshold: THRESHOLDS[0].min(threshold),
+        max_episodes: Some(EPISODES_KEPT),
+        max_windows: Some(WINDOW_SECS as usize + 2),
+        // The last ones, not the longest: `max_episodes` bounds them.
+        max_listed: None,
+        ..StreamOptions::for_recording(rec, THRESHOLDS[0].min(threshold), 1.0)
+    };
+    let mut at = THRESHOLDS.to_vec();
+    at.push(threshold);
+    Stream::new(opts).keeping_dropped_at(&at)
+}
 
 /// Which loop the dashboard shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +209,8 @@ pub struct TopModel {
     pub busy_now_pct: f64,
     pub frames: Vec<BlockingFrame>,
     /// Most recent first.
+    /// Blocking episodes at the threshold since the start (or `r`), kept or not.
+    pub episodes_total: u64,
     pub episodes: Vec<Episode>,
     /// The selected episode's stack, innermost first, as text lines.
     pub stack: Vec<String>,
@@ -196,6 +219,15 @@ pub struct TopModel {
     pub tasks: Option<TaskPane>,
     /// What makes the figures less trustworthy (many failed looks, a low rate).
     pub warning: Option<String>,
+    /// The shown loop's most urgent diagnosis (`analysis::diagnosis`) over the session, as
+    /// one line with its next step (escaped), and how many more there are.
+    pub diagnosis: Option<String>,
+}
+
+/// A diagnosis on one line: `DIAGNOSIS: title. Next: step` (strings escaped).
+fn diagnosis_text(d: &crate::analysis::diagnosis::Diagnosis, more: usize) -> String {
+    let more = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+    format!("DIAGNOSIS: {}{more}. Next: {}", e(&d.title), e(&d.next_step))
 }
 
 fn activity_text(a: ThreadActivity) -> String {
@@ -303,6 +335,8 @@ fn state_line(
         };
         let frame = match run.as_ref().and_then(|r| r.blame.as_ref()) {
             _ if last.state == crate::asyncio::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
+            // The garbage collector has no file.
+            Some(b) if b.file.is_empty() => e(&b.function).into_owned(),
             Some(b) => {
                 format!("{} ({}:{})", e(&b.function), e(crate::output::flamegraph::short_path(&b.file, target.cwd.as_deref())), b.line)
             }
@@ -312,12 +346,12 @@ fn state_line(
         let blocked = busy_ms >= ui.threshold * 1e3;
         let word = if blocked { "BLOCKED" } else { "busy" };
         StateLine {
-            text: format!("{word} {} in {frame}{task}, {}", duration_ms(busy_ms), activity_text(last.activity)),
+            text: format!("{word} {} in {frame}{task}, {}", ms_text(busy_ms), activity_text(last.activity)),
             severity: if blocked { Severity::Alert } else { Severity::Warn },
         }
     } else {
         let lag = match last.lag_ms() {
-            Some(ms) => duration_ms(ms),
+            Some(ms) => ms_text(ms),
             None => "unknown".to_string(),
         };
         let what = match rec.loops.get(shown).map(|l| l.loop_kind) {
@@ -329,9 +363,9 @@ fn state_line(
             .map(|ep| {
                 format!(
                     " | last blocked {} ago: {} {}",
-                    duration_ms((last.t - ep.end).max(0.0) * 1e3),
+                    ms_text((last.t - ep.end).max(0.0) * 1e3),
                     e(&ep.function),
-                    duration_ms(ep.duration_ms)
+                    ms_text(ep.duration_ms)
                 )
             })
             .unwrap_or_default();
@@ -374,9 +408,8 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
     };
     let position = candidates.iter().position(|l| *l == shown).unwrap_or(0);
     let summary = analysis.loops.get(shown);
-    // The frames table: the loop shown's episodes.
-    let shown_episodes: Vec<&Episode> = summary.map(|l| l.episodes.iter().collect()).unwrap_or_default();
-    let mut frames = metrics::blocking_frames(&shown_episodes);
+    // The frames table: the loop shown's episodes (those no longer kept summed by frame).
+    let mut frames = metrics::blocking_frames_of(summary);
     sort_frames(&mut frames, ui.sort);
     for f in &mut frames {
         f.file = e(crate::output::flamegraph::short_path(&f.file, target.cwd.as_deref())).into_owned();
@@ -434,6 +467,7 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
         ready_now: last.map(|s| s.ready).unwrap_or(0),
         busy_now_pct,
         frames,
+        episodes_total: summary.map_or(0, |l| l.episodes.len() as u64 + l.episodes_omitted),
         episodes,
         stack,
         threshold_ms: ui.threshold * 1e3,
@@ -448,28 +482,33 @@ pub fn build(rec: &Recording, stream: &Stream, target: &TargetInfo, ui: &UiState
             p
         }),
         warning: crate::output::report::warnings(rec).into_iter().next(),
+        diagnosis: {
+            let mine: Vec<_> = analysis.diagnoses.iter().filter(|d| d.loop_index as usize == shown).collect();
+            mine.first().map(|d| diagnosis_text(d, mine.len() - 1))
+        },
     }
 }
 
 /// One plain line of headline figures (for `top` when stdout is not a terminal).
 pub fn plain_line(model: &TopModel, clock: &str) -> String {
     let tasks = model.tasks.as_ref().map(|t| format!(" | {} pending tasks", t.counts.pending)).unwrap_or_default();
+    let diagnosis = model.diagnosis.as_ref().map(|d| format!(" | {d}")).unwrap_or_default();
     format!(
-        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {}{tasks} | {} blocking episode{} | top {}",
+        "{clock} {} | busy {:.0}% | lag now {} p99 {} | ready {}{tasks} | {} blocking episode{} | top {}{diagnosis}",
         model.state.text,
         model.busy_now_pct,
-        duration_ms(model.lag_now_ms),
-        duration_ms(model.lag_p99_ms),
+        ms_text(model.lag_now_ms),
+        ms_text(model.lag_p99_ms),
         model.ready_now,
-        model.episodes.len(),
-        if model.episodes.len() == 1 { "" } else { "s" },
+        model.episodes_total,
+        if model.episodes_total == 1 { "" } else { "s" },
         model
             .frames
             .first()
             .map(|f| format!(
                 "{} ({} in {} episode{})",
                 f.function,
-                duration_ms(f.blocked_ms),
+                ms_text(f.blocked_ms),
                 f.episodes,
                 if f.episodes == 1 { "" } else { "s" }
             ))
@@ -499,8 +538,8 @@ impl WorkerNow {
         match self {
             WorkerNow::Starting => "waiting for the first sample".into(),
             WorkerNow::Idle => "idle".into(),
-            WorkerNow::Busy { ms, function } => format!("busy {} in {function}", duration_ms(*ms)),
-            WorkerNow::Blocked { ms, function, waiting_in } => format!("BLOCKED {} in {function}, {waiting_in}", duration_ms(*ms)),
+            WorkerNow::Busy { ms, function } => format!("busy {} in {function}", ms_text(*ms)),
+            WorkerNow::Blocked { ms, function, waiting_in } => format!("BLOCKED {} in {function}, {waiting_in}", ms_text(*ms)),
             WorkerNow::Stopped => "STOPPED (SIGSTOP or a debugger)".into(),
             WorkerNow::Gone(ProcessEnd::Exited) => "gone (exited)".into(),
             WorkerNow::Gone(ProcessEnd::Exec) => "gone (exec)".into(),
@@ -557,7 +596,8 @@ pub fn overview(rec: &Recording, stream: &Stream, root: &TargetInfo, ui: &UiStat
             let streams: Vec<_> = loops.iter().filter_map(|l| stream.loop_stream(*l)).collect();
             let lag_now_ms = streams.iter().filter_map(|s| s.last().and_then(|x| x.lag_ms())).reduce(f64::max);
             let busy_now_pct = streams.iter().map(|s| s.busy_now_pct(&stream.opts)).fold(0.0, f64::max);
-            let episodes = loops.iter().filter_map(|l| analysis.loops.get(*l)).map(|l| l.episodes.len()).sum();
+            let episodes =
+                loops.iter().filter_map(|l| analysis.loops.get(*l)).map(|l| l.episodes.len() + l.episodes_omitted as usize).sum();
             let now = match meta.end {
                 Some(end) => WorkerNow::Gone(end),
                 None => worker_now(rec, stream, &loops, ui.threshold, root.cwd.as_deref()),
@@ -606,6 +646,7 @@ fn worker_now(rec: &Recording, stream: &Stream, loops: &[usize], threshold: f64,
     let run = l.current_run(rec, &stream.opts);
     let function = match run.as_ref().and_then(|r| r.blame.as_ref()) {
         _ if last.state == crate::asyncio::loopstate::LoopState::Loop => "event-loop bookkeeping".to_string(),
+        Some(b) if b.file.is_empty() => e(&b.function).into_owned(),
         Some(b) => format!("{} ({}:{})", e(&b.function), e(crate::output::flamegraph::short_path(&b.file, cwd)), b.line),
         None => "<no Python frame>".into(),
     };
@@ -628,7 +669,7 @@ pub fn plain_overview(ov: &Overview, clock: &str) -> Vec<String> {
                 r.command,
                 r.now.text(),
                 r.busy_now_pct,
-                r.lag_now_ms.map(duration_ms).unwrap_or_else(|| "unknown".into()),
+                r.lag_now_ms.map(ms_text).unwrap_or_else(|| "unknown".into()),
                 r.episodes,
                 if r.episodes == 1 { "" } else { "s" },
             )

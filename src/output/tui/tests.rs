@@ -48,6 +48,7 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
             callback: busy.then_some(0xbeef),
             task: busy.then_some(task),
             busy_for: None,
+            gc: crate::python::gc::GcAt::Unknown,
         });
     };
     for _ in 0..(idle_s * 100.0) as usize {
@@ -71,6 +72,61 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
 /// The live figures of a recording, as `top` keeps them (every threshold's episodes kept).
 fn stream(rec: &Recording) -> Stream {
     Stream::over(rec, StreamOptions::for_recording(rec, crate::output::tui::keys::THRESHOLDS[0], 1.0))
+}
+
+/// A long run: more episodes than `top` keeps (and of two functions, the older one blocking
+/// longer), streamed as `top` streams it: the counts, the frames table and the headline
+/// still cover every episode, at the threshold given and at those `+`/`-` reach; the list
+/// holds the last ones.
+#[test]
+fn a_long_run_keeps_counting_what_it_no_longer_lists() {
+    let mut rec = recording(0.1, 0.0, false);
+    let old =
+        rec.intern_stack(&[frame("old_handler", "/srv/app/old.py", 7), frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84)]);
+    let new =
+        rec.intern_stack(&[frame("new_handler", "/srv/app/new.py", 9), frame("Handle._run", "/usr/lib/python3.12/asyncio/events.py", 84)]);
+    let idle = rec.samples[0].stack;
+    let (n_old, n_new) = (model::EPISODES_KEPT + 300, model::EPISODES_KEPT / 2);
+    let mut t = rec.ended;
+    let mut push = |rec: &mut Recording, stack: u32, busy: bool, id: u64| {
+        let mut s = rec.samples[0];
+        (s.t, s.stack, s.state, s.callback) = (t, stack, if busy { LoopState::Callback } else { LoopState::Idle }, busy.then_some(id));
+        s.activity = if busy { ThreadActivity::OnCpu } else { ThreadActivity::Waiting(232) };
+        rec.samples.push(s);
+        t += 0.01;
+    };
+    // 300 ms blocks of the old handler, then 150 ms blocks of the new one, 50 ms apart.
+    for i in 0..n_old + n_new {
+        let (stack, len) = if i < n_old { (old, 30) } else { (new, 15) };
+        for _ in 0..len {
+            push(&mut rec, stack, true, i as u64);
+        }
+        for _ in 0..5 {
+            push(&mut rec, idle, false, 0);
+        }
+    }
+    rec.ended = t;
+    let mut live = model::live_stream(&rec, 0.1);
+    for s in &rec.samples {
+        live.push(&rec, s);
+    }
+    let target = TargetInfo::default();
+    for (threshold, old_count, new_count) in [(0.1, n_old, n_new), (0.2, n_old, 0)] {
+        let m = model::build(&rec, &live, &target, &UiState::new(threshold, false), 100.0, None);
+        assert_eq!(m.episodes_total, (old_count + new_count) as u64, "at {threshold} s");
+        assert!(m.episodes.len() <= model::EPISODES_KEPT, "{}", m.episodes.len());
+        let row = |f: &str| m.frames.iter().find(|r| r.function == f).map(|r| (r.episodes, r.blocked_ms.round() as u64));
+        assert_eq!(row("old_handler").map(|r| r.0), Some(old_count as u32), "at {threshold} s: {:?}", m.frames);
+        assert_eq!(row("new_handler").map(|r| r.0), (new_count > 0).then_some(new_count as u32), "at {threshold} s");
+        // The old handler blocked longest in all: first in the table, as in the headline.
+        assert_eq!(m.frames[0].function, "old_handler");
+        let line = model::plain_line(&m, "03:15:02Z");
+        assert!(line.contains(&format!("{} blocking episodes", old_count + new_count)), "{line}");
+        assert!(line.contains("top old_handler (") && line.contains(&format!("in {old_count} episodes)")), "{line}");
+    }
+    // The list holds the newest: the new handler's.
+    let m = model::build(&rec, &live, &target, &UiState::new(0.1, false), 100.0, None);
+    assert_eq!(m.episodes[0].function, "new_handler");
 }
 
 fn build(rec: &Recording, target: &TargetInfo, ui: &UiState, pane: Option<&crate::capture::task_pane::TaskPane>) -> model::TopModel {
@@ -112,6 +168,14 @@ fn blocked_now_at_80x24() {
     assert!(s.contains("(now)"), "the ongoing episode is marked:\n{s}");
     assert!(s.contains("q quit"), "{s}");
     assert_eq!(s.lines().count(), 24);
+    // The one episode (over 1 s, waiting in recvfrom) is diagnosed, under the state line.
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("DIAGNOSIS: synchronous I/O on the loop: 1.8"))
+        .unwrap_or_else(|| panic!("no diagnosis:\n{s}"));
+    assert!(lines[at - 1].contains("BLOCKED"), "{s}");
+    assert!(lines[at].contains("socket I/O"), "{s}");
 }
 
 #[test]
@@ -197,6 +261,12 @@ fn plain_line_has_the_headline_figures() {
     let line = model::plain_line(&m, "03:15:02Z");
     assert!(line.starts_with("03:15:02Z BLOCKED 1.8") && line.contains(" s in fetch_user"), "{line}");
     assert!(line.contains("ready 40") && line.contains("1 blocking episode"), "{line}");
+    assert!(line.contains(" | DIAGNOSIS: synchronous I/O on the loop: ") && line.contains("Next: use the loop's streams"), "{line}");
+    // One short block in 10 s: no diagnosis.
+    let rec = recording(10.0, 0.15, true);
+    let m = build(&rec, &TargetInfo::default(), &UiState::new(0.1, false), None);
+    assert_eq!(m.diagnosis, None);
+    assert!(!model::plain_line(&m, "03:15:02Z").contains("DIAGNOSIS"));
 }
 
 #[test]
@@ -223,6 +293,29 @@ fn task_pane_counts_rows_and_filter() {
         ],
         matching: 2,
         age_s: 0.4,
+        groups: Some(crate::capture::task_groups::TaskGroupSample {
+            t: 0.0,
+            loop_index: 0,
+            pending: 12_000,
+            examined: 1000,
+            sampled: true,
+            unreadable: 0,
+            groups: vec![crate::capture::task_groups::TaskGroup {
+                function: "handle\u{1b}[31m".into(),
+                file: "web.py".into(),
+                line: 12,
+                waits_on: crate::asyncio::tasks::WaitKind::Semaphore,
+                via: None,
+                examined: 990,
+                estimated: 11_880,
+                objects: 1,
+                object: Some("0x7f00".into()),
+                object_type: Some("Semaphore".into()),
+                object_name: None,
+            }],
+            other_tasks: 10,
+            cost_ms: 20.0,
+        }),
     };
     let target = TargetInfo::default();
     let m = build(&rec, &target, &ui, Some(&pane));
@@ -233,6 +326,8 @@ fn task_pane_counts_rows_and_filter() {
     assert!(s.contains("12000 pending, 2 done, 1 cancelled, 2 matching \"req\""), "{s}");
     assert!(s.contains("request-17") && s.contains(">= 42.00 s") && s.contains("Queue.get (asyncio/queues.py:158)"), "{s}");
     assert!(s.contains("request-3") && s.contains("RUNNING"), "{s}");
+    // The largest group above the list, its name from the target escaped.
+    assert!(s.contains("(1000 of 12000 examined)") && s.contains("~ 11880 handle\\x1b[31m (web.py:12) waits on asyncio.Semaphore"), "{s}");
     assert!(model::plain_line(&m, "x").contains("12000 pending tasks"));
 }
 
@@ -267,6 +362,7 @@ fn several_loops_the_worst_is_shown_and_named() {
                 callback: busy.then_some(0xc0de),
                 task: None,
                 busy_for: None,
+                gc: crate::python::gc::GcAt::Unknown,
             });
         }
     }
@@ -319,6 +415,7 @@ fn fleet_recording() -> Recording {
         callback: busy_since.map(|b| 0xbeef + (b * 10.0) as u64),
         task: None,
         busy_for: None,
+        gc: crate::python::gc::GcAt::Unknown,
     };
     for i in 0..150 {
         let s = i as f64 / 100.0;

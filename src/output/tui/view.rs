@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, List, ListItem, ListState, P
 use ratatui::Frame;
 
 use super::model::{Focus, Overview, Pane, Severity, TopModel, UiState};
-use crate::output::report::duration_ms;
+use crate::base::units::ms_text;
 
 /// Styles that degrade to plain text without colour (`NO_COLOR`, dumb terminals).
 struct Palette {
@@ -58,11 +58,17 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
     let chart_h = if tall { 9 } else { 5 };
     let header_lines = if m.header.chars().count() + 12 > area.width as usize { 2 } else { 1 };
     let state_lines = if m.state.text.chars().count() > area.width as usize { 2 } else { 1 };
+    // The diagnosis: up to 2 lines (3 on a tall screen), cut after that.
+    let diagnosis_lines = match &m.diagnosis {
+        None => 0,
+        Some(d) => ((d.chars().count().div_ceil((area.width as usize).max(1))) as u16).clamp(1, if tall { 3 } else { 2 }),
+    };
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
             Constraint::Length(header_lines),
             Constraint::Length(state_lines),
+            Constraint::Length(diagnosis_lines),
             Constraint::Length(chart_h),
             Constraint::Fill(1),
             Constraint::Fill(1),
@@ -76,6 +82,10 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
         rows[0],
     );
     f.render_widget(Paragraph::new(m.state.text.as_str()).style(p.severity(m.state.severity)).wrap(Wrap { trim: true }), rows[1]);
+    if let Some(d) = &m.diagnosis {
+        f.render_widget(Paragraph::new(d.as_str()).style(p.severity(Severity::Warn)).wrap(Wrap { trim: true }), rows[2]);
+    }
+    let rows = [rows[0], rows[1], rows[3], rows[4], rows[5], rows[6]];
 
     // Charts: the last minute, one bar per second.
     let charts = Layout::default()
@@ -86,7 +96,7 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
         let w = inner.width.saturating_sub(2) as usize;
         data[data.len().saturating_sub(w)..].to_vec()
     };
-    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    let compact = |ms: f64| ms_text(ms).replace(' ', "");
     let lag_title = format!("lag {}, peak {}", compact(m.lag_now_ms), compact(m.lag_peak_ms));
     let ready_title = format!("ready {}, peak {}", m.ready_now, m.ready_max.iter().max().copied().unwrap_or(0));
     let busy_title = format!("busy {:.0}% (per s)", m.busy_now_pct);
@@ -111,7 +121,7 @@ pub fn draw(f: &mut Frame, m: &TopModel, ui: &UiState) {
         .map(|fr| {
             Row::new(vec![
                 Cell::from(fr.function.clone()),
-                Cell::from(format!("{}:{}", fr.file, fr.line)),
+                Cell::from(if fr.file.is_empty() { String::new() } else { format!("{}:{}", fr.file, fr.line) }),
                 Cell::from(compact(fr.blocked_ms)),
                 Cell::from(fr.episodes.to_string()),
                 Cell::from(compact(fr.longest_ms)),
@@ -179,7 +189,7 @@ pub fn draw_overview(f: &mut Frame, ov: &Overview, ui: &UiState) {
             .wrap(Wrap { trim: true }),
         rows[0],
     );
-    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    let compact = |ms: f64| ms_text(ms).replace(' ', "");
     let header = Row::new(["PID", "command", "lag now", "busy", "episodes", "now"]).style(Style::default().add_modifier(Modifier::BOLD));
     let table_rows: Vec<Row> = ov
         .rows
@@ -244,7 +254,7 @@ fn draw_tasks(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette
         .rows
         .iter()
         .map(|r| {
-            let age = if r.running { "RUNNING".to_string() } else { format!(">= {}", duration_ms(r.pending_for_s * 1e3)) };
+            let age = if r.running { "RUNNING".to_string() } else { format!(">= {}", ms_text(r.pending_for_s * 1e3)) };
             Row::new(vec![Cell::from(r.name.clone()), Cell::from(age), Cell::from(r.at.clone())])
         })
         .collect();
@@ -252,11 +262,33 @@ fn draw_tasks(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette
         .header(header)
         .block(block(&title))
         .style(p.fg(Color::Reset));
-    f.render_widget(table, area);
+    // The largest groups of pending tasks above the list, when the pane has room.
+    let lines = task_group_lines(t, area.height.saturating_sub(8) as usize);
+    if lines.is_empty() {
+        f.render_widget(table, area);
+        return;
+    }
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([Constraint::Length(lines.len() as u16 + 2), Constraint::Fill(1)])
+        .split(area);
+    let heading = match &t.groups {
+        Some(g) if g.sampled => format!("Pending tasks by coroutine and what they wait on ({} of {} examined)", g.examined, g.pending),
+        _ => "Pending tasks by coroutine and what they wait on".to_string(),
+    };
+    f.render_widget(Paragraph::new(lines.into_iter().map(Line::raw).collect::<Vec<_>>()).block(block(&heading)), parts[0]);
+    f.render_widget(table, parts[1]);
+}
+
+/// At most `room` (and 4) lines, one per group, largest first (escaped for the terminal).
+fn task_group_lines(t: &crate::capture::task_pane::TaskPane, room: usize) -> Vec<String> {
+    let Some(g) = &t.groups else { return Vec::new() };
+    let approx = if g.sampled { "~" } else { "" };
+    g.groups.iter().take(room.min(4)).map(|x| format!("{approx}{:>6} {}", x.estimated, crate::output::dump::task_group_text(x))).collect()
 }
 
 fn draw_episodes(f: &mut Frame, m: &TopModel, ui: &UiState, area: Rect, p: &Palette) {
-    let compact = |ms: f64| duration_ms(ms).replace(' ', "");
+    let compact = |ms: f64| ms_text(ms).replace(' ', "");
     // Recent episodes and the selected one's stack.
     let bottom = Layout::default()
         .direction(Direction::Horizontal)

@@ -16,6 +16,7 @@ const PY313: &[(&str, u64)] = &[
     ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 88),
+    ("interpreter_state.gc", 80),
     ("thread_state.next", 168),
     ("thread_state.interp", 176),
     ("thread_state.current_frame", 184),
@@ -46,12 +47,14 @@ const PY313: &[(&str, u64)] = &[
     ("unicode_object.state", 544),
     ("unicode_object.length", 552),
     ("unicode_object.asciiobject_size", 560),
+    ("gc.collecting", 576),
 ];
 
 const PY314: &[(&str, u64)] = &[
     ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 96),
+    ("interpreter_state.gc", 88),
     ("thread_state.next", 192),
     ("thread_state.interp", 200),
     ("thread_state.current_frame", 208),
@@ -85,6 +88,7 @@ const PY314: &[(&str, u64)] = &[
     ("unicode_object.state", 624),
     ("unicode_object.length", 632),
     ("unicode_object.asciiobject_size", 640),
+    ("gc.collecting", 656),
     ("gen_object.gi_name", 672),
 ];
 
@@ -92,6 +96,7 @@ const PY315: &[(&str, u64)] = &[
     ("runtime_state.interpreters_head", 40),
     ("interpreter_state.threads_head", 72),
     ("interpreter_state.imports_modules", 96),
+    ("interpreter_state.gc", 88),
     ("thread_state.next", 192),
     ("thread_state.interp", 200),
     ("thread_state.current_frame", 208),
@@ -130,6 +135,7 @@ const PY315: &[(&str, u64)] = &[
     ("unicode_object.length", 728),
     ("unicode_object.asciiobject_size", 736),
     ("unicode_object.compactunicodeobject_size", 744),
+    ("gc.collecting", 760),
     ("gen_object.gi_name", 800),
 ];
 
@@ -237,7 +243,7 @@ pub const ASYNCIO_SECTIONS: &[(&str, u64)] = &[("asyncio_task_object", 0), ("asy
 pub fn width(field: &str) -> u64 {
     match field {
         "interpreter_frame.owner" | "asyncio_task_object.task_is_task" | "asyncio_task_object.task_awaited_by_is_set" => 1,
-        "code_object.firstlineno" | "unicode_object.state" => 4,
+        "code_object.firstlineno" | "unicode_object.state" | "gc.collecting" => 4,
         "pyobject.size" | "unicode_object.asciiobject_size" | "unicode_object.compactunicodeobject_size" => 0,
         _ => 8,
     }

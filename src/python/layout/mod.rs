@@ -50,6 +50,23 @@ pub struct Layout {
     pub thread: ThreadLayout,
     pub interp: InterpLayout,
     pub asyncio: AsyncioLayout,
+    /// `queue.SimpleQueue`: a `ThreadPoolExecutor`'s work queue.
+    pub simple_queue: SimpleQueueLayout,
+    pub gc: GcLayout,
+}
+
+/// `queue.SimpleQueue` (`simplequeueobject` in CPython's `Modules/_queuemodule.c`, a private
+/// struct: offsets read from the source of each version and checked on live queues, see
+/// `tests/executor.rs`). `basicsize` is the type's `tp_basicsize`, checked before a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimpleQueueLayout {
+    /// ≤ 3.12: `{PyObject_HEAD; lock; int locked; PyObject *lst; Py_ssize_t lst_pos; ...}`:
+    /// the items are `lst[lst_pos:]`, so the depth is `len(lst) - lst_pos`.
+    List { basicsize: u64, lst: u64, lst_pos: u64 },
+    /// 3.13+: `{PyObject_HEAD; bool has_threads_waiting; RingBuf buf; ...}` with
+    /// `RingBuf {put_idx, get_idx, items, items_cap, num_items}`: the depth is `num_items`
+    /// (at most `items_cap`).
+    Ring { basicsize: u64, items_cap: u64, num_items: u64 },
 }
 
 /// `PyObject` / `PyVarObject` header.
@@ -374,6 +391,30 @@ pub struct InterpLayout {
     /// `_PyRuntimeState.interpreters.head`: where `_PyRuntime` (an exported symbol) keeps the
     /// newest interpreter, the main one unless subinterpreters were made.
     pub runtime_head: u64,
+}
+
+/// Where the cyclic garbage collector's state lives (`struct _gc_runtime_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcHome {
+    /// 3.8: `_PyRuntime.gc`, at this offset of `_PyRuntimeState`.
+    Runtime { offset: u64 },
+    /// 3.9+: `PyInterpreterState.gc` (published by 3.13+ as `interpreter_state.gc`).
+    Interp { offset: u64 },
+}
+
+/// `struct _gc_runtime_state`: is a collection running, and which generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcLayout {
+    pub home: GcHome,
+    /// `collecting` (an int): 1 from before the "start" callbacks to after the "stop" ones.
+    pub collecting: u64,
+    /// `generations[NUM_GENERATIONS]`: where the array starts, the size of one
+    /// `struct gc_generation`, and where its `count` (an int) is in it. A collection of
+    /// generation N sets the counts of generations 0..=N to 0 and adds one to N+1's before it
+    /// starts: which counts are zero tells the generation being collected.
+    pub generations: u64,
+    pub generation_size: u64,
+    pub count: u64,
 }
 
 /// Where the task running on a loop is recorded.

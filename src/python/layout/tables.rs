@@ -78,6 +78,12 @@ const fn asyncio(
 /// task_awaited_by_is_set).
 const AWAITED_BY_314: AwaitedBy = AwaitedBy { field: 96, is_task: 108, is_set: 109 };
 
+/// `struct _gc_runtime_state` (`struct gc_generation` is 24 bytes, its `count` at 20, in
+/// every version).
+const fn gc(home: GcHome, collecting: u64, generations: u64) -> GcLayout {
+    GcLayout { home, collecting, generations, generation_size: 24, count: 20 }
+}
+
 const SUSPENDED_311: &[i8] = &[-1];
 const SUSPENDED_313: &[i8] = &[-2, -1];
 const SUSPENDED_315: &[i8] = &[1, 2, 3];
@@ -120,6 +126,8 @@ pub const PY38: Layout = Layout {
     thread: thread(152, 176, None, HOLDER),
     interp: InterpLayout { threads_head: 8, modules: 56, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 72, 112, 120, 104, TaskRegistry::AllTasksWeakSet),
+    simple_queue: SimpleQueueLayout::List { basicsize: 56, lst: 32, lst_pos: 40 },
+    gc: gc(GcHome::Runtime { offset: 344 }, 200, 24),
 };
 
 pub const PY39: Layout = Layout {
@@ -127,6 +135,7 @@ pub const PY39: Layout = Layout {
     types: types(864),
     interp: InterpLayout { threads_head: 8, modules: 856, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 80, 152, 160, 144, TaskRegistry::AllTasksWeakSet),
+    gc: gc(GcHome::Interp { offset: 616 }, 200, 24),
     ..PY38
 };
 
@@ -149,6 +158,7 @@ pub const PY310: Layout = Layout {
     },
     interp: InterpLayout { threads_head: 8, modules: 856, runtime_head: 32 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 160, 168, 152, TaskRegistry::AllTasksWeakSet),
+    gc: gc(GcHome::Interp { offset: 616 }, 200, 24),
     ..PY38
 };
 
@@ -188,6 +198,7 @@ pub const PY311: Layout = Layout {
     thread: thread(128, 152, Some(160), HOLDER),
     interp: InterpLayout { threads_head: 16, modules: 888, runtime_head: 40 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::AllTasksWeakSet),
+    gc: gc(GcHome::Interp { offset: 648 }, 200, 24),
     ..PY310
 };
 
@@ -219,6 +230,7 @@ pub const PY312: Layout = Layout {
     thread: thread(112, 136, Some(144), RunningLoop::InDict),
     interp: InterpLayout { threads_head: 72, modules: 944, runtime_head: 40 },
     asyncio: asyncio(CurrentTask::ModuleDict, 88, 136, 144, 128, TaskRegistry::ScheduledAndEager),
+    gc: gc(GcHome::Interp { offset: 112 }, 200, 24),
     ..PY311
 };
 
@@ -232,6 +244,8 @@ pub const PY313: Layout = Layout {
     thread: thread(128, 152, Some(160), RunningLoop::Field { offset: 304 }),
     interp: InterpLayout { threads_head: 7344, modules: 7656, runtime_head: 632 },
     asyncio: asyncio(CurrentTask::ModuleDict, 96, 120, 128, 112, TaskRegistry::ScheduledAndEager),
+    simple_queue: SimpleQueueLayout::Ring { basicsize: 72, items_cap: 48, num_items: 56 },
+    gc: gc(GcHome::Interp { offset: 7400 }, 200, 24),
     ..PY312
 };
 
@@ -264,6 +278,7 @@ pub const PY314: Layout = Layout {
             TaskRegistry::LinkedLists { task_node: 152, thread_head: 880, interp_head: 10880 },
         )
     },
+    gc: gc(GcHome::Interp { offset: 7408 }, 192, 24),
     ..PY313
 };
 
@@ -285,6 +300,7 @@ pub const PY315: Layout = Layout {
             TaskRegistry::LinkedLists { task_node: 152, thread_head: 1048, interp_head: 10856 },
         )
     },
+    gc: gc(GcHome::Interp { offset: 7400 }, 112, 8),
     ..PY314
 };
 
