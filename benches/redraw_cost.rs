@@ -36,6 +36,7 @@ fn main() {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: Some("EpollSelector".into()),
+        found: None,
     };
     let start = 1000.0;
     let mut rec = Recording::new(rate, vec![meta], start);

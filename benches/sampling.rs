@@ -274,6 +274,7 @@ fn synthesize(n: usize) -> (Recording, usize) {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: Some("EpollSelector".into()),
+        found: None,
     };
     let mut rec = Recording::new(1000.0, vec![meta], 1000.0);
     let mut idle = Vec::new();

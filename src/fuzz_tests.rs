@@ -143,7 +143,7 @@ proptest! {
     fn loop_spans_counted_as_they_come_equal_a_fresh_count(
         ops in proptest::collection::vec((0u8..6, 0u16..3, 0u32..40, any::<bool>()), 0..300),
     ) {
-        let meta = |i: i32| LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = |i: i32| LoopMeta::test(i);
         let mut rec = Recording::new(100.0, vec![meta(0)], 10.0);
         let mut t = 10.0;
         for (op, lp, n, look) in ops {
@@ -243,7 +243,7 @@ proptest! {
         window in prop_oneof![Just(1.0), Just(0.5), Just(0.0)],
     ) {
         let metas: Vec<LoopMeta> = (0..2)
-            .map(|i| LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None })
+            .map(LoopMeta::test)
             .collect();
         let mut rec = Recording::new(rate, metas, 10.0);
         let frames = |i: u16| -> Vec<StackFrame> {
@@ -431,7 +431,7 @@ proptest! {
         rate in prop_oneof![Just(10.0), Just(100.0), Just(1000.0)],
         threshold_ms in 1.0f64..500.0,
     ) {
-        let meta = LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta::test(1);
         let mut rec = Recording::new(rate, vec![meta], 10.0);
         let stacks: Vec<u32> = (0..4)
             .map(|i| rec.intern_stack(&[StackFrame { function: format!("f{i}").into(), file: "/app/x.py".into(), line: i }]))

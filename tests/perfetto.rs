@@ -322,6 +322,7 @@ fn subprocesses_get_a_process_track_each() {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: None,
+        found: None,
     };
     let mut rec = Recording::new(100.0, vec![meta(Some(100)), meta(Some(201)), meta(None)], 1000.0);
     let process = |pid: i32, command: &[&str]| ProcessMeta {

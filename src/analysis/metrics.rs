@@ -606,7 +606,6 @@ pub fn analysis_of(stream: &Stream, rec: &Recording, threshold: f64) -> Analysis
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::asyncio::eventloop::LoopKind;
     use crate::capture::recording::{LoopMeta, ThreadActivity};
     use crate::python::frames::StackFrame;
 
@@ -618,8 +617,7 @@ pub(crate) mod tests {
     /// `.` idle; `a`/`b` busy in callback A/B on CPU (in `app_a` / `app_b`); `s` busy in
     /// callback S sleeping (in `sleeper`); `?` unknown.
     pub(crate) fn script(rate: f64, s: &str) -> Recording {
-        let meta =
-            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta::test(1);
         let mut rec = Recording::new(rate, vec![meta], 100.0);
         let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
         let loop_frames = [
@@ -674,8 +672,7 @@ pub(crate) mod tests {
         assert!(!is_library_file("/srv/app/db.py"));
         assert!(!is_library_file("/srv/lib/python3x/app.py"));
         // Blame: stacks innermost first; the last two frames are the loop's own.
-        let meta =
-            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta::test(1);
         let mut rec = Recording::new(100.0, vec![meta], 0.0);
         let json = frame("decode", "/usr/lib/python3.12/json/decoder.py", 1);
         let app = frame("parse_report", "/srv/app.py", 2);

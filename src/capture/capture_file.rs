@@ -685,6 +685,7 @@ mod tests {
             loop_class: "L".into(),
             loop_kind: LoopKind::Selector,
             selector: None,
+            found: None,
         };
         let mut rec = Recording::new(100.0, vec![meta], 10.0);
         let a = rec.intern_stack(&[StackFrame { function: "f;\u{1b}".into(), file: "/a.py".into(), line: 3 }]);

@@ -316,6 +316,11 @@ pub struct LoopMeta {
     pub loop_class: String,
     pub loop_kind: LoopKind,
     pub selector: Option<String>,
+    /// When loopspy found the loop (target clock, as the samples): it lived from then at the
+    /// latest, whenever its first look came (a look that stops 2,000 threads first may come
+    /// seconds later). Absent in captures written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<f64>,
 }
 
 /// A process of a recording that follows a parent and its descendants (`--subprocesses`).
@@ -479,6 +484,21 @@ impl Default for LoopSpan {
     }
 }
 
+#[cfg(test)]
+impl LoopMeta {
+    /// A selector loop of class `L` on thread `native_id`, for tests.
+    pub(crate) fn test(native_id: i32) -> LoopMeta {
+        LoopMeta {
+            native_id: Some(native_id),
+            thread_name: None,
+            loop_class: "L".into(),
+            loop_kind: LoopKind::Selector,
+            selector: None,
+            found: None,
+        }
+    }
+}
+
 impl LoopSpan {
     fn add(&mut self, t: f64, failed: bool) {
         self.looks += 1;
@@ -498,8 +518,11 @@ impl LoopSpan {
     /// start and end (`within`) when it was looked at within two periods of them: a loop that
     /// lived through the recording lived its whole duration. The period is the asked interval,
     /// or the mean spacing of the looks when the sampler fell behind it (each look of a
-    /// `--blocking` recording of 2,000 threads takes 40 ms, not 10).
-    pub fn lived(&self, interval: f64, within: (f64, f64)) -> f64 {
+    /// `--blocking` recording of 2,000 threads takes 40 ms, not 10). A loop `found` before
+    /// its first look lived from then (or from the recording's start, if found before it):
+    /// the first look of a recording that stops 2,000 threads may come seconds after its
+    /// start, too late to tell by the period.
+    pub fn lived(&self, interval: f64, within: (f64, f64), found: Option<f64>) -> f64 {
         if self.looks == 0 {
             return 0.0;
         }
@@ -507,7 +530,11 @@ impl LoopSpan {
         let spacing = if self.looks > 1 { spread / (self.looks - 1) as f64 } else { 0.0 };
         let period = interval.max(spacing);
         let (start, end) = within;
-        let from = if self.first - start <= 2.0 * period { start.min(self.first) } else { self.first };
+        let from = match found {
+            _ if self.first - start <= 2.0 * period => start.min(self.first),
+            Some(f) if f <= self.first => f.max(start),
+            _ => self.first,
+        };
         let to = if end - self.last <= 2.0 * period { end.max(self.last) } else { self.last + period };
         (to - from).max(period)
     }
@@ -709,9 +736,10 @@ impl Recording {
         (self.ended - self.started).max(0.0)
     }
 
-    /// How long a loop of this recording lived, as [`LoopSpan::lived`] counts it.
-    pub fn lived(&self, span: &LoopSpan) -> f64 {
-        span.lived(self.interval(), (self.started, self.ended))
+    /// How long the recording's loop `index` lived (its looks in `span`), as
+    /// [`LoopSpan::lived`] counts it.
+    pub fn lived(&self, index: usize, span: &LoopSpan) -> f64 {
+        span.lived(self.interval(), (self.started, self.ended), self.loops.get(index).and_then(|m| m.found))
     }
 
     /// The nominal interval between samples.
@@ -861,7 +889,7 @@ mod tests {
     use super::*;
 
     fn meta(i: i32) -> LoopMeta {
-        LoopMeta { native_id: Some(i), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None }
+        LoopMeta::test(i)
     }
 
     fn sample(rec: &mut Recording, t: f64, name: &str, task: &str) -> Sample {
@@ -897,14 +925,23 @@ mod tests {
         };
         let whole = (100.0, 102.0);
         // Through the recording: its duration, whatever the spacing.
-        assert!((span(200, 100.0, 0.01).lived(0.01, whole) - 2.0).abs() < 1e-9);
-        assert!((span(49, 100.003, 0.0408).lived(0.01, whole) - 2.0).abs() < 1e-9);
+        assert!((span(200, 100.0, 0.01).lived(0.01, whole, None) - 2.0).abs() < 1e-9);
+        assert!((span(49, 100.003, 0.0408).lived(0.01, whole, None) - 2.0).abs() < 1e-9);
         // Came and went in the middle: one period past its last look.
-        assert!((span(100, 100.5, 0.01).lived(0.01, whole) - 1.0).abs() < 1e-9);
-        assert!((span(10, 100.5, 0.04).lived(0.01, whole) - 0.4).abs() < 1e-9);
+        assert!((span(100, 100.5, 0.01).lived(0.01, whole, None) - 1.0).abs() < 1e-9);
+        assert!((span(10, 100.5, 0.04).lived(0.01, whole, None) - 0.4).abs() < 1e-9);
         // Looked at once.
-        assert!((span(1, 101.0, 0.0).lived(0.01, whole) - 0.01).abs() < 1e-9);
-        assert_eq!(LoopSpan::default().lived(0.01, whole), 0.0);
+        assert!((span(1, 101.0, 0.0).lived(0.01, whole, None) - 0.01).abs() < 1e-9);
+        assert_eq!(LoopSpan::default().lived(0.01, whole, None), 0.0);
+        // Found before the recording started, first looked at 2.6 s in (stopping 2,000
+        // threads took that long), after the 2 s asked: all of it.
+        assert!((span(1, 102.6, 0.0).lived(0.01, (100.0, 102.6), Some(99.9)) - 2.6).abs() < 1e-9);
+        assert!((span(3, 101.0, 0.5).lived(0.01, (100.0, 102.0), Some(99.9)) - 2.0).abs() < 1e-9);
+        // Found in the middle (a refresh of the thread list), looked at a second later and
+        // then on time to the end: from when it was found.
+        assert!((span(50, 101.5, 0.01).lived(0.01, (100.0, 102.0), Some(100.5)) - 1.5).abs() < 1e-9);
+        // A `found` after the first look (a loop's next run on the same thread) says nothing.
+        assert!((span(100, 100.5, 0.01).lived(0.01, whole, Some(100.7)) - 1.0).abs() < 1e-9);
     }
 
     /// A copy fed deltas in steps ends equal to the recording they came from, ids and all.

@@ -194,6 +194,7 @@ impl Sampler {
                         loop_class: probe.class_name.clone(),
                         loop_kind: probe.kind,
                         selector,
+                        found: Some(self.now()),
                     });
                     self.own.push((metas.len() - 1) as u16);
                     (metas.len() - 1) as u16

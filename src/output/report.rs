@@ -162,7 +162,7 @@ pub const RATE_WARN_SHARE: f64 = 0.9;
 pub fn achieved_hz(rec: &Recording) -> f64 {
     let spans = loop_spans(rec);
     let looks: u64 = spans.iter().map(|s| s.looks).sum();
-    let lived: f64 = spans.iter().map(|s| rec.lived(s)).sum();
+    let lived: f64 = spans.iter().enumerate().map(|(i, s)| rec.lived(i, s)).sum();
     if lived <= 0.0 {
         0.0
     } else {
@@ -481,6 +481,7 @@ mod tests {
             loop_class: "L".into(),
             loop_kind: LoopKind::Selector,
             selector: None,
+            found: None,
         };
         let mut rec = Recording::new(100.0, (0..151).map(meta).collect(), 0.0);
         for k in 0..1000 {

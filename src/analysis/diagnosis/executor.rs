@@ -201,12 +201,10 @@ fn names_text(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asyncio::eventloop::LoopKind;
     use crate::capture::recording::{LoopMeta, WorkerSample};
 
     fn rec_with(reads: &[(f64, u64, u32)]) -> Recording {
-        let meta =
-            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta::test(1);
         let mut rec = Recording::new(100.0, vec![meta], 0.0);
         let f = rec.frames.intern(StackFrame { function: "render_export_sync".into(), file: "/srv/app.py".into(), line: 40 });
         for (t, queued, busy) in reads {

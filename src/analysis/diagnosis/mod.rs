@@ -90,7 +90,7 @@ const PRODUCERS: &[Producer] =
 /// Every diagnosis of one recorded loop, most urgent first.
 pub fn for_loop(summary: &LoopSummary, rec: &Recording) -> Vec<Diagnosis> {
     let span = rec.loop_spans().get(summary.loop_index as usize).copied().unwrap_or_default();
-    diagnose_loop(summary, rec, rec.lived(&span))
+    diagnose_loop(summary, rec, rec.lived(summary.loop_index as usize, &span))
 }
 
 /// Every diagnosis of every loop (`summaries` of `rec`), loop by loop, most urgent first.
@@ -99,7 +99,7 @@ pub fn for_loops(summaries: &[LoopSummary], rec: &Recording) -> Vec<Diagnosis> {
     summaries
         .iter()
         .flat_map(|s| {
-            let lived = spans.get(s.loop_index as usize).map_or(0.0, |span| rec.lived(span));
+            let lived = spans.get(s.loop_index as usize).map_or(0.0, |span| rec.lived(s.loop_index as usize, span));
             diagnose_loop(s, rec, lived)
         })
         .collect()

@@ -196,7 +196,6 @@ mod tests {
     use super::*;
 
     use crate::analysis::metrics::{analyze, Options};
-    use crate::asyncio::eventloop::LoopKind;
     use crate::asyncio::loopstate::LoopState;
     use crate::asyncio::tasks::TaskCounts;
     use crate::capture::recording::{LoopMeta, Recording, Sample, TaskCountSample, ThreadActivity};
@@ -219,8 +218,7 @@ mod tests {
 
     /// 10 s of an idle loop whose pending tasks are `pending(second)`, grouped at 1 s and 9 s.
     fn recording(pending: impl Fn(usize) -> usize, groups: impl Fn(usize) -> Vec<TaskGroup>) -> Recording {
-        let meta =
-            LoopMeta { native_id: Some(1), thread_name: None, loop_class: "L".into(), loop_kind: LoopKind::Selector, selector: None };
+        let meta = LoopMeta::test(1);
         let mut rec = Recording::new(10.0, vec![meta], 100.0);
         let stack = rec.intern_stack(&[]);
         for i in 0..100 {

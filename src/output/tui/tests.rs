@@ -25,6 +25,7 @@ fn recording(idle_s: f64, block_s: f64, ends_idle: bool) -> Recording {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: Some("EpollSelector".into()),
+        found: None,
     };
     let mut rec = Recording::new(100.0, vec![meta], 1000.0);
     let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
@@ -341,6 +342,7 @@ fn several_loops_the_worst_is_shown_and_named() {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: None,
+        found: None,
     };
     let mut rec = Recording::new(100.0, (0..3).map(meta).collect(), 1000.0);
     let idle = rec.intern_stack(&[frame("EpollSelector.select", "/usr/lib/python3.12/selectors.py", 468)]);
@@ -388,6 +390,7 @@ fn fleet_recording() -> Recording {
         loop_class: "_UnixSelectorEventLoop".into(),
         loop_kind: LoopKind::Selector,
         selector: Some("EpollSelector".into()),
+        found: None,
     };
     let mut rec = Recording::new(100.0, vec![meta(101), meta(102), meta(103)], 1000.0);
     let process = |pid: i32, end: Option<ProcessEnd>| ProcessMeta {
