@@ -61,6 +61,7 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
     let (mut sampled, mut plain) = (StackReader::new(), StackReader::new());
     let (mut refs, mut stack) = (Vec::new(), Vec::new());
     let mut depths = std::collections::BTreeSet::new();
+    let mut torn = Vec::new();
     let plumbing = |file: &str| loopspy::python::frames::SHIM_FILES.contains(&file);
     for round in 0..150u64 {
         {
@@ -68,8 +69,21 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
             let theirs = target.spy.as_mut().expect("py-spy attached").get_stack_traces().unwrap_or_default();
             for t in &threads {
                 let r = &target.reader;
-                sampled.sample_stack(r, t.tstate, &mut refs, &mut stack).expect("sampled walk");
-                let mut walked = loopspy::python::frames::walk(r, t.tstate).expect("plain walk");
+                // Stopped between two stores of a frame push or pop, the chain may be caught
+                // half-linked (the sampler counts such a look as failed): both walks, reading
+                // the same still memory, must then say so.
+                let mut walked =
+                    match (sampled.sample_stack(r, t.tstate, &mut refs, &mut stack), loopspy::python::frames::walk(r, t.tstate)) {
+                        (Ok(()), Ok(walked)) => walked,
+                        (Err(a), Err(b)) => {
+                            torn.push(format!("round {round}: {a:?} / {b:?}"));
+                            continue;
+                        }
+                        (a, b) => panic!(
+                            "Python {version} [{flavor}] round {round}: the walks disagree: sampled {a:?}, plain {:?}",
+                            b.map(|w| w.len())
+                        ),
+                    };
                 walked.retain(|f| !plumbing(&plain.frame(r, f).unwrap().file));
                 let expected: Vec<_> = walked.iter().map(|f| plain.frame(r, f).unwrap()).collect();
                 assert_eq!(refs, walked, "Python {version} [{flavor}] round {round}: frames");
@@ -87,6 +101,10 @@ fn sampled_walk_follows_a_changing_stack(version: &str, flavor: &str) {
         std::thread::sleep(std::time::Duration::from_micros(round * 7919 % 3000));
     }
     assert!(depths.len() >= 3, "Python {version} [{flavor}]: the stack did not change: depths {depths:?}");
+    assert!(torn.len() <= 5, "Python {version} [{flavor}]: {} of 150 rounds caught a half-linked chain: {torn:#?}", torn.len());
+    if !torn.is_empty() {
+        log(&format!("stacks/sampled_walk: Python {version} [{flavor}]: both walks failed alike in {torn:?}"));
+    }
     record(test, version, flavor, "pass");
 }
 
