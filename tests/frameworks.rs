@@ -112,6 +112,12 @@ fn service(version: &str, framework: &str, flavor: &str) {
     let quiet = |t: f64| !slow.iter().any(|s| t >= num(&s["end"]) - num(&s["took"]) - 0.02 && t <= num(&s["end"]) + 0.02);
     let jitter = beats.iter().filter(|b| quiet(num(&b["ran"]))).map(|b| num(&b["ran"]) - num(&b["due"])).fold(0.0, f64::max);
     let tol_ms = (2.0 / RATE + jitter) * 1e3;
+    // A logged callback's start is its log record's time less what it took: late by the
+    // time asyncio spent formatting the handle's repr before logging it, more on a loaded
+    // machine (measured: 5 ms and more beside a CPU hog). A request's own callback may thus
+    // seem to start a little after the request was served: by the target's jitter at most,
+    // and never by as much as the 650 ms from one blocking request to the next.
+    let slack = (tol_ms / 1e3).min(0.25);
     let mut errors = Vec::new();
 
     // Recall: every logged callback clearly over the threshold is exactly one episode.
@@ -143,8 +149,12 @@ fn service(version: &str, framework: &str, flavor: &str) {
                 .push(format!("{task:?}: episode {got:.0} ms (± {stated:.0} stated), logged {:.0} ms (allowed {allowed:.0})", took * 1e3));
         }
         // The endpoint that ran in this callback (aiohttp may run the handler as an eager
-        // task inside its connection task's step: match by time, not by task).
-        let served_here = served.iter().find(|s| num(&s["t"]) >= ls - 0.005 && num(&s["t"]) <= *le);
+        // task inside its connection task's step: match by time, not by task): the last
+        // request served before the callback ended.
+        let served_here = served
+            .iter()
+            .filter(|s| num(&s["t"]) >= ls - slack && num(&s["t"]) <= *le)
+            .max_by(|a, b| num(&a["t"]).total_cmp(&num(&b["t"])));
         let endpoint = served_here.map(|s| s["endpoint"].as_str().unwrap());
         let function = e["function"].as_str().unwrap();
         let file = e["file"].as_str().unwrap();
@@ -182,9 +192,12 @@ fn service(version: &str, framework: &str, flavor: &str) {
     for s in &planned {
         let t = num(&s["t"]);
         let endpoint = s["endpoint"].as_str().unwrap_or("?");
-        match logged.iter().position(|(ls, le, _, _)| t >= ls - 0.005 && t <= *le) {
+        match logged.iter().position(|(ls, le, _, _)| t >= ls - slack && t <= *le) {
             Some(k) if outcome[k] == Some(false) => {} // reported above
             Some(_) => {}
+            // Its callback ran past the recording's end (a loaded machine makes /big's
+            // serialisation take seconds): nothing to demand of the recording.
+            None if slow.iter().any(|c| t >= num(&c["end"]) - num(&c["took"]) - slack && t <= num(&c["end"])) => {}
             None => {
                 let near: Vec<String> = slow
                     .iter()
