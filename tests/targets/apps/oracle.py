@@ -10,8 +10,8 @@
   slow.jsonl      {"end": monotonic, "took": seconds, "what": the handle's repr}
   heartbeat.jsonl {"due": when, "ran": loop.time()} (only late ones, > 2 ms)
   served.jsonl    {"endpoint", "task", "t"}: which task served which blocking endpoint, when
-                  (time.monotonic() as it started: uvloop's loop.time() is the time its
-                  iteration began, earlier by whatever ran before in it)
+                  (time.monotonic() as it started: the clock of slow.jsonl's stamps, to the
+                  nanosecond; uvloop's loop.time() is whole milliseconds of libuv's clock)
   port            the port the app listens on (written by the app)
 """
 
